@@ -1,0 +1,41 @@
+/*
+ * core/mem.c: aligned, zeroed allocation (see mem.h).
+ */
+#include "core/mem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *core_alloc(size_t bytes, const char *what, core_error *err)
+{
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (rounded == 0)
+        rounded = 64;
+    void *p = aligned_alloc(64, rounded);
+    if (!p) {
+        char h[32];
+        core_error_set(err, "out of memory allocating %s (%s)", what,
+                       core_format_bytes((double)bytes, h, sizeof h));
+        return NULL;
+    }
+    memset(p, 0, rounded);
+    return p;
+}
+
+void core_free(void *p)
+{
+    free(p);
+}
+
+const char *core_format_bytes(double bytes, char *buf, size_t len)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024.0 && u < 4) {
+        bytes /= 1024.0;
+        u++;
+    }
+    snprintf(buf, len, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+    return buf;
+}

@@ -1,0 +1,79 @@
+/*
+ * data/data.h: the HDF5 dataset (schema check, shards, hyperslab reads) and
+ * the loader thread that streams a rank's shard in shuffled batches.
+ *
+ * Schema (docs/DATA_FORMAT.md): one HDF5 file holds a sample array whose
+ * first axis is the sample (N, d1, ...), uint8 / integer / float, and a label
+ * array of N integers in [0, classes). Default names "images" and "labels".
+ * uint8 samples are scaled to [0, 1]; other types are converted to float.
+ * Chunked and gzip-compressed datasets are read like any other.
+ *
+ * HDF5 is used only inside data/ and train/checkpoint.c.
+ */
+#ifndef DATA_DATA_H
+#define DATA_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define DATA_MAX_DIMS 4
+
+typedef struct data_dataset data_dataset;
+
+/* Opens read-only and validates the schema: both arrays exist, the sample
+ * array has rank >= 2 and a supported type, labels are (N,) or (N,1)
+ * integers, and the counts agree. num_classes > 0 also checks that every
+ * label is in [0, num_classes) (streamed in blocks; names the index). */
+int data_dataset_open(const char *path, const char *x_name, const char *y_name, int num_classes,
+                      data_dataset **out, core_error *err);
+void data_dataset_close(data_dataset *d);
+
+size_t data_dataset_count(const data_dataset *d);
+/* Floats per sample, and the per-sample dims (without the sample axis). */
+size_t data_dataset_sample_size(const data_dataset *d);
+int data_dataset_sample_dims(const data_dataset *d, int dims[DATA_MAX_DIMS]);
+const char *data_dataset_path(const data_dataset *d);
+
+/* Reads samples [start, start+count) with one hyperslab per array; converts
+ * to float (uint8 / 255) and int32 labels. Errors name file and dataset. */
+int data_dataset_read(data_dataset *d, size_t start, size_t count, float *x, int32_t *y,
+                      core_error *err);
+
+/* Contiguous shard of rank r: the first n % world ranks get one extra sample.
+ * Shards are disjoint and cover [0, n) exactly. */
+void data_shard_range(size_t n, int rank, int world, size_t *start, size_t *count);
+
+typedef struct data_loader data_loader;
+
+typedef struct data_loader_config {
+    size_t shard_start, shard_count; /* samples of this rank */
+    int batch;                       /* local batch size */
+    int shuffle;                     /* per-epoch shuffle of the shard */
+    int drop_last;                   /* 1 for training, 0 for evaluation */
+    uint64_t seed;                   /* shuffle seed (same for all ranks is fine) */
+    int rank;                        /* makes the shuffle stream per rank */
+    size_t mem_cap_bytes;            /* bound on the loader's buffers; 0 = default 256 MiB */
+} data_loader_config;
+
+typedef struct data_batch {
+    const float *x;   /* n x sample_size */
+    const int32_t *y; /* n */
+    int n;
+} data_batch;
+
+int data_loader_create(data_dataset *d, const data_loader_config *cfg, data_loader **out,
+                       core_error *err);
+void data_loader_free(data_loader *l);
+/* Batches per epoch for this rank. */
+size_t data_loader_batches(const data_loader *l);
+/* Starts epoch `epoch` (its shuffle is a function of seed, rank and epoch),
+ * skipping the first skip_batches batches (exact resume). The loader thread
+ * begins prefetching immediately. */
+int data_loader_begin_epoch(data_loader *l, long epoch, long skip_batches, core_error *err);
+/* Returns 1 and fills *b (valid until the next call), 0 at the end of the
+ * epoch, -1 on a read error (message names file, dataset and samples). */
+int data_loader_next(data_loader *l, data_batch *b, core_error *err);
+
+#endif

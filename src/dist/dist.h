@@ -1,0 +1,61 @@
+/*
+ * dist/dist.h: the world of ranks and the collectives the trainer needs.
+ *
+ * MPI (and later NCCL) appear only inside dist/. The trainer sees an opaque
+ * world, a gradient all-reduce with a selectable backend, and a few small
+ * collectives for agreeing on flags, statistics and start-up parameters.
+ *
+ * The ring all-reduce is reduce-scatter then all-gather over MPI
+ * point-to-point, for any length (0 and lengths below the world size too)
+ * and any world size. Its scratch buffer is reserved at start-up
+ * (dist_world_reserve) so that no step allocates.
+ */
+#ifndef DIST_DIST_H
+#define DIST_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef struct dist_world dist_world;
+
+typedef enum dist_allreduce_kind {
+    DIST_ALLREDUCE_RING = 0, /* ringtrain's own ring over MPI point-to-point */
+    DIST_ALLREDUCE_MPI = 1,  /* the MPI library's MPI_Allreduce */
+} dist_allreduce_kind;
+
+/* MPI_Init_thread (funneled or better) + rank/size/local rank. */
+int dist_world_init(int *argc, char ***argv, dist_world **out, core_error *err);
+/* Finalizes MPI and frees the world. */
+void dist_world_finalize(dist_world *w);
+/* Ends every rank of the job at once with this exit code (MPI_Abort). */
+void dist_world_abort(dist_world *w, int code);
+
+int dist_rank(const dist_world *w);
+int dist_size(const dist_world *w);
+int dist_local_rank(const dist_world *w);
+
+/* Ensures scratch for all-reduces of up to n floats; call at start-up. */
+int dist_world_reserve(dist_world *w, size_t n, core_error *err);
+
+int dist_allreduce_kind_parse(const char *name, dist_allreduce_kind *out, core_error *err);
+const char *dist_allreduce_kind_name(dist_allreduce_kind k);
+
+/* In-place float sum over all ranks. */
+int dist_allreduce_sum(dist_world *w, dist_allreduce_kind kind, float *buf, size_t n,
+                       core_error *err);
+/* The ring itself, on an explicit scratch of at least ceil(n/size) floats. */
+int dist_ring_allreduce(dist_world *w, float *buf, size_t n, float *scratch, core_error *err);
+
+/* Small collectives (MPI_Allreduce / MPI_Bcast underneath). */
+int dist_sum_f64(dist_world *w, double *v, int n, core_error *err);
+int dist_max_i32(dist_world *w, int32_t *v, int n, core_error *err);
+int dist_broadcast(dist_world *w, void *buf, size_t bytes, int root, core_error *err);
+int dist_barrier(dist_world *w, core_error *err);
+
+/* Collective agreement on failure: every rank passes whether it failed.
+ * Returns the lowest failed rank, or -1 when all succeeded. */
+int dist_first_failed(dist_world *w, int failed);
+
+#endif

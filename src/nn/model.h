@@ -1,0 +1,92 @@
+/*
+ * nn/model.h: a model is a list of layers built from a text spec, with every
+ * parameter in ONE contiguous buffer and every gradient in a second buffer of
+ * the same layout.
+ *
+ * Layout: tensors are placed in the order backward completes them, i.e. the
+ * last layer's tensors first. Backward therefore fills the gradient buffer
+ * front to back, and an all-reduce bucket is a plain slice [a, b) of it that
+ * is complete as soon as nn_model_backward reports `done >= b` through its
+ * callback.
+ *
+ * Spec format: one layer per line, '#' starts a comment (see docs/MODEL_SPEC.md):
+ *   input C H W          conv F K [stride S] [same|valid] [relu|tanh|sigmoid]
+ *   maxpool K [stride S] avgpool K [stride S]     flatten
+ *   dense N [relu|tanh|sigmoid]                   relu | tanh | sigmoid
+ *   loss softmax_cross_entropy
+ *
+ * Loss convention: forward returns the SUM of per-sample losses over the local
+ * batch, and backward writes d(sum)/d(theta). The trainer sums over ranks and
+ * divides by the global batch, so the result is the same for any world size.
+ */
+#ifndef NN_MODEL_H
+#define NN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define NN_MAX_DIMS 4
+#define NN_NAME_MAX 64
+
+typedef struct nn_model nn_model;
+
+/* One named parameter tensor inside the flat buffer, e.g. "conv1.weight"
+ * with dims (32, 1, 3, 3) - PyTorch's layout and naming. */
+typedef struct nn_tensor {
+    char name[NN_NAME_MAX];
+    int ndim;
+    int dims[NN_MAX_DIMS];
+    size_t offset; /* in floats, into params / grads */
+    size_t count;
+} nn_tensor;
+
+typedef struct nn_stats {
+    double loss_sum; /* sum of per-sample losses */
+    long correct;    /* top-1 hits */
+    long count;      /* samples */
+} nn_stats;
+
+/* Called during backward with the number of leading gradient floats that are
+ * final; monotonically increasing, last call has done == param_count. */
+typedef void (*nn_grad_ready_fn)(void *ctx, size_t done);
+
+/* Parses and builds; `source` names the spec in messages ("models/x.spec").
+ * Every parse error names source:line. Allocates activations for max_batch. */
+int nn_model_create(const char *spec_text, const char *source, int max_batch, nn_model **out,
+                    core_error *err);
+void nn_model_free(nn_model *m);
+
+/* Initializes every parameter from the seed: He for layers followed by relu,
+ * Glorot otherwise; biases zero. Same seed -> same parameters on every rank. */
+void nn_model_init_params(nn_model *m, uint64_t seed);
+
+size_t nn_model_param_count(const nn_model *m);
+float *nn_model_params(nn_model *m);
+float *nn_model_grads(nn_model *m);
+int nn_model_tensor_count(const nn_model *m);
+const nn_tensor *nn_model_tensor(const nn_model *m, int i);
+
+/* Per-sample input size (floats), its dims (C,H,W) and the number of classes. */
+size_t nn_model_input_size(const nn_model *m);
+int nn_model_input_dims(const nn_model *m, int dims[NN_MAX_DIMS]);
+int nn_model_num_classes(const nn_model *m);
+const char *nn_model_spec_text(const nn_model *m);
+/* One-line description per layer for logs ("conv1  conv 32x3x3 same relu  (1,28,28)->(32,28,28)  320 params"). */
+void nn_model_describe(const nn_model *m, void (*line)(const char *text));
+
+/* Forward over `batch` samples (batch <= max_batch). labels may be NULL for
+ * inference. `training` enables dropout and keeps what backward needs.
+ * Adds to *stats (loss_sum, correct, count) when labels are given. */
+void nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int batch, int training,
+                      nn_stats *stats);
+/* Class probabilities of the last forward: batch x num_classes, row-major. */
+const float *nn_model_probs(const nn_model *m);
+
+/* Backward of the last forward. accumulate=0 overwrites the gradients,
+ * accumulate=1 adds to them (gradient accumulation over micro-batches).
+ * on_ready may be NULL. */
+void nn_model_backward(nn_model *m, int accumulate, nn_grad_ready_fn on_ready, void *ctx);
+
+#endif

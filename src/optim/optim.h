@@ -1,0 +1,51 @@
+/*
+ * optim/optim.h: optimizers acting on the flat parameter buffer.
+ *
+ * The trainer passes the averaged gradient (already divided by the global
+ * batch). Every rank holds the same state and takes the same step, so the
+ * parameters stay identical without being exchanged.
+ *
+ * Defaults (documented in README): SGD lr 0.01 momentum 0.9;
+ * Adam lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8 (PyTorch's defaults).
+ */
+#ifndef OPTIM_OPTIM_H
+#define OPTIM_OPTIM_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+
+typedef enum optim_kind { OPTIM_SGD = 0, OPTIM_ADAM = 1 } optim_kind;
+
+typedef struct optim_config {
+    optim_kind kind;
+    float lr;
+    float momentum; /* SGD */
+    int nesterov;   /* SGD */
+    float beta1, beta2, eps; /* Adam */
+    float weight_decay;      /* L2 added to the gradient (coupled) */
+} optim_config;
+
+typedef struct optim {
+    optim_config cfg;
+    size_t n;
+    long step;  /* steps taken so far */
+    float *m;   /* SGD momentum buffer / Adam first moment */
+    float *v;   /* Adam second moment (NULL for SGD) */
+} optim;
+
+/* Fills defaults for the kind. */
+optim_config optim_config_default(optim_kind kind);
+/* Parses "sgd" / "adam"; returns -1 with a message for anything else. */
+int optim_kind_parse(const char *name, optim_kind *out, core_error *err);
+const char *optim_kind_name(optim_kind kind);
+
+int optim_create(optim *o, const optim_config *cfg, size_t n, core_error *err);
+void optim_destroy(optim *o);
+/* One step: params -= update(grads). lr is the rate for this step (schedules). */
+void optim_step(optim *o, float *params, const float *grads, float lr);
+
+/* Number of state buffers the checkpoint must save (1 for SGD, 2 for Adam). */
+int optim_state_count(const optim *o);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * train/checkpoint.h: rank 0's checkpoints, one HDF5 file each.
+ *
+ * Layout (docs/CHECKPOINT_FORMAT.md), readable with h5py:
+ *   /params/<tensor name>      e.g. /params/conv1.weight (32,1,3,3) float32
+ *   /optim/m/<tensor name>     first moment / momentum, same shapes
+ *   /optim/v/<tensor name>     Adam only
+ *   attributes on "/": format_version, step, epoch, batch_in_epoch, seed,
+ *     optimizer, optim_step, lr, model_spec (text), config (text),
+ *     rng_seed, rng_stream, rng_counter
+ * A checkpoint is written to "<name>.tmp", flushed, fsync'd and renamed to
+ * "<dir>/ckpt-<step, 9 digits>.h5"; then "<dir>/latest" (a one-line text
+ * file naming it) is replaced the same way. A crash at any moment leaves the
+ * previous checkpoint and pointer intact.
+ */
+#ifndef TRAIN_CHECKPOINT_H
+#define TRAIN_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "nn/model.h"
+#include "optim/optim.h"
+
+#define TRAIN_CHECKPOINT_VERSION 1
+
+typedef struct train_progress {
+    long step;           /* optimizer steps completed */
+    long epoch;          /* epoch in progress (0-based) */
+    long batch_in_epoch; /* batches of that epoch already consumed */
+    uint64_t seed;       /* run seed */
+    core_rng rng;        /* trainer's RNG (dropout etc.) */
+} train_progress;
+
+/* Writes atomically; *path_out (if not NULL) receives the final path. */
+int train_checkpoint_write(const char *dir, nn_model *m, const optim *o, const train_progress *p,
+                           const char *config_text, char *path_out, size_t path_len,
+                           core_error *err);
+/* Resolves "dir" (through its latest pointer, or the newest complete
+ * ckpt-*.h5) or a direct file path to a checkpoint file. */
+int train_checkpoint_resolve(const char *dir_or_file, char *path, size_t len, core_error *err);
+/* Loads into an already built model (whose spec must match the one stored)
+ * and optimizer (o may be NULL to load parameters only). */
+int train_checkpoint_read(const char *path, nn_model *m, optim *o, train_progress *p,
+                          core_error *err);
+
+#endif

@@ -1,0 +1,21 @@
+/*
+ * tests/support/test_support.h: helpers shared by the cmocka tests.
+ */
+#ifndef TEST_SUPPORT_H
+#define TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* A fresh empty directory under $RT_TEST_TMP (or /tmp) for this test; the
+ * returned pointer is static storage valid until the next call. */
+const char *test_tmpdir(const char *tag);
+/* Fills x[0..n) with uniform values in [lo, hi) from a fixed seed. */
+void test_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
+/* Max |a-b| / max(1, |a|, |b|) over n elements. */
+double test_max_rel_diff(const float *a, const float *b, size_t n);
+
+#endif
