@@ -29,7 +29,15 @@ int core_error_prefix(core_error *err, const char *fmt, ...)
     vsnprintf(ctx, sizeof ctx, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", ctx, old);
+    size_t n = strnlen(ctx, sizeof ctx - 1);
+    if (n > sizeof err->msg - 3)
+        n = sizeof err->msg - 3;
+    memcpy(err->msg, ctx, n);
+    memcpy(err->msg + n, ": ", 2);
+    size_t rest = sizeof err->msg - n - 3;
+    size_t oldlen = strnlen(old, rest);
+    memcpy(err->msg + n + 2, old, oldlen);
+    err->msg[n + 2 + oldlen] = '\0';
     return -1;
 }
 
