@@ -45,5 +45,10 @@ int train_checkpoint_resolve(const char *dir_or_file, char *path, size_t len, co
  * and optimizer (o may be NULL to load parameters only). */
 int train_checkpoint_read(const char *path, nn_model *m, optim *o, train_progress *p,
                           core_error *err);
+/* Reads the model spec and the training configuration stored in a checkpoint
+ * (either pointer may be NULL), e.g. to rebuild the model for evaluation.
+ * The strings are allocated with core_alloc; release them with core_free. */
+int train_checkpoint_read_text(const char *path, char **model_spec, char **config_text,
+                               core_error *err);
 
 #endif

@@ -1,0 +1,884 @@
+/*
+ * train/checkpoint.c: rank 0's checkpoints (see checkpoint.h and
+ * docs/CHECKPOINT_FORMAT.md).
+ *
+ * Writing is crash-safe by construction: the HDF5 file is built under a
+ * ".tmp" name, flushed, closed and fsync'd, and only then renamed to its final
+ * name (rename(2) is atomic), after which the directory is fsync'd so the
+ * rename itself is durable. The "latest" pointer is replaced the same way.
+ * A reader therefore never sees a half-written file under a final name.
+ *
+ * Reading validates the whole file (format version, tensor names, shapes and
+ * dtypes, optimizer kind) into temporary buffers before touching the model or
+ * the optimizer, so a bad checkpoint leaves the run exactly as it was.
+ *
+ * HDF5's own error printing is switched off while we work (and restored
+ * afterwards); the innermost HDF5 message is folded into our one-line error.
+ */
+#include "train/checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "core/log.h"
+#include "core/mem.h"
+
+#define CKPT_PATH_MAX 4096
+#define CKPT_LATEST   "latest"
+
+/* ---------------------------------------------------------------- HDF5 glue */
+
+typedef struct h5_quiet {
+    H5E_auto2_t func;
+    void *data;
+} h5_quiet;
+
+static h5_quiet h5_quiet_begin(void)
+{
+    h5_quiet q = {NULL, NULL};
+    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    return q;
+}
+
+static void h5_quiet_end(h5_quiet q)
+{
+    H5Eset_auto2(H5E_DEFAULT, q.func, q.data);
+}
+
+typedef struct h5_detail_buf {
+    char text[256];
+} h5_detail_buf;
+
+static herr_t h5_detail_walk(unsigned n, const H5E_error2_t *e, void *data)
+{
+    h5_detail_buf *b = data;
+    if (n == 0 && e->desc)
+        snprintf(b->text, sizeof b->text, "%s", e->desc);
+    return 0;
+}
+
+/* The innermost message of HDF5's current error stack ("truncated file:
+ * eof = ..."), i.e. the place where the problem was detected. */
+static const char *h5_detail(h5_detail_buf *b)
+{
+    b->text[0] = '\0';
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_detail_walk, b);
+    if (!b->text[0])
+        snprintf(b->text, sizeof b->text, "no detail from HDF5");
+    return b->text;
+}
+
+static void h5_close(hid_t *id, herr_t (*fn)(hid_t))
+{
+    if (*id >= 0)
+        fn(*id);
+    *id = -1;
+}
+
+/* A file access list whose close really closes the file, even if an object
+ * were left open, so the fsync that follows sees every byte. */
+static hid_t h5_fapl(void)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0)
+        H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+    return fapl;
+}
+
+static const char *shape_str(char *buf, size_t len, int ndim, const hsize_t *dims)
+{
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, len - k, "(");
+    for (int i = 0; i < ndim && k < len; i++)
+        k += (size_t)snprintf(buf + k, len - k, i ? ",%llu" : "%llu", (unsigned long long)dims[i]);
+    if (k < len)
+        snprintf(buf + k, len - k, ")");
+    return buf;
+}
+
+/* ------------------------------------------------------------ file system */
+
+static int join_path(char *out, size_t len, const char *dir, const char *name, core_error *err)
+{
+    int n = snprintf(out, len, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= len)
+        return core_error_set(err, "%s/%s: path too long", dir, name);
+    return 0;
+}
+
+/* mkdir -p: creates every missing component of dir. */
+static int make_dirs(const char *dir, core_error *err)
+{
+    char buf[CKPT_PATH_MAX];
+    size_t n = strlen(dir);
+    if (n == 0)
+        return core_error_set(err, "checkpoint directory is an empty string");
+    if (n >= sizeof buf)
+        return core_error_set(err, "%s: path too long", dir);
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return core_error_set(err, "cannot create checkpoint directory '%s': %s (at '%s')", dir,
+                                  strerror(errno), buf);
+        buf[i] = saved;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return core_error_set(err, "cannot create checkpoint directory '%s': %s", dir,
+                              strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return core_error_set(err, "checkpoint directory '%s' exists and is not a directory", dir);
+    return 0;
+}
+
+static int fsync_path(const char *path, int is_dir, core_error *err)
+{
+    int fd = open(path, is_dir ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+    if (fd < 0)
+        return core_error_set(err, "%s: cannot open to sync: %s", path, strerror(errno));
+    /* Some file systems cannot sync a directory; the rename is then as
+     * durable as they make it, which is all we can ask for. */
+    if (fsync(fd) != 0 && !(is_dir && errno == EINVAL)) {
+        int e = errno;
+        close(fd);
+        return core_error_set(err, "%s: fsync failed: %s", path, strerror(e));
+    }
+    close(fd);
+    return 0;
+}
+
+static int write_all(int fd, const char *buf, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, buf, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        buf += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Replaces <dir>/latest with a file holding `name` (a basename) and a newline. */
+static int write_pointer(const char *dir, const char *name, core_error *err)
+{
+    char tmp[CKPT_PATH_MAX], final[CKPT_PATH_MAX], line[CKPT_PATH_MAX];
+    if (join_path(tmp, sizeof tmp, dir, CKPT_LATEST ".tmp", err) != 0 ||
+        join_path(final, sizeof final, dir, CKPT_LATEST, err) != 0)
+        return -1;
+    int len = snprintf(line, sizeof line, "%s\n", name);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return core_error_set(err, "%s: cannot create: %s", tmp, strerror(errno));
+    if (write_all(fd, line, (size_t)len) != 0 || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return core_error_set(err, "%s: cannot write: %s", tmp, strerror(e));
+    }
+    if (close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return core_error_set(err, "%s: cannot write: %s", tmp, strerror(e));
+    }
+    if (rename(tmp, final) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return core_error_set(err, "cannot rename %s to %s: %s", tmp, final, strerror(e));
+    }
+    return fsync_path(dir, 1, err);
+}
+
+/* ----------------------------------------------------------------- writing */
+
+static int attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *val,
+                      core_error *err)
+{
+    h5_detail_buf d;
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = sp < 0 ? -1 : H5Acreate2(obj, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t st = a < 0 ? -1 : H5Awrite(a, mem_type, val);
+    if (st < 0)
+        core_error_set(err, "cannot write attribute '%s' (%s)", name, h5_detail(&d));
+    h5_close(&a, H5Aclose);
+    h5_close(&sp, H5Sclose);
+    return st < 0 ? -1 : 0;
+}
+
+static int attr_write_i64(hid_t obj, const char *name, int64_t v, core_error *err)
+{
+    return attr_write(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, err);
+}
+
+static int attr_write_u64(hid_t obj, const char *name, uint64_t v, core_error *err)
+{
+    return attr_write(obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v, err);
+}
+
+static int attr_write_f64(hid_t obj, const char *name, double v, core_error *err)
+{
+    return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, err);
+}
+
+/* Variable-length UTF-8, which h5py returns as a Python str. */
+static int attr_write_str(hid_t obj, const char *name, const char *text, core_error *err)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        h5_close(&t, H5Tclose);
+        return core_error_set(err, "cannot make a string type for attribute '%s'", name);
+    }
+    const char *s = text ? text : "";
+    int rc = attr_write(obj, name, t, t, &s, err);
+    h5_close(&t, H5Tclose);
+    return rc;
+}
+
+static int write_tensor(hid_t group, const char *gname, const nn_tensor *t, const float *base,
+                        core_error *err)
+{
+    h5_detail_buf d;
+    hsize_t dims[NN_MAX_DIMS];
+    for (int i = 0; i < t->ndim; i++)
+        dims[i] = (hsize_t)t->dims[i];
+    hid_t sp = t->ndim > 0 ? H5Screate_simple(t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+    hid_t ds = sp < 0 ? -1
+                      : H5Dcreate2(group, t->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                                   H5P_DEFAULT);
+    herr_t st =
+        ds < 0 ? -1
+               : H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, base + t->offset);
+    if (st < 0)
+        core_error_set(err, "cannot write dataset %s/%s (%s)", gname, t->name, h5_detail(&d));
+    h5_close(&ds, H5Dclose);
+    h5_close(&sp, H5Sclose);
+    return st < 0 ? -1 : 0;
+}
+
+/* One group holding every model tensor, taken from `base` (params or a moment). */
+static int write_group(hid_t file, const char *gname, const nn_model *m, const float *base,
+                       core_error *err)
+{
+    h5_detail_buf d;
+    hid_t g = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        return core_error_set(err, "cannot create group %s (%s)", gname, h5_detail(&d));
+    int rc = 0;
+    for (int i = 0; i < nn_model_tensor_count(m) && rc == 0; i++)
+        rc = write_tensor(g, gname, nn_model_tensor(m, i), base, err);
+    h5_close(&g, H5Gclose);
+    return rc;
+}
+
+static int write_optim(hid_t file, const nn_model *m, const optim *o, core_error *err)
+{
+    h5_detail_buf d;
+    hid_t g = H5Gcreate2(file, "/optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        return core_error_set(err, "cannot create group /optim (%s)", h5_detail(&d));
+    /* The hyperparameters travel for the record; resuming keeps the run's own. */
+    const optim_config *c = &o->cfg;
+    int rc = attr_write_f64(g, "momentum", c->momentum, err) ||
+             attr_write_i64(g, "nesterov", c->nesterov, err) ||
+             attr_write_f64(g, "beta1", c->beta1, err) ||
+             attr_write_f64(g, "beta2", c->beta2, err) || attr_write_f64(g, "eps", c->eps, err) ||
+             attr_write_f64(g, "weight_decay", c->weight_decay, err);
+    h5_close(&g, H5Gclose);
+    if (rc)
+        return -1;
+    if (write_group(file, "/optim/m", m, o->m, err) != 0)
+        return -1;
+    if (optim_state_count(o) > 1 && write_group(file, "/optim/v", m, o->v, err) != 0)
+        return -1;
+    return 0;
+}
+
+static int write_root_attrs(hid_t f, const nn_model *m, const optim *o, const train_progress *p,
+                            const char *config_text, core_error *err)
+{
+    if (attr_write_i64(f, "format_version", TRAIN_CHECKPOINT_VERSION, err) ||
+        attr_write_i64(f, "step", p->step, err) || attr_write_i64(f, "epoch", p->epoch, err) ||
+        attr_write_i64(f, "batch_in_epoch", p->batch_in_epoch, err) ||
+        attr_write_u64(f, "seed", p->seed, err) ||
+        attr_write_str(f, "optimizer", o ? optim_kind_name(o->cfg.kind) : "none", err) ||
+        attr_write_i64(f, "optim_step", o ? o->step : 0, err) ||
+        attr_write_f64(f, "lr", o ? o->cfg.lr : 0.0, err) ||
+        attr_write_str(f, "model_spec", nn_model_spec_text(m), err) ||
+        attr_write_str(f, "config", config_text, err) ||
+        attr_write_u64(f, "rng_seed", p->rng.seed, err) ||
+        attr_write_u64(f, "rng_stream", p->rng.stream, err) ||
+        attr_write_u64(f, "rng_counter", p->rng.counter, err))
+        return -1;
+    return 0;
+}
+
+static int write_h5(const char *tmp, nn_model *m, const optim *o, const train_progress *p,
+                    const char *config_text, core_error *err)
+{
+    h5_detail_buf d;
+    hid_t fapl = h5_fapl();
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    h5_close(&fapl, H5Pclose);
+    if (f < 0)
+        return core_error_set(err, "cannot create HDF5 file (%s)", h5_detail(&d));
+    int rc = write_root_attrs(f, m, o, p, config_text, err) ||
+             write_group(f, "/params", m, nn_model_params(m), err) ||
+             (o && write_optim(f, m, o, err));
+    if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
+        rc = core_error_set(err, "cannot flush (%s); is the disk full?", h5_detail(&d));
+    if (H5Fclose(f) < 0 && rc == 0)
+        rc = core_error_set(err, "cannot close (%s); is the disk full?", h5_detail(&d));
+    return rc ? -1 : 0;
+}
+
+int train_checkpoint_write(const char *dir, nn_model *m, const optim *o, const train_progress *p,
+                           const char *config_text, char *path_out, size_t path_len,
+                           core_error *err)
+{
+    const train_progress zero = {0};
+    if (!p)
+        p = &zero;
+    if (o && o->n != nn_model_param_count(m))
+        return core_error_set(err,
+                              "checkpoint: optimizer holds %zu values but the model has %zu "
+                              "parameters",
+                              o->n, nn_model_param_count(m));
+    if (make_dirs(dir, err) != 0)
+        return -1;
+    char name[64], final[CKPT_PATH_MAX], tmp[CKPT_PATH_MAX];
+    snprintf(name, sizeof name, "ckpt-%09ld.h5", p->step);
+    if (join_path(final, sizeof final, dir, name, err) != 0)
+        return -1;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", final) >= (int)sizeof tmp)
+        return core_error_set(err, "%s.tmp: path too long", final);
+
+    /* Plain open(2) first: it says why in errno terms (read-only, no space,
+     * permission), which HDF5's message does not. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return core_error_set(err, "%s: cannot create checkpoint: %s", tmp, strerror(errno));
+    close(fd);
+
+    h5_quiet q = h5_quiet_begin();
+    int rc = write_h5(tmp, m, o, p, config_text, err);
+    h5_quiet_end(q);
+    if (rc != 0) {
+        unlink(tmp);
+        return core_error_prefix(err, "%s", tmp);
+    }
+    if (fsync_path(tmp, 0, err) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    if (rename(tmp, final) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return core_error_set(err, "cannot rename %s to %s: %s", tmp, final, strerror(e));
+    }
+    if (fsync_path(dir, 1, err) != 0 || write_pointer(dir, name, err) != 0)
+        return -1;
+    if (path_out && path_len > 0)
+        snprintf(path_out, path_len, "%s", final);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- reading */
+
+static int attr_open(hid_t obj, const char *name, H5T_class_t cls, hid_t *out, core_error *err)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return core_error_set(err, "attribute '%s' is missing", name);
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a < 0 ? -1 : H5Aget_type(a);
+    hid_t s = a < 0 ? -1 : H5Aget_space(a);
+    int ok = t >= 0 && s >= 0 && H5Tget_class(t) == cls && H5Sget_simple_extent_npoints(s) == 1;
+    h5_close(&t, H5Tclose);
+    h5_close(&s, H5Sclose);
+    if (!ok) {
+        h5_close(&a, H5Aclose);
+        return core_error_set(err, "attribute '%s' has the wrong type or shape", name);
+    }
+    *out = a;
+    return 0;
+}
+
+static int attr_read_num(hid_t obj, const char *name, H5T_class_t cls, hid_t mem_type, void *out,
+                         core_error *err)
+{
+    hid_t a = -1;
+    if (attr_open(obj, name, cls, &a, err) != 0)
+        return -1;
+    herr_t st = H5Aread(a, mem_type, out);
+    h5_close(&a, H5Aclose);
+    if (st < 0)
+        return core_error_set(err, "cannot read attribute '%s'", name);
+    return 0;
+}
+
+static int attr_read_i64(hid_t obj, const char *name, int64_t *out, core_error *err)
+{
+    return attr_read_num(obj, name, H5T_INTEGER, H5T_NATIVE_INT64, out, err);
+}
+
+static int attr_read_u64(hid_t obj, const char *name, uint64_t *out, core_error *err)
+{
+    return attr_read_num(obj, name, H5T_INTEGER, H5T_NATIVE_UINT64, out, err);
+}
+
+/* Reads a string attribute (variable or fixed length) into a core_alloc'd
+ * NUL-terminated copy. */
+static int attr_read_str(hid_t obj, const char *name, char **out, core_error *err)
+{
+    *out = NULL;
+    hid_t a = -1;
+    if (attr_open(obj, name, H5T_STRING, &a, err) != 0)
+        return -1;
+    hid_t ft = H5Aget_type(a);
+    hid_t mt = H5Tcopy(ft);
+    int rc = -1;
+    if (H5Tis_variable_str(ft) > 0) {
+        char *s = NULL;
+        if (H5Aread(a, mt, &s) >= 0 && s) {
+            size_t n = strlen(s);
+            *out = core_alloc(n + 1, "checkpoint text attribute", err);
+            if (*out) {
+                memcpy(*out, s, n + 1);
+                rc = 0;
+            }
+            H5free_memory(s);
+        }
+    } else {
+        size_t n = H5Tget_size(ft);
+        *out = core_alloc(n + 1, "checkpoint text attribute", err);
+        if (*out && H5Aread(a, mt, *out) >= 0) {
+            (*out)[n] = '\0';
+            rc = 0;
+        } else if (*out) {
+            core_free(*out);
+            *out = NULL;
+        }
+    }
+    h5_close(&mt, H5Tclose);
+    h5_close(&ft, H5Tclose);
+    h5_close(&a, H5Aclose);
+    if (rc != 0 && !*out)
+        core_error_set(err, "cannot read attribute '%s'", name);
+    return rc;
+}
+
+/* Opens gname/<tensor> and checks it is float32 with the tensor's dims. A
+ * shape mismatch under /params means a different model. */
+static int open_tensor(hid_t g, const char *gname, const nn_tensor *t, hid_t *out, core_error *err)
+{
+    char want[96], have[96];
+    hsize_t wdims[NN_MAX_DIMS], hdims[H5S_MAX_RANK];
+    for (int i = 0; i < t->ndim; i++)
+        wdims[i] = (hsize_t)t->dims[i];
+    int is_params = strcmp(gname, "/params") == 0;
+    if (H5Lexists(g, t->name, H5P_DEFAULT) <= 0) {
+        if (is_params)
+            return core_error_set(err,
+                                  "model tensor '%s' %s is not in the checkpoint; it was written "
+                                  "for a different model spec",
+                                  t->name, shape_str(want, sizeof want, t->ndim, wdims));
+        return core_error_set(err, "optimizer state %s/%s is missing", gname, t->name);
+    }
+    hid_t ds = H5Dopen2(g, t->name, H5P_DEFAULT);
+    if (ds < 0)
+        return core_error_set(err, "%s/%s is not a dataset", gname, t->name);
+    hid_t ty = H5Dget_type(ds), sp = H5Dget_space(ds);
+    int ndim = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+    if (ndim >= 0 && ndim <= H5S_MAX_RANK)
+        H5Sget_simple_extent_dims(sp, hdims, NULL);
+    int is_f32 = ty >= 0 && H5Tget_class(ty) == H5T_FLOAT && H5Tget_size(ty) == 4;
+    int same = ndim == t->ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = hdims[i] == wdims[i];
+    h5_close(&ty, H5Tclose);
+    h5_close(&sp, H5Sclose);
+    if (same && is_f32) {
+        *out = ds;
+        return 0;
+    }
+    h5_close(&ds, H5Dclose);
+    if (ndim < 0 || ndim > H5S_MAX_RANK)
+        return core_error_set(err, "%s/%s has an unreadable shape", gname, t->name);
+    shape_str(have, sizeof have, ndim, hdims);
+    shape_str(want, sizeof want, t->ndim, wdims);
+    if (!same && is_params)
+        return core_error_set(err,
+                              "tensor '%s' has shape %s in the checkpoint but %s in the model; "
+                              "it was written for a different model spec",
+                              t->name, have, want);
+    if (!same)
+        return core_error_set(err, "%s/%s has shape %s, expected %s", gname, t->name, have, want);
+    return core_error_set(err, "%s/%s is not float32", gname, t->name);
+}
+
+/* Reads every model tensor of group gname into dst (laid out like params),
+ * after checking names, shapes and dtypes, and that the group holds nothing
+ * the model does not have. */
+static int read_group(hid_t f, const char *gname, const nn_model *m, float *dst, core_error *err)
+{
+    if (H5Lexists(f, gname, H5P_DEFAULT) <= 0)
+        return core_error_set(err, "group %s is missing", gname);
+    hid_t g = H5Gopen2(f, gname, H5P_DEFAULT);
+    if (g < 0)
+        return core_error_set(err, "%s is not a group", gname);
+    int count = nn_model_tensor_count(m);
+    int rc = 0;
+    for (int i = 0; i < count && rc == 0; i++) {
+        const nn_tensor *t = nn_model_tensor(m, i);
+        hid_t ds = -1;
+        rc = open_tensor(g, gname, t, &ds, err);
+        if (rc != 0)
+            break;
+        if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst + t->offset) < 0) {
+            h5_detail_buf d;
+            rc = core_error_set(err, "cannot read %s/%s (%s)", gname, t->name, h5_detail(&d));
+        }
+        h5_close(&ds, H5Dclose);
+    }
+    H5G_info_t info;
+    if (rc == 0 && H5Gget_info(g, &info) >= 0 && info.nlinks != (hsize_t)count) {
+        char extra[256] = "?";
+        for (hsize_t k = 0; k < info.nlinks; k++) {
+            char nm[NN_NAME_MAX + 1];
+            if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, k, nm, sizeof nm,
+                                   H5P_DEFAULT) < 0)
+                continue;
+            int known = 0;
+            for (int i = 0; i < count && !known; i++)
+                known = strcmp(nn_model_tensor(m, i)->name, nm) == 0;
+            if (!known) {
+                snprintf(extra, sizeof extra, "%s", nm);
+                break;
+            }
+        }
+        rc = core_error_set(err,
+                            "%s holds %llu tensors, the model %d (first extra: '%s'); it was "
+                            "written for a different model spec",
+                            gname, (unsigned long long)info.nlinks, count, extra);
+    }
+    h5_close(&g, H5Gclose);
+    return rc;
+}
+
+static int check_optimizer_kind(hid_t f, const optim *o, core_error *err)
+{
+    char *kind = NULL;
+    if (attr_read_str(f, "optimizer", &kind, err) != 0)
+        return -1;
+    const char *want = optim_kind_name(o->cfg.kind);
+    int rc = 0;
+    if (strcmp(kind, "none") == 0)
+        rc = core_error_set(err, "holds no optimizer state; this run uses %s", want);
+    else if (strcmp(kind, want) != 0)
+        rc = core_error_set(err,
+                            "optimizer state is for %s, this run uses %s; resume with the same "
+                            "optimizer",
+                            kind, want);
+    core_free(kind);
+    return rc;
+}
+
+static int read_progress(hid_t f, train_progress *p, int64_t *optim_step, core_error *err)
+{
+    int64_t step, epoch, bie;
+    if (attr_read_i64(f, "step", &step, err) || attr_read_i64(f, "epoch", &epoch, err) ||
+        attr_read_i64(f, "batch_in_epoch", &bie, err) || attr_read_u64(f, "seed", &p->seed, err) ||
+        attr_read_u64(f, "rng_seed", &p->rng.seed, err) ||
+        attr_read_u64(f, "rng_stream", &p->rng.stream, err) ||
+        attr_read_u64(f, "rng_counter", &p->rng.counter, err) ||
+        attr_read_i64(f, "optim_step", optim_step, err))
+        return -1;
+    p->step = (long)step;
+    p->epoch = (long)epoch;
+    p->batch_in_epoch = (long)bie;
+    return 0;
+}
+
+static int check_version(hid_t f, core_error *err)
+{
+    int64_t version;
+    if (H5Aexists(f, "format_version") <= 0)
+        return core_error_set(err, "not a ringtrain checkpoint (no format_version attribute)");
+    if (attr_read_i64(f, "format_version", &version, err) != 0)
+        return -1;
+    if (version != TRAIN_CHECKPOINT_VERSION)
+        return core_error_set(err, "written by format version %lld, this build reads %d",
+                              (long long)version, TRAIN_CHECKPOINT_VERSION);
+    return 0;
+}
+
+static hid_t open_h5(const char *path, core_error *err)
+{
+    h5_detail_buf d;
+    if (H5Fis_hdf5(path) <= 0) {
+        core_error_set(err, "not an HDF5 file (damaged, or not a checkpoint)");
+        return -1;
+    }
+    hid_t fapl = h5_fapl();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    h5_close(&fapl, H5Pclose);
+    if (f < 0)
+        core_error_set(err, "cannot open as HDF5, the file is truncated or damaged (%s)",
+                       h5_detail(&d));
+    return f;
+}
+
+static int read_h5(const char *path, nn_model *m, optim *o, train_progress *p, core_error *err)
+{
+    size_t n = nn_model_param_count(m);
+    if (o && o->n != n)
+        return core_error_set(err, "optimizer holds %zu values but the model has %zu parameters",
+                              o->n, n);
+    hid_t f = open_h5(path, err);
+    if (f < 0)
+        return -1;
+    int states = o ? optim_state_count(o) : 0;
+    float *buf = NULL;
+    train_progress prog = {0};
+    int64_t ostep = 0;
+    int rc = check_version(f, err);
+    if (rc == 0)
+        buf = core_alloc(n * (size_t)(1 + states) * sizeof(float), "checkpoint read buffer", err);
+    if (rc == 0 && !buf)
+        rc = -1;
+    if (rc == 0)
+        rc = read_group(f, "/params", m, buf, err);
+    if (rc == 0 && o)
+        rc = check_optimizer_kind(f, o, err);
+    if (rc == 0 && states > 0)
+        rc = read_group(f, "/optim/m", m, buf + n, err);
+    if (rc == 0 && states > 1)
+        rc = read_group(f, "/optim/v", m, buf + 2 * n, err);
+    if (rc == 0)
+        rc = read_progress(f, &prog, &ostep, err);
+    H5Fclose(f);
+    if (rc == 0) {
+        memcpy(nn_model_params(m), buf, n * sizeof(float));
+        if (states > 0)
+            memcpy(o->m, buf + n, n * sizeof(float));
+        if (states > 1)
+            memcpy(o->v, buf + 2 * n, n * sizeof(float));
+        if (o)
+            o->step = (long)ostep;
+        if (p)
+            *p = prog;
+    }
+    core_free(buf);
+    return rc;
+}
+
+int train_checkpoint_read(const char *path, nn_model *m, optim *o, train_progress *p,
+                          core_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return core_error_set(err, "%s: cannot read checkpoint: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        char file[CKPT_PATH_MAX];
+        if (train_checkpoint_resolve(path, file, sizeof file, err) != 0)
+            return -1;
+        return train_checkpoint_read(file, m, o, p, err);
+    }
+    h5_quiet q = h5_quiet_begin();
+    int rc = read_h5(path, m, o, p, err);
+    h5_quiet_end(q);
+    return rc ? core_error_prefix(err, "%s", path) : 0;
+}
+
+int train_checkpoint_read_text(const char *path, char **model_spec, char **config_text,
+                               core_error *err)
+{
+    if (model_spec)
+        *model_spec = NULL;
+    if (config_text)
+        *config_text = NULL;
+    h5_quiet q = h5_quiet_begin();
+    hid_t f = open_h5(path, err);
+    int rc = f < 0 ? -1 : check_version(f, err);
+    if (rc == 0 && model_spec)
+        rc = attr_read_str(f, "model_spec", model_spec, err);
+    if (rc == 0 && config_text)
+        rc = attr_read_str(f, "config", config_text, err);
+    if (f >= 0)
+        H5Fclose(f);
+    h5_quiet_end(q);
+    if (rc == 0)
+        return 0;
+    if (model_spec) {
+        core_free(*model_spec);
+        *model_spec = NULL;
+    }
+    return core_error_prefix(err, "%s", path);
+}
+
+/* --------------------------------------------------------------- resolving */
+
+/* Complete = opens as HDF5 (superblock and end-of-file agree) and carries
+ * our format_version; a file renamed into place always is. */
+static int is_complete(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    h5_quiet q = h5_quiet_begin();
+    int ok = 0;
+    if (H5Fis_hdf5(path) > 0) {
+        hid_t fapl = h5_fapl();
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+        h5_close(&fapl, H5Pclose);
+        if (f >= 0) {
+            ok = H5Aexists(f, "format_version") > 0;
+            H5Fclose(f);
+        }
+    }
+    h5_quiet_end(q);
+    return ok;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* "ckpt-<digits>.h5" exactly, so "*.h5.tmp" and anything else are skipped. */
+static int parse_ckpt_name(const char *name, long long *step)
+{
+    if (strncmp(name, "ckpt-", 5) != 0)
+        return 0;
+    const char *s = name + 5;
+    size_t digits = strspn(s, "0123456789");
+    if (digits == 0 || digits > 18 || strcmp(s + digits, ".h5") != 0)
+        return 0;
+    *step = strtoll(s, NULL, 10);
+    return 1;
+}
+
+/* The file named by <dir>/latest, if that is a complete checkpoint. */
+static int from_pointer(const char *dir, char *path, size_t len)
+{
+    char ptr[CKPT_PATH_MAX], line[CKPT_PATH_MAX];
+    if (join_path(ptr, sizeof ptr, dir, CKPT_LATEST, NULL) != 0)
+        return 0;
+    FILE *fp = fopen(ptr, "r");
+    if (!fp)
+        return 0;
+    char *got = fgets(line, sizeof line, fp);
+    fclose(fp);
+    if (!got)
+        return 0;
+    line[strcspn(line, "\r\n")] = '\0';
+    if (!line[0] || ends_with(line, ".tmp"))
+        return 0;
+    int n =
+        line[0] == '/' ? snprintf(path, len, "%s", line) : snprintf(path, len, "%s/%s", dir, line);
+    if (n < 0 || (size_t)n >= len || !is_complete(path)) {
+        core_log_warn("checkpoint: %s names '%s', which is missing or incomplete; using the "
+                      "newest complete checkpoint instead",
+                      ptr, line);
+        return 0;
+    }
+    return 1;
+}
+
+typedef struct ckpt_entry {
+    long long step;
+    char name[256];
+} ckpt_entry;
+
+static int by_step_desc(const void *a, const void *b)
+{
+    long long x = ((const ckpt_entry *)a)->step, y = ((const ckpt_entry *)b)->step;
+    return (x < y) - (x > y);
+}
+
+/* Lists ckpt-*.h5 in dir, newest first; *out is malloc'd. */
+static int list_checkpoints(const char *dir, ckpt_entry **out, size_t *count, core_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return core_error_set(err, "%s: cannot list checkpoints: %s", dir, strerror(errno));
+    ckpt_entry *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long long step;
+        if (!parse_ckpt_name(e->d_name, &step) || strlen(e->d_name) >= sizeof v->name)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            ckpt_entry *nv = realloc(v, cap * sizeof *v);
+            if (!nv) {
+                free(v);
+                closedir(d);
+                return core_error_set(err, "%s: out of memory listing checkpoints", dir);
+            }
+            v = nv;
+        }
+        v[n].step = step;
+        snprintf(v[n].name, sizeof v[n].name, "%s", e->d_name);
+        n++;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(v, n, sizeof *v, by_step_desc);
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+static int resolve_dir(const char *dir, char *path, size_t len, core_error *err)
+{
+    if (from_pointer(dir, path, len))
+        return 0;
+    ckpt_entry *v = NULL;
+    size_t n = 0;
+    if (list_checkpoints(dir, &v, &n, err) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int k = snprintf(path, len, "%s/%s", dir, v[i].name);
+        if (k < 0 || (size_t)k >= len)
+            continue;
+        if (is_complete(path)) {
+            free(v);
+            return 0;
+        }
+    }
+    free(v);
+    if (n == 0)
+        return core_error_set(err, "%s: no checkpoint here (no ckpt-*.h5 files)", dir);
+    return core_error_set(err, "%s: none of the %zu ckpt-*.h5 files is a complete checkpoint", dir,
+                          n);
+}
+
+int train_checkpoint_resolve(const char *dir_or_file, char *path, size_t len, core_error *err)
+{
+    struct stat st;
+    if (stat(dir_or_file, &st) != 0)
+        return core_error_set(err, "%s: cannot resume from it: %s", dir_or_file, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return resolve_dir(dir_or_file, path, len, err);
+    int n = snprintf(path, len, "%s", dir_or_file);
+    if (n < 0 || (size_t)n >= len)
+        return core_error_set(err, "%s: path too long", dir_or_file);
+    return 0;
+}
