@@ -530,10 +530,60 @@ static int open_tensor(hid_t g, const char *gname, const nn_tensor *t, hid_t *ou
     return core_error_set(err, "%s/%s is not float32", gname, t->name);
 }
 
+/* Layer of a tensor name: "conv1" for "conv1.weight" (model.h's naming). */
+static size_t layer_len(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot ? (size_t)(dot - name) : strlen(name);
+}
+
+static int same_layer(const nn_tensor *a, const nn_tensor *b)
+{
+    size_t n = layer_len(a->name);
+    return n == layer_len(b->name) && strncmp(a->name, b->name, n) == 0;
+}
+
+/* Tensor indices in spec order: the buffer holds the last layer first, so
+ * layers are walked backwards, keeping each layer's own tensor order (weight,
+ * then bias). "The first tensor that differs" then reads as the user wrote
+ * the spec. */
+static void spec_order(const nn_model *m, int *order)
+{
+    int k = 0, end = nn_model_tensor_count(m);
+    while (end > 0) {
+        int start = end - 1;
+        while (start > 0 && same_layer(nn_model_tensor(m, start - 1), nn_model_tensor(m, end - 1)))
+            start--;
+        for (int i = start; i < end; i++)
+            order[k++] = i;
+        end = start;
+    }
+}
+
+/* Names one tensor of group g that the model does not have, into out. */
+static void find_extra(hid_t g, hsize_t nlinks, const nn_model *m, char *out, size_t len)
+{
+    snprintf(out, len, "?");
+    for (hsize_t k = 0; k < nlinks; k++) {
+        char nm[256];
+        if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, k, nm, sizeof nm, H5P_DEFAULT) <
+            0)
+            continue;
+        int known = 0;
+        for (int i = 0; i < nn_model_tensor_count(m) && !known; i++)
+            known = strcmp(nn_model_tensor(m, i)->name, nm) == 0;
+        if (!known) {
+            snprintf(out, len, "%s", nm);
+            return;
+        }
+    }
+}
+
 /* Reads every model tensor of group gname into dst (laid out like params),
  * after checking names, shapes and dtypes, and that the group holds nothing
  * the model does not have. */
-static int read_group(hid_t f, const char *gname, const nn_model *m, float *dst, core_error *err)
+static int read_group(hid_t f, const char *gname, const nn_model *m, const int *order, float *dst,
+                      core_error *err)
 {
     if (H5Lexists(f, gname, H5P_DEFAULT) <= 0)
         return core_error_set(err, "group %s is missing", gname);
@@ -543,7 +593,7 @@ static int read_group(hid_t f, const char *gname, const nn_model *m, float *dst,
     int count = nn_model_tensor_count(m);
     int rc = 0;
     for (int i = 0; i < count && rc == 0; i++) {
-        const nn_tensor *t = nn_model_tensor(m, i);
+        const nn_tensor *t = nn_model_tensor(m, order[i]);
         hid_t ds = -1;
         rc = open_tensor(g, gname, t, &ds, err);
         if (rc != 0)
@@ -556,20 +606,8 @@ static int read_group(hid_t f, const char *gname, const nn_model *m, float *dst,
     }
     H5G_info_t info;
     if (rc == 0 && H5Gget_info(g, &info) >= 0 && info.nlinks != (hsize_t)count) {
-        char extra[256] = "?";
-        for (hsize_t k = 0; k < info.nlinks; k++) {
-            char nm[NN_NAME_MAX + 1];
-            if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, k, nm, sizeof nm,
-                                   H5P_DEFAULT) < 0)
-                continue;
-            int known = 0;
-            for (int i = 0; i < count && !known; i++)
-                known = strcmp(nn_model_tensor(m, i)->name, nm) == 0;
-            if (!known) {
-                snprintf(extra, sizeof extra, "%s", nm);
-                break;
-            }
-        }
+        char extra[256];
+        find_extra(g, info.nlinks, m, extra, sizeof extra);
         rc = core_error_set(err,
                             "%s holds %llu tensors, the model %d (first extra: '%s'); it was "
                             "written for a different model spec",
@@ -653,21 +691,26 @@ static int read_h5(const char *path, nn_model *m, optim *o, train_progress *p, c
         return -1;
     int states = o ? optim_state_count(o) : 0;
     float *buf = NULL;
+    int *order = NULL;
     train_progress prog = {0};
     int64_t ostep = 0;
     int rc = check_version(f, err);
     if (rc == 0)
         buf = core_alloc(n * (size_t)(1 + states) * sizeof(float), "checkpoint read buffer", err);
-    if (rc == 0 && !buf)
+    if (rc == 0 && buf)
+        order = core_alloc((size_t)nn_model_tensor_count(m) * sizeof *order, "tensor order", err);
+    if (rc == 0 && !order)
         rc = -1;
     if (rc == 0)
-        rc = read_group(f, "/params", m, buf, err);
+        spec_order(m, order);
+    if (rc == 0)
+        rc = read_group(f, "/params", m, order, buf, err);
     if (rc == 0 && o)
         rc = check_optimizer_kind(f, o, err);
     if (rc == 0 && states > 0)
-        rc = read_group(f, "/optim/m", m, buf + n, err);
+        rc = read_group(f, "/optim/m", m, order, buf + n, err);
     if (rc == 0 && states > 1)
-        rc = read_group(f, "/optim/v", m, buf + 2 * n, err);
+        rc = read_group(f, "/optim/v", m, order, buf + 2 * n, err);
     if (rc == 0)
         rc = read_progress(f, &prog, &ostep, err);
     H5Fclose(f);
@@ -682,6 +725,7 @@ static int read_h5(const char *path, nn_model *m, optim *o, train_progress *p, c
         if (p)
             *p = prog;
     }
+    core_free(order);
     core_free(buf);
     return rc;
 }
