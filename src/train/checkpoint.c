@@ -333,9 +333,12 @@ static int write_h5(const char *tmp, nn_model *m, const optim *o, const train_pr
     h5_detail_buf d;
     hid_t fapl = h5_fapl();
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (f < 0) {
+        core_error_set(err, "cannot create HDF5 file (%s)", h5_detail(&d));
+        h5_close(&fapl, H5Pclose);
+        return -1;
+    }
     h5_close(&fapl, H5Pclose);
-    if (f < 0)
-        return core_error_set(err, "cannot create HDF5 file (%s)", h5_detail(&d));
     int rc = write_root_attrs(f, m, o, p, config_text, err) ||
              write_group(f, "/params", m, nn_model_params(m), err) ||
              (o && write_optim(f, m, o, err));
@@ -481,6 +484,19 @@ static int attr_read_str(hid_t obj, const char *name, char **out, core_error *er
     return rc;
 }
 
+/* numpy-style name of an HDF5 numeric type ("float64", "uint8"). */
+static void dtype_str(char *buf, size_t len, hid_t ty)
+{
+    H5T_class_t cls = ty >= 0 ? H5Tget_class(ty) : H5T_NO_CLASS;
+    int bits = ty >= 0 ? (int)H5Tget_size(ty) * 8 : 0;
+    if (cls == H5T_FLOAT)
+        snprintf(buf, len, "float%d", bits);
+    else if (cls == H5T_INTEGER)
+        snprintf(buf, len, "%sint%d", H5Tget_sign(ty) == H5T_SGN_NONE ? "u" : "", bits);
+    else
+        snprintf(buf, len, "non-numeric");
+}
+
 /* Opens gname/<tensor> and checks it is float32 with the tensor's dims. A
  * shape mismatch under /params means a different model. */
 static int open_tensor(hid_t g, const char *gname, const nn_tensor *t, hid_t *out, core_error *err)
@@ -506,6 +522,8 @@ static int open_tensor(hid_t g, const char *gname, const nn_tensor *t, hid_t *ou
     if (ndim >= 0 && ndim <= H5S_MAX_RANK)
         H5Sget_simple_extent_dims(sp, hdims, NULL);
     int is_f32 = ty >= 0 && H5Tget_class(ty) == H5T_FLOAT && H5Tget_size(ty) == 4;
+    char dtype[32];
+    dtype_str(dtype, sizeof dtype, ty);
     int same = ndim == t->ndim;
     for (int i = 0; same && i < ndim; i++)
         same = hdims[i] == wdims[i];
@@ -527,7 +545,7 @@ static int open_tensor(hid_t g, const char *gname, const nn_tensor *t, hid_t *ou
                               t->name, have, want);
     if (!same)
         return core_error_set(err, "%s/%s has shape %s, expected %s", gname, t->name, have, want);
-    return core_error_set(err, "%s/%s is not float32", gname, t->name);
+    return core_error_set(err, "%s/%s has dtype %s, expected float32", gname, t->name, dtype);
 }
 
 /* Layer of a tensor name: "conv1" for "conv1.weight" (model.h's naming). */
@@ -586,7 +604,9 @@ static int read_group(hid_t f, const char *gname, const nn_model *m, const int *
                       core_error *err)
 {
     if (H5Lexists(f, gname, H5P_DEFAULT) <= 0)
-        return core_error_set(err, "group %s is missing", gname);
+        return core_error_set(err, "%s %s is missing",
+                              strncmp(gname, "/optim", 6) == 0 ? "optimizer state" : "group",
+                              gname);
     hid_t g = H5Gopen2(f, gname, H5P_DEFAULT);
     if (g < 0)
         return core_error_set(err, "%s is not a group", gname);
@@ -625,7 +645,8 @@ static int check_optimizer_kind(hid_t f, const optim *o, core_error *err)
     const char *want = optim_kind_name(o->cfg.kind);
     int rc = 0;
     if (strcmp(kind, "none") == 0)
-        rc = core_error_set(err, "holds no optimizer state; this run uses %s", want);
+        rc = core_error_set(err, "holds no optimizer state (written without one); this run uses %s",
+                            want);
     else if (strcmp(kind, want) != 0)
         rc = core_error_set(err,
                             "optimizer state is for %s, this run uses %s; resume with the same "
@@ -673,10 +694,10 @@ static hid_t open_h5(const char *path, core_error *err)
     }
     hid_t fapl = h5_fapl();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    h5_close(&fapl, H5Pclose);
-    if (f < 0)
+    if (f < 0) /* before any other HDF5 call clears the error stack */
         core_error_set(err, "cannot open as HDF5, the file is truncated or damaged (%s)",
                        h5_detail(&d));
+    h5_close(&fapl, H5Pclose);
     return f;
 }
 
