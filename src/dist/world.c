@@ -104,8 +104,16 @@ int dist_world_init(int *argc, char ***argv, dist_world **out, core_error *err)
         return core_error_set(err, "dist: out of memory for the world");
     w->ctl = w->grad = w->local = MPI_COMM_NULL;
     w->segment = DIST_RING_SEGMENT_DEFAULT;
-    if (start_mpi(argc, argv, w, err) != 0 || make_comms(w, err) != 0) {
-        /* Leave MPI running: the caller reports the error, then finalizes or aborts. */
+    if (start_mpi(argc, argv, w, err) != 0) {
+        /* Every rank got the same thread level, so every rank is here and
+         * MPI can be finalized cleanly (if this call started it). */
+        dist_world_finalize(w);
+        return -1;
+    }
+    if (make_comms(w, err) != 0) {
+        /* Possibly on some ranks only: a collective MPI_Finalize could hang, so
+         * leave MPI running; the caller reports the error and exits non-zero,
+         * and the launcher ends the job. */
         w->owns_mpi = 0;
         dist_world_finalize(w);
         return -1;
