@@ -198,9 +198,40 @@ static void cpu_bias_backward(float *dbias, const float *dy, int outer, int chan
     }
 }
 
+/* The common 2x2 stride-2 window, branch-free so the compiler vectorizes it. */
+static void maxpool2x2(float *y, int32_t *argmax, const float *x, int planes, int H, int W, int OH,
+                       int OW)
+{
+    for (int p = 0; p < planes; p++) {
+        const float *in = x + (size_t)p * H * W;
+        float *out = y + (size_t)p * OH * OW;
+        int32_t *am = argmax + (size_t)p * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            const float *r0 = in + (size_t)(2 * oh) * W, *r1 = r0 + W;
+            float *o = out + (size_t)oh * OW;
+            int32_t *a = am + (size_t)oh * OW;
+            int base = 2 * oh * W;
+            for (int ow = 0; ow < OW; ow++) {
+                float v0 = r0[2 * ow], v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+                int i0 = base + 2 * ow;
+                float m01 = v1 > v0 ? v1 : v0;
+                int i01 = v1 > v0 ? i0 + 1 : i0;
+                float m23 = v3 > v2 ? v3 : v2;
+                int i23 = v3 > v2 ? i0 + W + 1 : i0 + W;
+                o[ow] = m23 > m01 ? m23 : m01;
+                a[ow] = m23 > m01 ? i23 : i01;
+            }
+        }
+    }
+}
+
 static void cpu_maxpool_forward(float *y, int32_t *argmax, const float *x, int planes, int H, int W,
                                 int K, int S, int OH, int OW)
 {
+    if (K == 2 && S == 2) {
+        maxpool2x2(y, argmax, x, planes, H, W, OH, OW);
+        return;
+    }
     for (int p = 0; p < planes; p++) {
         const float *in = x + (size_t)p * H * W;
         float *out = y + (size_t)p * OH * OW;
