@@ -25,7 +25,9 @@ typedef enum dist_allreduce_kind {
     DIST_ALLREDUCE_MPI = 1,  /* the MPI library's MPI_Allreduce */
 } dist_allreduce_kind;
 
-/* MPI_Init_thread (funneled or better) + rank/size/local rank. */
+/* MPI_Init_thread (MULTIPLE requested, SERIALIZED at least, else an error)
+ * + rank/size/local rank. If MPI is already initialized, uses it and leaves
+ * its finalization to its owner. Calls core_log_set_rank. */
 int dist_world_init(int *argc, char ***argv, dist_world **out, core_error *err);
 /* Finalizes MPI and frees the world. */
 void dist_world_finalize(dist_world *w);
@@ -35,17 +37,28 @@ void dist_world_abort(dist_world *w, int code);
 int dist_rank(const dist_world *w);
 int dist_size(const dist_world *w);
 int dist_local_rank(const dist_world *w);
+/* Ranks on this node (MPI_COMM_TYPE_SHARED). */
+int dist_local_size(const dist_world *w);
+/* 1 when MPI provided MPI_THREAD_MULTIPLE (two threads may call dist_*
+ * at once); 0 when only SERIALIZED (callers must take turns). */
+int dist_thread_multiple(const dist_world *w);
 
 /* Ensures scratch for all-reduces of up to n floats; call at start-up. */
 int dist_world_reserve(dist_world *w, size_t n, core_error *err);
+/* Ring segment size in bytes (default 256 KiB); every rank must set the same. */
+int dist_world_set_ring_segment(dist_world *w, size_t bytes, core_error *err);
+size_t dist_world_ring_segment(const dist_world *w);
 
 int dist_allreduce_kind_parse(const char *name, dist_allreduce_kind *out, core_error *err);
 const char *dist_allreduce_kind_name(dist_allreduce_kind k);
 
-/* In-place float sum over all ranks. */
+/* In-place float sum over all ranks; every rank passes the same n. RING needs
+ * n <= the size reserved with dist_world_reserve. RING results are bitwise
+ * identical on every rank. */
 int dist_allreduce_sum(dist_world *w, dist_allreduce_kind kind, float *buf, size_t n,
                        core_error *err);
-/* The ring itself, on an explicit scratch of at least ceil(n/size) floats. */
+/* The ring itself, on an explicit scratch of at least ceil(n/size) floats
+ * (may be NULL when size == 1 or n == 0). */
 int dist_ring_allreduce(dist_world *w, float *buf, size_t n, float *scratch, core_error *err);
 
 /* Small collectives (MPI_Allreduce / MPI_Bcast underneath). */
@@ -57,5 +70,11 @@ int dist_barrier(dist_world *w, core_error *err);
 /* Collective agreement on failure: every rank passes whether it failed.
  * Returns the lowest failed rank, or -1 when all succeeded. */
 int dist_first_failed(dist_world *w, int failed);
+
+/* Benchmark (collective): times the ring and MPI_Allreduce side by side on
+ * buffers of bytes[0..nsizes) (NULL: 1, 4, 16, 64 MiB), iters timed calls
+ * each (median reported), and prints a table on rank 0's stdout. */
+int dist_bench_allreduce(dist_world *w, const size_t *bytes, int nsizes, int iters,
+                         core_error *err);
 
 #endif

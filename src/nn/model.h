@@ -73,7 +73,8 @@ size_t nn_model_input_size(const nn_model *m);
 int nn_model_input_dims(const nn_model *m, int dims[NN_MAX_DIMS]);
 int nn_model_num_classes(const nn_model *m);
 const char *nn_model_spec_text(const nn_model *m);
-/* One-line description per layer for logs ("conv1  conv 32x3x3 same relu  (1,28,28)->(32,28,28)  320 params"). */
+/* One-line description per layer for logs ("conv1  conv 32x3x3 same relu  (1,28,28)->(32,28,28) 320
+ * params"). */
 void nn_model_describe(const nn_model *m, void (*line)(const char *text));
 
 /* Forward over `batch` samples (batch <= max_batch). labels may be NULL for
@@ -88,5 +89,13 @@ const float *nn_model_probs(const nn_model *m);
  * accumulate=1 adds to them (gradient accumulation over micro-batches).
  * on_ready may be NULL. */
 void nn_model_backward(nn_model *m, int accumulate, nn_grad_ready_fn on_ready, void *ctx);
+
+/* Additions beyond the original interface. */
+int nn_model_max_batch(const nn_model *m);
+/* When on, backward also computes the gradient of the summed loss w.r.t. the
+ * input (off by default: training does not need it). It is laid out like x
+ * and stays valid until the next forward. */
+void nn_model_set_input_grad(nn_model *m, int on);
+const float *nn_model_input_grad(const nn_model *m);
 
 #endif

@@ -1,0 +1,164 @@
+/*
+ * cli/main.c: the `ringtrain` command. The only place that decides to end
+ * the process: library calls return errors, this file prints them (once, on
+ * rank 0) and picks the exit code.
+ *
+ * Exit codes: 0 success, 1 the run failed (bad data, model, checkpoint...),
+ * 2 bad command line.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "core/log.h"
+#include "dist/dist.h"
+#include "train/train.h"
+
+#define EXIT_USAGE 2
+
+typedef struct train_args {
+    train_config cfg;
+    const char *optimizer;
+    const char *allreduce;
+    float lr, momentum, weight_decay;
+    int loader_mem_mib;
+    int help;
+} train_args;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ringtrain <command> [flags]\n\n"
+            "commands:\n"
+            "  train     train a model data-parallel over the ranks of the job\n"
+            "  help      this text; 'ringtrain <command> --help' for its flags\n\n"
+            "Run under mpirun or srun for several ranks, e.g.\n"
+            "  mpirun -np 2 ringtrain train --model models/fashion_cnn.spec \\\n"
+            "      --data data/fashion-mnist-train.h5 --test-data data/fashion-mnist-test.h5\n");
+}
+
+static int finish(dist_world *w, int code)
+{
+    dist_world_finalize(w);
+    return code;
+}
+
+static int usage_error(dist_world *w, const char *cmd, const core_error *err)
+{
+    if (dist_rank(w) == 0)
+        fprintf(stderr, "ringtrain %s: %s\n", cmd, err->msg);
+    return finish(w, EXIT_USAGE);
+}
+
+static int cmd_train(dist_world *w, int argc, char **argv)
+{
+    train_args a;
+    memset(&a, 0, sizeof a);
+    train_config_defaults(&a.cfg);
+    a.optimizer = optim_kind_name(a.cfg.optim.kind);
+    a.allreduce = dist_allreduce_kind_name(a.cfg.allreduce);
+    a.lr = a.cfg.optim.lr;
+    a.momentum = optim_config_default(OPTIM_SGD).momentum;
+    a.weight_decay = 0.0f;
+    a.loader_mem_mib = 256;
+    cli_flag flags[] = {
+        {"--model", "FILE", CLI_STRING, &a.cfg.model_path, "model spec (see docs/MODEL_SPEC.md)", 1,
+         0},
+        {"--data", "FILE", CLI_STRING, &a.cfg.train_path, "HDF5 training set (docs/DATA_FORMAT.md)",
+         1, 0},
+        {"--test-data", "FILE", CLI_STRING, &a.cfg.test_path,
+         "HDF5 test set, evaluated after every epoch", 0, 0},
+        {"--x-name", "NAME", CLI_STRING, &a.cfg.x_name, "name of the sample dataset", 0, 0},
+        {"--y-name", "NAME", CLI_STRING, &a.cfg.y_name, "name of the label dataset", 0, 0},
+        {"--epochs", "N", CLI_POS_INT, &a.cfg.epochs, "epochs to train", 0, 0},
+        {"--batch-size", "N", CLI_POS_INT, &a.cfg.batch, "GLOBAL batch, split across ranks", 0, 0},
+        {"--optimizer", "adam|sgd", CLI_STRING, &a.optimizer, "optimizer", 0, 0},
+        {"--lr", "X", CLI_POS_FLOAT, &a.lr, "learning rate (sgd: 0.01)", 0, 0},
+        {"--momentum", "X", CLI_NONNEG_FLOAT, &a.momentum, "SGD momentum", 0, 0},
+        {"--weight-decay", "X", CLI_NONNEG_FLOAT, &a.weight_decay, "L2 weight decay", 0, 0},
+        {"--seed", "N", CLI_U64, &a.cfg.seed, "seed of initialization and shuffling", 0, 0},
+        {"--checkpoint-dir", "DIR", CLI_STRING, &a.cfg.ckpt_dir,
+         "rank 0 writes a checkpoint here after every epoch", 0, 0},
+        {"--resume", "DIR|FILE", CLI_STRING, &a.cfg.resume,
+         "continue from the latest checkpoint in DIR (or FILE)", 0, 0},
+        {"--allreduce", "ring|mpi", CLI_STRING, &a.allreduce, "gradient all-reduce backend", 0, 0},
+        {"--log-every", "N", CLI_NONNEG_INT, &a.cfg.log_every,
+         "progress line every N steps (0: per epoch only)", 0, 0},
+        {"--train-limit", "N", CLI_NONNEG_LONG, &a.cfg.train_limit,
+         "use only the first N training samples (0: all)", 0, 0},
+        {"--test-limit", "N", CLI_NONNEG_LONG, &a.cfg.test_limit,
+         "use only the first N test samples (0: all)", 0, 0},
+        {"--loader-mem", "MiB", CLI_POS_INT, &a.loader_mem_mib,
+         "memory cap of each rank's data loader", 0, 0},
+        {"--help", NULL, CLI_FLAG, &a.help, "show this help", 0, 0},
+        {NULL, NULL, 0, NULL, NULL, 0, 0},
+    };
+    core_error err = {{0}};
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0) {
+            if (dist_rank(w) == 0) {
+                printf("usage: ringtrain train --model FILE --data FILE [flags]\n\n");
+                cli_args_help(stdout, flags);
+            }
+            return finish(w, 0);
+        }
+    if (cli_args_parse(flags, argc, argv, 2, &err) != 0)
+        return usage_error(w, "train", &err);
+    optim_kind kind;
+    if (optim_kind_parse(a.optimizer, &kind, &err) != 0 ||
+        dist_allreduce_kind_parse(a.allreduce, &a.cfg.allreduce, &err) != 0)
+        return usage_error(w, "train", &err);
+    a.cfg.optim = optim_config_default(kind);
+    if (cli_args_find(flags, "--lr")->seen)
+        a.cfg.optim.lr = a.lr;
+    if (cli_args_find(flags, "--momentum")->seen) {
+        if (kind != OPTIM_SGD) {
+            core_error_set(&err, "--momentum applies to --optimizer sgd only");
+            return usage_error(w, "train", &err);
+        }
+        a.cfg.optim.momentum = a.momentum;
+    }
+    a.cfg.optim.weight_decay = a.weight_decay;
+    a.cfg.loader_mem_cap = (size_t)a.loader_mem_mib << 20;
+
+    train_result res;
+    if (train_fit(w, &a.cfg, &res, &err) != 0) {
+        if (dist_rank(w) == 0)
+            fprintf(stderr, "ringtrain: error: %s\n", err.msg);
+        return finish(w, EXIT_FAILURE);
+    }
+    if (res.test_accuracy == res.test_accuracy)
+        core_log_info("final: %d epochs, %ld steps, test accuracy %.2f%%, test loss %.4f, "
+                      "%.0f images/s",
+                      res.epochs_done, res.steps, 100.0 * res.test_accuracy, res.test_loss,
+                      res.images_per_second);
+    else
+        core_log_info("final: %d epochs, %ld steps, train loss %.4f, %.0f images/s",
+                      res.epochs_done, res.steps, res.final_loss, res.images_per_second);
+    return finish(w, 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("ringtrain 0.1.0\n");
+        return 0;
+    }
+    core_error err = {{0}};
+    dist_world *w = NULL;
+    if (dist_world_init(&argc, &argv, &w, &err) != 0) {
+        fprintf(stderr, "ringtrain: error: %s\n", err.msg);
+        return EXIT_FAILURE;
+    }
+    if (strcmp(argv[1], "train") == 0)
+        return cmd_train(w, argc, argv);
+    if (dist_rank(w) == 0)
+        fprintf(stderr, "ringtrain: unknown command '%s' (try 'ringtrain help')\n", argv[1]);
+    return finish(w, EXIT_USAGE);
+}

@@ -1,0 +1,76 @@
+/*
+ * dist/allreduce.c: the gradient all-reduce and its backends.
+ *
+ * One table maps each dist_allreduce_kind to a name and a function; a new
+ * backend (NCCL, hierarchical node-then-ring) is one enum value, one row and
+ * one function.
+ */
+#include "dist/dist_internal.h"
+
+#include <string.h>
+
+#define DIST_MPI_MAX_COUNT ((size_t)1 << 30)
+
+static int allreduce_ring(dist_world *w, float *buf, size_t n, core_error *err)
+{
+    if (n > w->reserved_n)
+        return core_error_set(err,
+                              "dist: all-reduce of %zu floats exceeds the %zu reserved at "
+                              "start-up; call dist_world_reserve with the largest size",
+                              n, w->reserved_n);
+    return dist_ring_allreduce(w, buf, n, w->scratch, err);
+}
+
+static int allreduce_mpi(dist_world *w, float *buf, size_t n, core_error *err)
+{
+    for (size_t done = 0; done < n;) {
+        size_t len = n - done < DIST_MPI_MAX_COUNT ? n - done : DIST_MPI_MAX_COUNT;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + done, (int)len, MPI_FLOAT, MPI_SUM, w->grad);
+        if (rc != MPI_SUCCESS)
+            return dist_mpi_error(w, err, rc, "dist: MPI_Allreduce of gradients");
+        done += len;
+    }
+    return 0;
+}
+
+typedef int (*allreduce_fn)(dist_world *w, float *buf, size_t n, core_error *err);
+
+static const struct {
+    dist_allreduce_kind kind;
+    const char *name;
+    allreduce_fn fn;
+} backends[] = {
+    {DIST_ALLREDUCE_RING, "ring", allreduce_ring},
+    {DIST_ALLREDUCE_MPI, "mpi", allreduce_mpi},
+};
+
+#define NBACKENDS (sizeof backends / sizeof backends[0])
+
+int dist_allreduce_kind_parse(const char *name, dist_allreduce_kind *out, core_error *err)
+{
+    for (size_t i = 0; name && i < NBACKENDS; i++) {
+        if (strcmp(name, backends[i].name) == 0) {
+            *out = backends[i].kind;
+            return 0;
+        }
+    }
+    return core_error_set(err, "dist: unknown all-reduce backend '%s'; expected 'ring' or 'mpi'",
+                          name ? name : "(none)");
+}
+
+const char *dist_allreduce_kind_name(dist_allreduce_kind k)
+{
+    for (size_t i = 0; i < NBACKENDS; i++)
+        if (backends[i].kind == k)
+            return backends[i].name;
+    return "unknown";
+}
+
+int dist_allreduce_sum(dist_world *w, dist_allreduce_kind kind, float *buf, size_t n,
+                       core_error *err)
+{
+    for (size_t i = 0; i < NBACKENDS; i++)
+        if (backends[i].kind == kind)
+            return backends[i].fn(w, buf, n, err);
+    return core_error_set(err, "dist: all-reduce backend %d is not built in", (int)kind);
+}

@@ -1,0 +1,395 @@
+/*
+ * engine/cpu/engine_cpu.c: the reference engine (see engine/engine.h).
+ *
+ * GEMM is OpenBLAS; everything else is a plain loop whose inner dimension is
+ * contiguous and branch-free, so -O3 -march=native vectorizes it. Nothing
+ * here allocates except alloc.
+ */
+#include "engine/engine.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/mem.h"
+
+static void cpu_zero(float *x, size_t n)
+{
+    memset(x, 0, n * sizeof *x);
+}
+
+static void cpu_copy(float *dst, const float *src, size_t n)
+{
+    if (dst != src)
+        memcpy(dst, src, n * sizeof *dst);
+}
+
+static void cpu_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                     int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* The output columns [lo, hi) whose input column ow*s - pad + kj lies inside [0, W). */
+static void valid_range(int OW, int W, int s, int off, int *lo, int *hi)
+{
+    int a = off < 0 ? (-off + s - 1) / s : 0;
+    int b = (W - 1 - off) < 0 ? 0 : (W - 1 - off) / s + 1;
+    if (b > OW)
+        b = OW;
+    if (a > b)
+        a = b;
+    *lo = a;
+    *hi = b;
+}
+
+static void cpu_im2col(const float *x, int batch, const engine_conv_geom *g, float *cols)
+{
+    const int K = g->K, s = g->stride, OH = g->OH, OW = g->OW;
+    const size_t plane = (size_t)OH * OW;
+    const size_t ncols = (size_t)batch * plane;
+    for (int c = 0; c < g->C; c++)
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                float *row = cols + ((size_t)(c * K + ki) * K + kj) * ncols;
+                int lo, hi;
+                valid_range(OW, g->W, s, kj - g->pad_w, &lo, &hi);
+                for (int n = 0; n < batch; n++) {
+                    const float *img = x + (size_t)n * g->n_stride + (size_t)c * g->c_stride;
+                    for (int oh = 0; oh < OH; oh++) {
+                        float *out = row + (size_t)n * plane + (size_t)oh * OW;
+                        int ih = oh * s - g->pad_h + ki;
+                        if (ih < 0 || ih >= g->H) {
+                            memset(out, 0, (size_t)OW * sizeof *out);
+                            continue;
+                        }
+                        const float *in = img + (size_t)ih * g->W + (kj - g->pad_w);
+                        for (int ow = 0; ow < lo; ow++)
+                            out[ow] = 0.0f;
+                        if (s == 1)
+                            memcpy(out + lo, in + lo, (size_t)(hi - lo) * sizeof *out);
+                        else
+                            for (int ow = lo; ow < hi; ow++)
+                                out[ow] = in[ow * s];
+                        for (int ow = hi; ow < OW; ow++)
+                            out[ow] = 0.0f;
+                    }
+                }
+            }
+}
+
+static void cpu_col2im(const float *cols, int batch, const engine_conv_geom *g, float *dx)
+{
+    const int K = g->K, s = g->stride, OH = g->OH, OW = g->OW;
+    const size_t plane = (size_t)OH * OW;
+    const size_t ncols = (size_t)batch * plane;
+    for (int c = 0; c < g->C; c++)
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                const float *row = cols + ((size_t)(c * K + ki) * K + kj) * ncols;
+                int lo, hi;
+                valid_range(OW, g->W, s, kj - g->pad_w, &lo, &hi);
+                for (int n = 0; n < batch; n++) {
+                    float *img = dx + (size_t)n * g->n_stride + (size_t)c * g->c_stride;
+                    for (int oh = 0; oh < OH; oh++) {
+                        int ih = oh * s - g->pad_h + ki;
+                        if (ih < 0 || ih >= g->H)
+                            continue;
+                        const float *src = row + (size_t)n * plane + (size_t)oh * OW;
+                        float *out = img + (size_t)ih * g->W + (kj - g->pad_w);
+                        if (s == 1)
+                            for (int ow = lo; ow < hi; ow++)
+                                out[ow] += src[ow];
+                        else
+                            for (int ow = lo; ow < hi; ow++)
+                                out[ow * s] += src[ow];
+                    }
+                }
+            }
+}
+
+static void cpu_act_forward(float *y, const float *x, size_t n, engine_act act)
+{
+    switch (act) {
+    case ENGINE_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case ENGINE_ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            y[i] = tanhf(x[i]);
+        break;
+    case ENGINE_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            y[i] = 1.0f / (1.0f + expf(-x[i]));
+        break;
+    default:
+        cpu_copy(y, x, n);
+    }
+}
+
+static void cpu_bias_act_forward(float *y, const float *bias, int outer, int channels, int inner,
+                                 engine_act act)
+{
+    for (int o = 0; o < outer; o++) {
+        float *yo = y + (size_t)o * channels * inner;
+        if (bias && inner == 1) {
+            for (int c = 0; c < channels; c++)
+                yo[c] += bias[c];
+        } else if (bias) {
+            for (int c = 0; c < channels; c++) {
+                float b = bias[c];
+                float *p = yo + (size_t)c * inner;
+                for (int i = 0; i < inner; i++)
+                    p[i] += b;
+            }
+        }
+        if (act == ENGINE_ACT_RELU) {
+            size_t n = (size_t)channels * inner;
+            for (size_t i = 0; i < n; i++)
+                yo[i] = yo[i] > 0.0f ? yo[i] : 0.0f;
+        } else if (act != ENGINE_ACT_NONE) {
+            cpu_act_forward(yo, yo, (size_t)channels * inner, act);
+        }
+    }
+}
+
+static void cpu_act_backward(float *dx, const float *dy, const float *y, size_t n, engine_act act)
+{
+    switch (act) {
+    case ENGINE_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case ENGINE_ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    case ENGINE_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    default:
+        cpu_copy(dx, dy, n);
+    }
+}
+
+static void cpu_bias_backward(float *dbias, const float *dy, int outer, int channels, int inner,
+                              int accumulate)
+{
+    if (!accumulate)
+        memset(dbias, 0, (size_t)channels * sizeof *dbias);
+    for (int o = 0; o < outer; o++) {
+        const float *d = dy + (size_t)o * channels * inner;
+        if (inner == 1) {
+            for (int c = 0; c < channels; c++)
+                dbias[c] += d[c];
+            continue;
+        }
+        for (int c = 0; c < channels; c++) {
+            const float *p = d + (size_t)c * inner;
+            float sum = 0.0f;
+            for (int i = 0; i < inner; i++)
+                sum += p[i];
+            dbias[c] += sum;
+        }
+    }
+}
+
+/* The common 2x2 stride-2 window, branch-free so the compiler vectorizes it. */
+static void maxpool2x2(float *y, int32_t *argmax, const float *x, int planes, int H, int W, int OH,
+                       int OW)
+{
+    for (int p = 0; p < planes; p++) {
+        const float *in = x + (size_t)p * H * W;
+        float *out = y + (size_t)p * OH * OW;
+        int32_t *am = argmax + (size_t)p * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            const float *r0 = in + (size_t)(2 * oh) * W, *r1 = r0 + W;
+            float *o = out + (size_t)oh * OW;
+            int32_t *a = am + (size_t)oh * OW;
+            int base = 2 * oh * W;
+            for (int ow = 0; ow < OW; ow++) {
+                float v0 = r0[2 * ow], v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+                int i0 = base + 2 * ow;
+                float m01 = v1 > v0 ? v1 : v0;
+                int i01 = v1 > v0 ? i0 + 1 : i0;
+                float m23 = v3 > v2 ? v3 : v2;
+                int i23 = v3 > v2 ? i0 + W + 1 : i0 + W;
+                o[ow] = m23 > m01 ? m23 : m01;
+                a[ow] = m23 > m01 ? i23 : i01;
+            }
+        }
+    }
+}
+
+static void cpu_maxpool_forward(float *y, int32_t *argmax, const float *x, int planes, int H, int W,
+                                int K, int S, int OH, int OW)
+{
+    if (K == 2 && S == 2) {
+        maxpool2x2(y, argmax, x, planes, H, W, OH, OW);
+        return;
+    }
+    for (int p = 0; p < planes; p++) {
+        const float *in = x + (size_t)p * H * W;
+        float *out = y + (size_t)p * OH * OW;
+        int32_t *am = argmax + (size_t)p * OH * OW;
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                int best = oh * S * W + ow * S;
+                float bv = in[best];
+                for (int ki = 0; ki < K; ki++)
+                    for (int kj = 0; kj < K; kj++) {
+                        int idx = (oh * S + ki) * W + ow * S + kj;
+                        if (in[idx] > bv) {
+                            bv = in[idx];
+                            best = idx;
+                        }
+                    }
+                out[oh * OW + ow] = bv;
+                am[oh * OW + ow] = best;
+            }
+    }
+}
+
+static void cpu_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, int planes,
+                                 int H, int W, int OH, int OW)
+{
+    memset(dx, 0, (size_t)planes * H * W * sizeof *dx);
+    for (int p = 0; p < planes; p++) {
+        float *d = dx + (size_t)p * H * W;
+        const float *g = dy + (size_t)p * OH * OW;
+        const int32_t *am = argmax + (size_t)p * OH * OW;
+        for (int i = 0; i < OH * OW; i++)
+            d[am[i]] += g[i];
+    }
+}
+
+static void cpu_avgpool_forward(float *y, const float *x, int planes, int H, int W, int K, int S,
+                                int OH, int OW)
+{
+    const float scale = 1.0f / (float)(K * K);
+    for (int p = 0; p < planes; p++) {
+        const float *in = x + (size_t)p * H * W;
+        float *out = y + (size_t)p * OH * OW;
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                float sum = 0.0f;
+                for (int ki = 0; ki < K; ki++)
+                    for (int kj = 0; kj < K; kj++)
+                        sum += in[(oh * S + ki) * W + ow * S + kj];
+                out[oh * OW + ow] = sum * scale;
+            }
+    }
+}
+
+static void cpu_avgpool_backward(float *dx, const float *dy, int planes, int H, int W, int K, int S,
+                                 int OH, int OW)
+{
+    const float scale = 1.0f / (float)(K * K);
+    memset(dx, 0, (size_t)planes * H * W * sizeof *dx);
+    for (int p = 0; p < planes; p++) {
+        float *d = dx + (size_t)p * H * W;
+        const float *g = dy + (size_t)p * OH * OW;
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                float v = g[oh * OW + ow] * scale;
+                for (int ki = 0; ki < K; ki++)
+                    for (int kj = 0; kj < K; kj++)
+                        d[(oh * S + ki) * W + ow * S + kj] += v;
+            }
+    }
+}
+
+static void cpu_cn_to_nc(float *dst, const float *src, int C, int N, size_t S)
+{
+    for (int c = 0; c < C; c++)
+        for (int n = 0; n < N; n++)
+            memcpy(dst + ((size_t)n * C + c) * S, src + ((size_t)c * N + n) * S, S * sizeof *dst);
+}
+
+static void cpu_nc_to_cn(float *dst, const float *src, int C, int N, size_t S)
+{
+    for (int c = 0; c < C; c++)
+        for (int n = 0; n < N; n++)
+            memcpy(dst + ((size_t)c * N + n) * S, src + ((size_t)n * C + c) * S, S * sizeof *dst);
+}
+
+static double cpu_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels,
+                                       int batch, int classes, long *correct)
+{
+    double loss = 0.0;
+    for (int b = 0; b < batch; b++) {
+        const float *z = logits + (size_t)b * classes;
+        float *p = probs + (size_t)b * classes;
+        int arg = 0;
+        float mx = z[0];
+        for (int k = 1; k < classes; k++)
+            if (z[k] > mx) {
+                mx = z[k];
+                arg = k;
+            }
+        double sum = 0.0;
+        for (int k = 0; k < classes; k++) {
+            p[k] = expf(z[k] - mx);
+            sum += p[k];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int k = 0; k < classes; k++)
+            p[k] *= inv;
+        if (!labels)
+            continue;
+        int y = labels[b];
+        if (y < 0 || y >= classes)
+            continue; /* out-of-range labels are the data module's to reject */
+        /* log-sum-exp in double: the loss is what gradient checks difference */
+        double lse = 0.0;
+        for (int k = 0; k < classes; k++)
+            lse += exp((double)z[k] - (double)mx);
+        loss += log(lse) - ((double)z[y] - (double)mx);
+        if (correct && arg == y)
+            (*correct)++;
+    }
+    return loss;
+}
+
+static void cpu_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels,
+                                      int batch, int classes)
+{
+    cpu_copy(dlogits, probs, (size_t)batch * classes);
+    if (!labels)
+        return;
+    for (int b = 0; b < batch; b++)
+        if (labels[b] >= 0 && labels[b] < classes)
+            dlogits[(size_t)b * classes + labels[b]] -= 1.0f;
+}
+
+static const engine_ops cpu_ops = {
+    .name = "cpu",
+    .alloc = core_alloc,
+    .free = core_free,
+    .zero = cpu_zero,
+    .copy = cpu_copy,
+    .gemm = cpu_gemm,
+    .im2col = cpu_im2col,
+    .col2im = cpu_col2im,
+    .bias_act_forward = cpu_bias_act_forward,
+    .act_forward = cpu_act_forward,
+    .act_backward = cpu_act_backward,
+    .bias_backward = cpu_bias_backward,
+    .maxpool_forward = cpu_maxpool_forward,
+    .maxpool_backward = cpu_maxpool_backward,
+    .avgpool_forward = cpu_avgpool_forward,
+    .avgpool_backward = cpu_avgpool_backward,
+    .cn_to_nc = cpu_cn_to_nc,
+    .nc_to_cn = cpu_nc_to_cn,
+    .softmax_xent_forward = cpu_softmax_xent_forward,
+    .softmax_xent_backward = cpu_softmax_xent_backward,
+};
+
+const engine_ops *engine_cpu(void)
+{
+    return &cpu_ops;
+}

@@ -1,0 +1,99 @@
+/*
+ * engine/engine.h: the table of compute operations behind every layer.
+ *
+ * Layers never compute directly: they call through a `const engine_ops *`
+ * held by the model, so a CUDA engine can implement the same table and the
+ * layers stay unchanged. Every backend is tested against engine_cpu(), op by
+ * op. All matrices are row-major. Every op works on memory from the same
+ * engine's alloc.
+ *
+ * Convolution geometry: images are addressed through two strides, so the same
+ * im2col reads a batch stored sample-major (N,C,H,W: c_stride = H*W,
+ * n_stride = C*H*W) or channel-major (C,N,H,W: c_stride = N*H*W,
+ * n_stride = H*W). The column matrix is (C*K*K) x (N*OH*OW), one column per
+ * output pixel of the whole batch, so a convolution is ONE sgemm per batch.
+ */
+#ifndef ENGINE_ENGINE_H
+#define ENGINE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef enum engine_act {
+    ENGINE_ACT_NONE = 0,
+    ENGINE_ACT_RELU,
+    ENGINE_ACT_TANH,
+    ENGINE_ACT_SIGMOID
+} engine_act;
+
+typedef struct engine_conv_geom {
+    int C, H, W;      /* input channels and size */
+    int K, stride;    /* square kernel */
+    int pad_h, pad_w; /* top/left zero padding; bottom/right is implied by OH, OW */
+    int OH, OW;       /* output size */
+    size_t c_stride;  /* floats between channels of one image */
+    size_t n_stride;  /* floats between images */
+} engine_conv_geom;
+
+typedef struct engine_ops {
+    const char *name;
+
+    /* Memory: zeroed, aligned; alloc fills err on failure and returns NULL. */
+    void *(*alloc)(size_t bytes, const char *what, core_error *err);
+    void (*free)(void *p);
+    void (*zero)(float *x, size_t n);
+    void (*copy)(float *dst, const float *src, size_t n);
+
+    /* C = alpha * op(A) * op(B) + beta * C, op(A) is M x K, op(B) is K x N. */
+    void (*gemm)(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+    /* cols[(c*K + ki)*K + kj][(n*OH + oh)*OW + ow] = x(n, c, oh*s - pad_h + ki, ...), 0 outside. */
+    void (*im2col)(const float *x, int batch, const engine_conv_geom *g, float *cols);
+    /* dx += the transpose of im2col applied to cols (dx is NOT zeroed here). */
+    void (*col2im)(const float *cols, int batch, const engine_conv_geom *g, float *dx);
+
+    /* y[o][c][i] = act(y[o][c][i] + bias[c]) in place, for o < outer, c < channels, i < inner.
+     * bias may be NULL. */
+    void (*bias_act_forward)(float *y, const float *bias, int outer, int channels, int inner,
+                             engine_act act);
+    /* y = act(x), elementwise; y may equal x. */
+    void (*act_forward)(float *y, const float *x, size_t n, engine_act act);
+    /* dx = dy * act'(from the output y); dx may equal dy. */
+    void (*act_backward)(float *dx, const float *dy, const float *y, size_t n, engine_act act);
+    /* dbias[c] (+)= sum over o, i of dy[o][c][i]; accumulate=0 overwrites. */
+    void (*bias_backward)(float *dbias, const float *dy, int outer, int channels, int inner,
+                          int accumulate);
+
+    /* Pooling over `planes` independent H x W planes (any batch/channel order),
+     * output OH x OW per plane, window K, stride S, no padding. */
+    void (*maxpool_forward)(float *y, int32_t *argmax, const float *x, int planes, int H, int W,
+                            int K, int S, int OH, int OW);
+    /* dx = scatter of dy through argmax (dx is fully written). */
+    void (*maxpool_backward)(float *dx, const float *dy, const int32_t *argmax, int planes, int H,
+                             int W, int OH, int OW);
+    void (*avgpool_forward)(float *y, const float *x, int planes, int H, int W, int K, int S,
+                            int OH, int OW);
+    void (*avgpool_backward)(float *dx, const float *dy, int planes, int H, int W, int K, int S,
+                             int OH, int OW);
+
+    /* (C, N, S) -> (N, C, S) and back: channel-major conv activations to the
+     * sample-major order of torch.flatten(NCHW). */
+    void (*cn_to_nc)(float *dst, const float *src, int C, int N, size_t S);
+    void (*nc_to_cn)(float *dst, const float *src, int C, int N, size_t S);
+
+    /* probs = softmax(logits) per row; returns the SUM over rows of
+     * -log p[label]; *correct += top-1 hits. labels may be NULL (returns 0). */
+    double (*softmax_xent_forward)(float *probs, const float *logits, const int32_t *labels,
+                                   int batch, int classes, long *correct);
+    /* dlogits = probs - onehot(label): the gradient of the summed loss. */
+    void (*softmax_xent_backward)(float *dlogits, const float *probs, const int32_t *labels,
+                                  int batch, int classes);
+} engine_ops;
+
+/* The reference backend: OpenBLAS sgemm plus plain loops. */
+const engine_ops *engine_cpu(void);
+
+#endif

@@ -1,0 +1,480 @@
+/*
+ * nn/model.c: builds a model from a spec (see nn/model.h, docs/MODEL_SPEC.md)
+ * and runs forward and backward over its layers.
+ *
+ * Memory is decided once, at create: every layer's parse declares its
+ * tensors and buffers, the total for max_batch is checked against a limit
+ * BEFORE anything large is allocated, and then one allocation per role is
+ * pointed into: parameters, gradients, activations (one output per layer),
+ * two ping-pong gradient buffers (layer i reads dy from delta[i & 1] and
+ * writes dx into the other), per-layer work floats and ints.
+ */
+#include "nn/model.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "nn/layer.h"
+
+#define NN_MODEL_LIMIT_BYTES (16.0 * 1024 * 1024 * 1024)
+#define NN_SAMPLE_MAX        2147483647.0
+
+struct nn_model {
+    const engine_ops *e;
+    char *spec;
+    char source[256];
+    int max_batch;
+    nn_shape input;
+    int nlayers;
+    nn_layer *layers;
+
+    size_t nparams;
+    float *params, *grads;
+    int ntensors;
+    nn_tensor *tensors;
+
+    float *act, *delta[2], *work;
+    int32_t *iwork, *labels;
+    int input_grad;
+    int last_batch;
+    int have_labels;
+};
+
+/* ---- parsing ---- */
+
+static int split_words(char *line, char **words, int max)
+{
+    char *hash = strchr(line, '#');
+    if (hash)
+        *hash = '\0';
+    int n = 0;
+    char *p = line;
+    while (*p) {
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;
+        if (n == max)
+            return -1;
+        words[n++] = p;
+        while (*p && !isspace((unsigned char)*p))
+            p++;
+        if (*p)
+            *p++ = '\0';
+    }
+    return n;
+}
+
+static int parse_input(nn_model *m, int argc, char **argv, const nn_parse_ctx *ctx)
+{
+    static const char *what[3] = {"channels", "height", "width"};
+    if (argc < 1)
+        return nn_parse_error(ctx, "input: missing sizes (input C H W)");
+    if (argc > NN_MAX_DIMS - 1 || argc == 2)
+        return nn_parse_error(ctx, "input takes C H W (or one size N), got %d numbers", argc);
+    m->input.ndim = argc;
+    double total = 1.0;
+    for (int i = 0; i < argc; i++) {
+        if (nn_parse_posint(ctx, argc == 1 ? "size" : what[i], argv[i], &m->input.d[i]))
+            return -1;
+        total *= m->input.d[i];
+    }
+    if (total > NN_SAMPLE_MAX)
+        return nn_parse_error(ctx, "input has %.0f values per sample, too many", total);
+    return 0;
+}
+
+static nn_layer *add_layer(nn_model *m, const nn_layer_kind *kind, int line, core_error *err)
+{
+    nn_layer *grown = realloc(m->layers, (size_t)(m->nlayers + 1) * sizeof *grown);
+    if (!grown) {
+        core_error_set(err, "%s: out of memory parsing the model", m->source);
+        return NULL;
+    }
+    m->layers = grown;
+    nn_layer *l = &m->layers[m->nlayers];
+    memset(l, 0, sizeof *l);
+    l->kind = kind;
+    l->line = line;
+    l->in = m->nlayers ? m->layers[m->nlayers - 1].out : m->input;
+    l->out = l->in;
+    int same_kind = 1;
+    for (int i = 0; i < m->nlayers; i++)
+        same_kind += m->layers[i].kind == kind;
+    snprintf(l->name, sizeof l->name, "%s%d", kind->name, same_kind);
+    if (kind->priv_size) {
+        l->priv = calloc(1, kind->priv_size);
+        if (!l->priv) {
+            core_error_set(err, "%s: out of memory parsing the model", m->source);
+            return NULL;
+        }
+    }
+    m->nlayers++;
+    return l;
+}
+
+static int parse_line(nn_model *m, char **words, int nw, const nn_parse_ctx *ctx, int *input_line)
+{
+    if (strcmp(words[0], "input") == 0) {
+        if (*input_line)
+            return nn_parse_error(ctx, "second 'input' line (the first is line %d)", *input_line);
+        *input_line = ctx->line;
+        return parse_input(m, nw - 1, words + 1, ctx);
+    }
+    const nn_layer_kind *kind = nn_layer_kind_find(words[0]);
+    if (!kind)
+        return nn_parse_error(ctx, "unknown layer '%s' (expected %s)", words[0],
+                              nn_layer_kind_list());
+    if (!*input_line)
+        return nn_parse_error(ctx, "the model must start with 'input C H W', got '%s'", words[0]);
+    if (m->nlayers && m->layers[m->nlayers - 1].kind == &nn_kind_loss)
+        return nn_parse_error(ctx, "'%s' after the loss; 'loss' must be the last layer", words[0]);
+    nn_layer *l = add_layer(m, kind, ctx->line, ctx->err);
+    if (!l)
+        return -1;
+    if (kind->parse(l, nw - 1, words + 1, ctx))
+        return -1;
+    double out = 1.0;
+    for (int i = 0; i < l->out.ndim; i++)
+        out *= l->out.d[i];
+    if (out > NN_SAMPLE_MAX)
+        return nn_parse_error(ctx, "%s output has %.0f values per sample, too many", l->name, out);
+    return 0;
+}
+
+static int parse_spec(nn_model *m, const char *text, core_error *err)
+{
+    char *copy = strdup(text);
+    if (!copy)
+        return core_error_set(err, "%s: out of memory parsing the model", m->source);
+    nn_parse_ctx ctx = {m->source, 0, m->max_batch, err};
+    int input_line = 0, rc = 0;
+    char *save = NULL;
+    char *p = copy;
+    while (p && rc == 0) {
+        char *nl = strchr(p, '\n');
+        if (nl)
+            *nl = '\0';
+        ctx.line++;
+        char *words[NN_MAX_ARGS + 1];
+        int nw = split_words(p, words, NN_MAX_ARGS + 1);
+        if (nw < 0)
+            rc = nn_parse_error(&ctx, "too many words (at most %d)", NN_MAX_ARGS + 1);
+        else if (nw > 0)
+            rc = parse_line(m, words, nw, &ctx, &input_line);
+        p = nl ? nl + 1 : NULL;
+    }
+    (void)save;
+    free(copy);
+    if (rc)
+        return rc;
+    if (!input_line)
+        return nn_parse_error(&ctx, "no 'input C H W' line; the model must start with one");
+    if (!m->nlayers || m->layers[m->nlayers - 1].kind != &nn_kind_loss)
+        return nn_parse_error(&ctx, "the model has no 'loss' line; end it with 'loss "
+                                    "softmax_cross_entropy'");
+    return 0;
+}
+
+/* ---- memory ---- */
+
+typedef struct plan {
+    double params, act, delta, work, scratch, iwork;
+} plan;
+
+static plan make_plan(const nn_model *m)
+{
+    plan p = {0};
+    double b = m->max_batch;
+    double widest = (double)nn_shape_size(&m->input);
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        for (int t = 0; t < l->ntensors; t++)
+            p.params += (double)l->tensor[t].count;
+        double out = (double)nn_shape_size(&l->out);
+        p.act += out * b;
+        if (out > widest)
+            widest = out;
+        p.work += (double)l->work_floats;
+        if ((double)l->scratch_floats > p.scratch)
+            p.scratch = (double)l->scratch_floats;
+        p.iwork += (double)l->iwork_count;
+    }
+    p.delta = 2.0 * widest * b;
+    p.work += p.scratch; /* one scratch region at the end of work, shared by all layers */
+    return p;
+}
+
+static int place_buffers(nn_model *m, core_error *err)
+{
+    plan p = make_plan(m);
+    double bytes = 4.0 * (2.0 * p.params + p.act + p.delta + p.work + p.iwork + m->max_batch);
+    char h[32], lim[32];
+    if (bytes > NN_MODEL_LIMIT_BYTES)
+        return core_error_set(err,
+                              "%s: model needs %s for parameters, gradients and activations at "
+                              "batch %d (%.0f parameters), more than the %s limit; use a smaller "
+                              "batch or smaller layers",
+                              m->source, core_format_bytes(bytes, h, sizeof h), m->max_batch,
+                              p.params, core_format_bytes(NN_MODEL_LIMIT_BYTES, lim, sizeof lim));
+    const engine_ops *e = m->e;
+    size_t np = (size_t)p.params, widest = (size_t)(p.delta / 2.0);
+    m->params = e->alloc(np * sizeof(float), "parameters", err);
+    m->grads = m->params ? e->alloc(np * sizeof(float), "gradients", err) : NULL;
+    m->act = m->grads ? e->alloc((size_t)p.act * sizeof(float), "activations", err) : NULL;
+    m->delta[0] = m->act ? e->alloc(widest * sizeof(float), "activation gradients", err) : NULL;
+    m->delta[1] =
+        m->delta[0] ? e->alloc(widest * sizeof(float), "activation gradients", err) : NULL;
+    m->work =
+        m->delta[1] ? e->alloc((size_t)p.work * sizeof(float), "layer work space", err) : NULL;
+    m->iwork = m->work ? e->alloc((size_t)p.iwork * sizeof(int32_t), "layer indices", err) : NULL;
+    m->labels = m->iwork ? e->alloc((size_t)m->max_batch * sizeof(int32_t), "labels", err) : NULL;
+    m->tensors = m->labels ? calloc((size_t)m->ntensors + 1, sizeof *m->tensors) : NULL;
+    if (!m->tensors) {
+        if (m->labels)
+            core_error_set(err, "out of memory allocating the tensor table");
+        return core_error_prefix(err, "%s", m->source);
+    }
+    /* Last layer first: backward completes the gradient buffer front to back. */
+    size_t off = 0, act = 0, work = 0, iwork = 0;
+    int ti = 0;
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        nn_layer *l = &m->layers[i];
+        for (int t = 0; t < l->ntensors; t++) {
+            l->tensor[t].offset = off;
+            l->param[t] = m->params + off;
+            l->grad[t] = m->grads + off;
+            m->tensors[ti++] = l->tensor[t];
+            off += l->tensor[t].count;
+        }
+    }
+    for (int i = 0; i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        l->x = i ? m->layers[i - 1].y : NULL;
+        l->y = m->act + act;
+        act += nn_shape_size(&l->out) * (size_t)m->max_batch;
+        l->work = m->work + work;
+        work += l->work_floats;
+        l->iwork = m->iwork + iwork;
+        iwork += l->iwork_count;
+        l->dy = m->delta[i & 1];
+        l->dx = m->delta[(i + 1) & 1];
+    }
+    for (int i = 0; i < m->nlayers; i++)
+        m->layers[i].scratch = m->work + work;
+    m->nparams = off;
+    return 0;
+}
+
+int nn_model_create(const char *spec_text, const char *source, int max_batch, nn_model **out,
+                    core_error *err)
+{
+    *out = NULL;
+    if (!source)
+        source = "<spec>";
+    if (max_batch < 1)
+        return core_error_set(err, "%s: max batch must be positive, got %d", source, max_batch);
+    nn_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return core_error_set(err, "%s: out of memory", source);
+    m->e = engine_cpu();
+    m->max_batch = max_batch;
+    snprintf(m->source, sizeof m->source, "%s", source);
+    m->spec = strdup(spec_text ? spec_text : "");
+    if (!m->spec) {
+        nn_model_free(m);
+        return core_error_set(err, "%s: out of memory", source);
+    }
+    if (parse_spec(m, m->spec, err)) {
+        nn_model_free(m);
+        return -1;
+    }
+    for (int i = 0; i < m->nlayers; i++)
+        m->ntensors += m->layers[i].ntensors;
+    if (place_buffers(m, err)) {
+        nn_model_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+void nn_model_free(nn_model *m)
+{
+    if (!m)
+        return;
+    const engine_ops *e = m->e;
+    for (int i = 0; i < m->nlayers; i++)
+        free(m->layers[i].priv);
+    free(m->layers);
+    free(m->tensors);
+    e->free(m->params);
+    e->free(m->grads);
+    e->free(m->act);
+    e->free(m->delta[0]);
+    e->free(m->delta[1]);
+    e->free(m->work);
+    e->free(m->iwork);
+    e->free(m->labels);
+    free(m->spec);
+    free(m);
+}
+
+/* ---- parameters and queries ---- */
+
+static int relu_follows(const nn_model *m, int i)
+{
+    if (i + 1 >= m->nlayers)
+        return 0;
+    const nn_layer *next = &m->layers[i + 1];
+    return next->kind == &nn_kind_relu;
+}
+
+void nn_model_init_params(nn_model *m, uint64_t seed)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        if (!l->kind->init)
+            continue;
+        /* one stream per layer: a layer's values do not depend on the others */
+        core_rng r = core_rng_make(seed, 0x6e6e0000u + (uint64_t)i);
+        l->kind->init(l, &r, relu_follows(m, i));
+    }
+}
+
+size_t nn_model_param_count(const nn_model *m)
+{
+    return m->nparams;
+}
+
+float *nn_model_params(nn_model *m)
+{
+    return m->params;
+}
+
+float *nn_model_grads(nn_model *m)
+{
+    return m->grads;
+}
+
+int nn_model_tensor_count(const nn_model *m)
+{
+    return m->ntensors;
+}
+
+const nn_tensor *nn_model_tensor(const nn_model *m, int i)
+{
+    return i >= 0 && i < m->ntensors ? &m->tensors[i] : NULL;
+}
+
+size_t nn_model_input_size(const nn_model *m)
+{
+    return nn_shape_size(&m->input);
+}
+
+int nn_model_input_dims(const nn_model *m, int dims[NN_MAX_DIMS])
+{
+    for (int i = 0; i < m->input.ndim; i++)
+        dims[i] = m->input.d[i];
+    return m->input.ndim;
+}
+
+int nn_model_num_classes(const nn_model *m)
+{
+    return m->layers[m->nlayers - 1].in.d[0];
+}
+
+const char *nn_model_spec_text(const nn_model *m)
+{
+    return m->spec;
+}
+
+int nn_model_max_batch(const nn_model *m)
+{
+    return m->max_batch;
+}
+
+void nn_model_describe(const nn_model *m, void (*line)(const char *text))
+{
+    char buf[256], cfg[96], a[48], b[48];
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        size_t np = 0;
+        for (int t = 0; t < l->ntensors; t++)
+            np += l->tensor[t].count;
+        cfg[0] = '\0';
+        if (l->kind->describe)
+            l->kind->describe(l, cfg, sizeof cfg);
+        snprintf(buf, sizeof buf, "%-9s %-8s %-28s %s->%s  %zu params", l->name, l->kind->name, cfg,
+                 nn_shape_str(&l->in, a, sizeof a), nn_shape_str(&l->out, b, sizeof b), np);
+        line(buf);
+    }
+    snprintf(buf, sizeof buf, "total     %zu params", m->nparams);
+    line(buf);
+}
+
+int nn_model_layer_count(const nn_model *m)
+{
+    return m->nlayers;
+}
+
+nn_layer *nn_model_layer(nn_model *m, int i)
+{
+    return &m->layers[i];
+}
+
+void nn_model_set_input_grad(nn_model *m, int on)
+{
+    m->input_grad = on;
+}
+
+const float *nn_model_input_grad(const nn_model *m)
+{
+    return m->input_grad ? m->delta[1] : NULL;
+}
+
+/* ---- forward and backward ---- */
+
+void nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int batch, int training,
+                      nn_stats *stats)
+{
+    if (batch > m->max_batch)
+        batch = m->max_batch; /* the caller sized the model; never write past it */
+    m->last_batch = batch;
+    m->have_labels = labels != NULL;
+    if (labels)
+        memcpy(m->labels, labels, (size_t)batch * sizeof *labels);
+    m->layers[0].x = x;
+    nn_layer *loss = &m->layers[m->nlayers - 1];
+    loss->labels = labels ? m->labels : NULL;
+    for (int i = 0; i < m->nlayers; i++)
+        m->layers[i].kind->forward(&m->layers[i], m->e, batch);
+    if (stats && labels) {
+        stats->loss_sum += loss->loss_sum;
+        stats->correct += loss->correct;
+        stats->count += batch;
+    }
+}
+
+const float *nn_model_probs(const nn_model *m)
+{
+    return m->layers[m->nlayers - 1].y;
+}
+
+void nn_model_backward(nn_model *m, int accumulate, nn_grad_ready_fn on_ready, void *ctx)
+{
+    size_t done = 0;
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        nn_layer *l = &m->layers[i];
+        l->kind->backward(l, m->e, m->last_batch, i > 0 || m->input_grad, accumulate);
+        for (int t = 0; t < l->ntensors; t++)
+            done += l->tensor[t].count;
+        if (on_ready && l->ntensors)
+            on_ready(ctx, done);
+    }
+    if (on_ready && m->nparams == 0)
+        on_ready(ctx, 0);
+}

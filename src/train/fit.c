@@ -1,0 +1,447 @@
+/*
+ * train/fit.c: the data-parallel fit loop (see train.h).
+ *
+ * One step: the loader thread has the next local batch ready; forward and
+ * backward on the local engine; the gradient buffer (one slice of memory) is
+ * summed over ranks; divided by the global batch; every rank takes the same
+ * optimizer step. Setup and every step end with a collective agreement on
+ * failure, so an error on one rank stops all of them with its message.
+ */
+#include "train/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/mem.h"
+#include "data/data.h"
+#include "nn/model.h"
+#include "train/checkpoint.h"
+
+typedef struct fit_ctx {
+    dist_world *w;
+    const train_config *cfg;
+    int rank, size;
+    int local_batch;
+    char *spec_text;
+    nn_model *model;
+    optim opt;
+    int opt_ready;
+    data_dataset *train_ds, *test_ds;
+    data_loader *train_ld, *test_ld;
+    long steps_per_epoch;
+    train_progress prog;
+    char config_text[2048];
+} fit_ctx;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Collective: if any rank failed, every rank returns -1 carrying the message
+ * of the lowest failed rank (prefixed with its rank when there are several). */
+static int agree(dist_world *w, int failed, core_error *err)
+{
+    int first = dist_first_failed(w, failed);
+    if (first < 0)
+        return 0;
+    char msg[CORE_ERROR_MAX];
+    memcpy(msg, err->msg, sizeof msg);
+    msg[sizeof msg - 1] = '\0';
+    if (dist_broadcast(w, msg, sizeof msg, first, NULL) != 0)
+        snprintf(msg, sizeof msg, "failed (message lost)");
+    if (dist_size(w) > 1)
+        return core_error_set(err, "rank %d: %s", first, msg);
+    return core_error_set(err, "%s", msg);
+}
+
+static char *read_text_file(const char *path, const char *what, core_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        core_error_set(err, "%s: cannot open %s: %s", path, what, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0)
+            break;
+        if (len + 1 == cap) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    int read_failed = ferror(f);
+    fclose(f);
+    if (!buf) {
+        core_error_set(err, "%s: out of memory reading %s", path, what);
+        return NULL;
+    }
+    if (read_failed) {
+        free(buf);
+        core_error_set(err, "%s: read error on %s", path, what);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+static void describe_line(const char *text)
+{
+    core_log_info("  %s", text);
+}
+
+/* Opens a dataset and checks that its samples fit the model's input. */
+static int open_dataset(fit_ctx *c, const char *path, data_dataset **out, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    if (data_dataset_open(path, cfg->x_name, cfg->y_name, nn_model_num_classes(c->model), out,
+                          err) != 0)
+        return -1;
+    size_t have = data_dataset_sample_size(*out);
+    size_t want = nn_model_input_size(c->model);
+    if (have != want)
+        return core_error_set(err,
+                              "%s: samples have %zu values each but the model's input takes %zu; "
+                              "check the 'input' line of %s",
+                              path, have, want, cfg->model_path);
+    return 0;
+}
+
+static int setup_model(fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    c->spec_text = read_text_file(cfg->model_path, "model spec", err);
+    if (!c->spec_text)
+        return -1;
+    int max_batch = c->local_batch > 0 ? c->local_batch : 1;
+    if (nn_model_create(c->spec_text, cfg->model_path, max_batch, &c->model, err) != 0)
+        return -1;
+    nn_model_init_params(c->model, cfg->seed);
+    if (optim_create(&c->opt, &cfg->optim, nn_model_param_count(c->model), err) != 0)
+        return -1;
+    c->opt_ready = 1;
+    return dist_world_reserve(c->w, nn_model_param_count(c->model), err);
+}
+
+static int setup_data(fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    if (open_dataset(c, cfg->train_path, &c->train_ds, err) != 0)
+        return -1;
+    size_t n = data_dataset_count(c->train_ds);
+    if (cfg->train_limit > 0 && (size_t)cfg->train_limit < n)
+        n = (size_t)cfg->train_limit;
+    if (n < (size_t)cfg->batch)
+        return core_error_set(err,
+                              "%s: %zu training samples are fewer than one global batch of %d; "
+                              "lower --batch-size",
+                              cfg->train_path, n, cfg->batch);
+    data_loader_config lc = {0};
+    data_shard_range(n, c->rank, c->size, &lc.shard_start, &lc.shard_count);
+    lc.batch = c->local_batch;
+    lc.shuffle = 1;
+    lc.drop_last = 1;
+    lc.seed = cfg->seed;
+    lc.rank = c->rank;
+    lc.mem_cap_bytes = cfg->loader_mem_cap;
+    if (data_loader_create(c->train_ds, &lc, &c->train_ld, err) != 0)
+        return -1;
+
+    if (!cfg->test_path)
+        return 0;
+    if (open_dataset(c, cfg->test_path, &c->test_ds, err) != 0)
+        return -1;
+    size_t nt = data_dataset_count(c->test_ds);
+    if (cfg->test_limit > 0 && (size_t)cfg->test_limit < nt)
+        nt = (size_t)cfg->test_limit;
+    data_loader_config tc = {0};
+    data_shard_range(nt, c->rank, c->size, &tc.shard_start, &tc.shard_count);
+    tc.batch = c->local_batch;
+    tc.shuffle = 0;
+    tc.drop_last = 0;
+    tc.seed = cfg->seed;
+    tc.rank = c->rank;
+    tc.mem_cap_bytes = cfg->loader_mem_cap;
+    return data_loader_create(c->test_ds, &tc, &c->test_ld, err);
+}
+
+/* Every rank must take the same number of steps per epoch: the minimum over ranks. */
+static int agree_steps(fit_ctx *c, core_error *err)
+{
+    int32_t neg = -(int32_t)data_loader_batches(c->train_ld);
+    if (dist_max_i32(c->w, &neg, 1, err) != 0)
+        return -1;
+    c->steps_per_epoch = -(long)neg;
+    if (c->steps_per_epoch <= 0)
+        return core_error_set(err, "%s: not enough samples for one step of global batch %d",
+                              c->cfg->train_path, c->cfg->batch);
+    return 0;
+}
+
+/* Rank 0 reads the checkpoint; its parameters, optimizer state and progress
+ * are then broadcast, so other ranks need not see the checkpoint file. */
+static int resume_from(fit_ctx *c, core_error *err)
+{
+    int failed = 0;
+    if (c->rank == 0) {
+        char path[1024];
+        failed = train_checkpoint_resolve(c->cfg->resume, path, sizeof path, err) != 0 ||
+                 train_checkpoint_read(path, c->model, &c->opt, &c->prog, err) != 0;
+        if (!failed)
+            core_log_info("resuming from %s (epoch %ld, step %ld)", path, c->prog.epoch + 1,
+                          c->prog.step);
+    }
+    if (agree(c->w, failed, err) != 0)
+        return -1;
+    size_t n = nn_model_param_count(c->model);
+    if (dist_broadcast(c->w, c->opt.m, n * sizeof(float), 0, err) != 0)
+        return -1;
+    if (c->opt.v && dist_broadcast(c->w, c->opt.v, n * sizeof(float), 0, err) != 0)
+        return -1;
+    if (dist_broadcast(c->w, &c->opt.step, sizeof c->opt.step, 0, err) != 0)
+        return -1;
+    return dist_broadcast(c->w, &c->prog, sizeof c->prog, 0, err);
+}
+
+static void format_config(fit_ctx *c)
+{
+    const train_config *cfg = c->cfg;
+    snprintf(c->config_text, sizeof c->config_text,
+             "model=%s\ntrain=%s\ntest=%s\nx_name=%s\ny_name=%s\nepochs=%d\nbatch=%d\n"
+             "optimizer=%s\nlr=%g\nmomentum=%g\nweight_decay=%g\nseed=%llu\nworld=%d\n"
+             "allreduce=%s\n",
+             cfg->model_path, cfg->train_path, cfg->test_path ? cfg->test_path : "", cfg->x_name,
+             cfg->y_name, cfg->epochs, cfg->batch, optim_kind_name(cfg->optim.kind),
+             (double)cfg->optim.lr, (double)cfg->optim.momentum, (double)cfg->optim.weight_decay,
+             (unsigned long long)cfg->seed, c->size, dist_allreduce_kind_name(cfg->allreduce));
+}
+
+static int setup(fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    c->local_batch = cfg->batch / c->size + (c->rank < cfg->batch % c->size ? 1 : 0);
+    if (cfg->batch < c->size)
+        return agree(c->w,
+                     core_error_set(err,
+                                    "--batch-size %d is smaller than the number of ranks (%d); "
+                                    "the global batch is split across ranks",
+                                    cfg->batch, c->size) != 0,
+                     err);
+    if (agree(c->w, setup_model(c, err) != 0, err) != 0)
+        return -1;
+    if (agree(c->w, setup_data(c, err) != 0, err) != 0)
+        return -1;
+    if (agree(c->w, agree_steps(c, err) != 0, err) != 0)
+        return -1;
+    c->prog.seed = cfg->seed;
+    c->prog.rng = core_rng_make(cfg->seed, 0x7472616eULL + (uint64_t)c->rank);
+    if (cfg->resume && resume_from(c, err) != 0)
+        return -1;
+    /* Same seed gives the same parameters everywhere, but rank 0's copy is
+     * the definition: broadcasting it guards against any divergence. */
+    if (dist_broadcast(c->w, nn_model_params(c->model),
+                       nn_model_param_count(c->model) * sizeof(float), 0, err) != 0)
+        return -1;
+    format_config(c);
+    return 0;
+}
+
+static void teardown(fit_ctx *c)
+{
+    data_loader_free(c->train_ld);
+    data_loader_free(c->test_ld);
+    data_dataset_close(c->train_ds);
+    data_dataset_close(c->test_ds);
+    if (c->opt_ready)
+        optim_destroy(&c->opt);
+    nn_model_free(c->model);
+    free(c->spec_text);
+}
+
+/* Global sums of (loss_sum, correct, count). */
+static int reduce_stats(dist_world *w, const nn_stats *local, nn_stats *global, core_error *err)
+{
+    double v[3] = {local->loss_sum, (double)local->correct, (double)local->count};
+    if (dist_sum_f64(w, v, 3, err) != 0)
+        return -1;
+    global->loss_sum = v[0];
+    global->correct = (long)v[1];
+    global->count = (long)v[2];
+    return 0;
+}
+
+static int evaluate(fit_ctx *c, nn_stats *out, core_error *err)
+{
+    nn_stats local = {0};
+    int failed = data_loader_begin_epoch(c->test_ld, 0, 0, err) != 0;
+    for (;;) {
+        data_batch b = {0};
+        int rc = failed ? -1 : data_loader_next(c->test_ld, &b, err);
+        if (rc < 0)
+            failed = 1;
+        if (rc <= 0)
+            break;
+        nn_model_forward(c->model, b.x, b.y, b.n, 0, &local);
+    }
+    if (agree(c->w, failed, err) != 0)
+        return -1;
+    return reduce_stats(c->w, &local, out, err);
+}
+
+static int step_once(fit_ctx *c, const data_batch *b, nn_stats *stats, core_error *err)
+{
+    nn_model_forward(c->model, b->x, b->y, b->n, 1, stats);
+    nn_model_backward(c->model, 0, NULL, NULL);
+    float *grads = nn_model_grads(c->model);
+    size_t n = nn_model_param_count(c->model);
+    if (dist_allreduce_sum(c->w, c->cfg->allreduce, grads, n, err) != 0)
+        return -1;
+    float scale = 1.0f / (float)c->cfg->batch;
+    for (size_t i = 0; i < n; i++)
+        grads[i] *= scale;
+    optim_step(&c->opt, nn_model_params(c->model), grads, c->cfg->optim.lr);
+    return 0;
+}
+
+static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
+{
+    if (!c->cfg->ckpt_dir)
+        return 0;
+    int failed = 0;
+    if (c->rank == 0) {
+        failed =
+            train_checkpoint_write(c->cfg->ckpt_dir, c->model, &c->opt, &c->prog, c->config_text,
+                                   res->last_checkpoint, sizeof res->last_checkpoint, err) != 0;
+        if (!failed)
+            core_log_info("checkpoint: %s", res->last_checkpoint);
+    }
+    return agree(c->w, failed, err);
+}
+
+static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    long epoch = c->prog.epoch;
+    if (agree(c->w, data_loader_begin_epoch(c->train_ld, epoch, c->prog.batch_in_epoch, err) != 0,
+              err) != 0)
+        return -1;
+    nn_stats epoch_stats = {0}, window = {0};
+    long first_batch = c->prog.batch_in_epoch;
+    double t0 = now_seconds(), tw = t0;
+    for (long b = first_batch; b < c->steps_per_epoch; b++) {
+        data_batch batch = {0};
+        int rc = data_loader_next(c->train_ld, &batch, err);
+        if (rc == 0)
+            core_error_set(err, "%s: loader ended the epoch after %ld of %ld batches",
+                           cfg->train_path, b, c->steps_per_epoch);
+        if (agree(c->w, rc != 1, err) != 0)
+            return -1;
+        nn_stats s = {0};
+        if (step_once(c, &batch, &s, err) != 0)
+            return -1;
+        epoch_stats.loss_sum += s.loss_sum;
+        epoch_stats.correct += s.correct;
+        epoch_stats.count += s.count;
+        window.loss_sum += s.loss_sum;
+        window.correct += s.correct;
+        window.count += s.count;
+        c->prog.step++;
+        c->prog.batch_in_epoch = b + 1;
+        if (cfg->log_every > 0 && c->prog.step % cfg->log_every == 0) {
+            nn_stats g;
+            if (reduce_stats(c->w, &window, &g, err) != 0)
+                return -1;
+            double t = now_seconds();
+            core_log_info("epoch %ld/%d step %ld/%ld  loss %.4f  acc %.2f%%  %.0f img/s", epoch + 1,
+                          cfg->epochs, b + 1, c->steps_per_epoch, g.loss_sum / (double)g.count,
+                          100.0 * (double)g.correct / (double)g.count, (double)g.count / (t - tw));
+            tw = t;
+            memset(&window, 0, sizeof window);
+        }
+    }
+    double train_seconds = now_seconds() - t0;
+    nn_stats g;
+    if (reduce_stats(c->w, &epoch_stats, &g, err) != 0)
+        return -1;
+    res->final_loss = g.count ? g.loss_sum / (double)g.count : NAN;
+    res->images_per_second = train_seconds > 0 ? (double)g.count / train_seconds : 0.0;
+    char line[512];
+    int len = snprintf(line, sizeof line, "epoch %ld/%d  train loss %.4f acc %.2f%%", epoch + 1,
+                       cfg->epochs, res->final_loss,
+                       g.count ? 100.0 * (double)g.correct / (double)g.count : 0.0);
+    if (c->test_ld) {
+        nn_stats t;
+        if (evaluate(c, &t, err) != 0)
+            return -1;
+        res->test_loss = t.loss_sum / (double)t.count;
+        res->test_accuracy = (double)t.correct / (double)t.count;
+        len += snprintf(line + len, sizeof line - (size_t)len, "  |  test loss %.4f acc %.2f%%",
+                        res->test_loss, 100.0 * res->test_accuracy);
+    }
+    snprintf(line + len, sizeof line - (size_t)len, "  |  %.0f img/s (%.1f s)",
+             res->images_per_second, train_seconds);
+    core_log_info("%s", line);
+    c->prog.epoch = epoch + 1;
+    c->prog.batch_in_epoch = 0;
+    res->epochs_done = (int)c->prog.epoch;
+    res->steps = c->prog.step;
+    return write_checkpoint(c, res, err);
+}
+
+void train_config_defaults(train_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->x_name = "images";
+    cfg->y_name = "labels";
+    cfg->epochs = 5;
+    cfg->batch = 64;
+    cfg->optim = optim_config_default(OPTIM_ADAM);
+    cfg->seed = 1;
+    cfg->allreduce = DIST_ALLREDUCE_RING;
+    cfg->log_every = 100;
+}
+
+int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_error *err)
+{
+    fit_ctx c = {0};
+    c.w = w;
+    c.cfg = cfg;
+    c.rank = dist_rank(w);
+    c.size = dist_size(w);
+    memset(res, 0, sizeof *res);
+    res->test_loss = NAN;
+    res->test_accuracy = NAN;
+    int rc = setup(&c, err);
+    if (rc == 0) {
+        core_log_info("model %s: %zu parameters; %d rank(s), global batch %d (%d per rank), %ld "
+                      "steps per epoch, optimizer %s lr %g, all-reduce %s",
+                      cfg->model_path, nn_model_param_count(c.model), c.size, cfg->batch,
+                      c.local_batch, c.steps_per_epoch, optim_kind_name(cfg->optim.kind),
+                      (double)cfg->optim.lr, dist_allreduce_kind_name(cfg->allreduce));
+        if (c.rank == 0)
+            nn_model_describe(c.model, describe_line);
+        res->steps = c.prog.step;
+        res->epochs_done = (int)c.prog.epoch;
+    }
+    while (rc == 0 && c.prog.epoch < cfg->epochs)
+        rc = run_epoch(&c, res, err);
+    teardown(&c);
+    return rc;
+}

@@ -1,0 +1,53 @@
+/*
+ * train/train.h: the fit loop — data-parallel training of one model on one
+ * HDF5 dataset, with per-epoch evaluation and rank-0 checkpoints.
+ *
+ * Every rank calls train_fit with the same configuration. Failures are
+ * agreed collectively: when any rank fails (bad file, read error, checkpoint
+ * error), every rank returns -1 with the failing rank's message, so the CLI
+ * exits non-zero everywhere instead of hanging in a collective.
+ */
+#ifndef TRAIN_TRAIN_H
+#define TRAIN_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "dist/dist.h"
+#include "optim/optim.h"
+
+typedef struct train_config {
+    const char *model_path; /* model spec file */
+    const char *train_path; /* HDF5 training file */
+    const char *test_path;  /* HDF5 test file (evaluated after each epoch); may be NULL */
+    const char *x_name;     /* sample dataset name, default "images" */
+    const char *y_name;     /* label dataset name, default "labels" */
+    long train_limit;       /* use only the first N training samples (0 = all) */
+    long test_limit;        /* use only the first N test samples (0 = all) */
+    int epochs;
+    int batch;          /* GLOBAL batch, split across ranks */
+    optim_config optim; /* kind, lr, momentum, betas, weight decay */
+    uint64_t seed;
+    const char *ckpt_dir; /* NULL = no checkpoints */
+    const char *resume;   /* checkpoint dir or file to continue from; NULL = fresh */
+    dist_allreduce_kind allreduce;
+    int log_every;         /* progress line every N steps (0 = only per epoch) */
+    size_t loader_mem_cap; /* bytes; 0 = the loader's default */
+} train_config;
+
+typedef struct train_result {
+    long steps;
+    int epochs_done;
+    double final_loss;          /* mean training loss of the last epoch */
+    double test_loss;           /* of the last evaluation (NAN if none) */
+    double test_accuracy;       /* in [0, 1] (NAN if none) */
+    double images_per_second;   /* whole job, training steps only, last epoch */
+    char last_checkpoint[1024]; /* empty if none written */
+} train_result;
+
+void train_config_defaults(train_config *cfg);
+
+int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_error *err);
+
+#endif

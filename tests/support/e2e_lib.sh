@@ -1,0 +1,31 @@
+# Shared by tests/e2e/*.sh: paths, an mpirun wrapper and the Fashion-MNIST
+# subset the end-to-end tests train on. Sourced with BUILD and SRC set.
+set -euo pipefail
+BIN="$BUILD/ringtrain"
+DATA="$BUILD/testdata"
+FM=/usr/share/datasets/fashion-mnist
+mkdir -p "$DATA"
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+# rt_mpirun NP ARGS...: ringtrain on NP ranks, one BLAS thread each, bounded in time.
+rt_mpirun() {
+  local np=$1
+  shift
+  timeout -k 10 "${RT_TIMEOUT:-300}" mpirun --oversubscribe --allow-run-as-root \
+    --mca btl self,vader,tcp -x OPENBLAS_NUM_THREADS=1 -np "$np" "$BIN" "$@"
+}
+
+# The first N training and test samples of Fashion-MNIST as HDF5 (cached in the build dir).
+fashion_subset() {
+  local n_train=$1 n_test=$2
+  TRAIN_H5="$DATA/fm-train-$n_train.h5"
+  TEST_H5="$DATA/fm-test-$n_test.h5"
+  [ -f "$TRAIN_H5" ] || "$BUILD/rt_idx2h5" --images "$FM/train-images-idx3-ubyte.gz" \
+    --labels "$FM/train-labels-idx1-ubyte.gz" --limit "$n_train" --out "$TRAIN_H5" >/dev/null
+  [ -f "$TEST_H5" ] || "$BUILD/rt_idx2h5" --images "$FM/t10k-images-idx3-ubyte.gz" \
+    --labels "$FM/t10k-labels-idx1-ubyte.gz" --limit "$n_test" --out "$TEST_H5" >/dev/null
+}

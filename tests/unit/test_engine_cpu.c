@@ -1,0 +1,158 @@
+/*
+ * tests/unit/test_engine_cpu.c: the CPU engine op by op against naive
+ * references: convolution (im2col + one sgemm) against direct convolution in
+ * both batch layouts, col2im as the exact adjoint of im2col, the layout
+ * transposes, and the conv layer's fused bias + relu output.
+ */
+#include "test_support.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "nn/layer.h"
+
+typedef struct conv_case {
+    int N, C, H, W, F, K, S, pad_h, pad_w, OH, OW;
+} conv_case;
+
+/* x in (N,C,H,W) or (C,N,H,W); y in (F,N,OH,OW), the conv layer's layout. */
+static float x_at(const float *x, const conv_case *c, int chan_major, int n, int ch, int h, int w)
+{
+    if (h < 0 || h >= c->H || w < 0 || w >= c->W)
+        return 0.0f;
+    size_t plane = (size_t)c->H * c->W;
+    size_t base = chan_major ? ((size_t)ch * c->N + n) * plane : ((size_t)n * c->C + ch) * plane;
+    return x[base + (size_t)h * c->W + w];
+}
+
+static void conv_direct(const conv_case *c, int chan_major, const float *x, const float *wt,
+                        float *y)
+{
+    for (int f = 0; f < c->F; f++)
+        for (int n = 0; n < c->N; n++)
+            for (int oh = 0; oh < c->OH; oh++)
+                for (int ow = 0; ow < c->OW; ow++) {
+                    double s = 0.0;
+                    for (int ch = 0; ch < c->C; ch++)
+                        for (int ki = 0; ki < c->K; ki++)
+                            for (int kj = 0; kj < c->K; kj++)
+                                s += (double)wt[((f * c->C + ch) * c->K + ki) * c->K + kj] *
+                                     x_at(x, c, chan_major, n, ch, oh * c->S - c->pad_h + ki,
+                                          ow * c->S - c->pad_w + kj);
+                    y[(((size_t)f * c->N + n) * c->OH + oh) * c->OW + ow] = (float)s;
+                }
+}
+
+static engine_conv_geom geom_of(const conv_case *c, int chan_major)
+{
+    engine_conv_geom g = {c->C, c->H, c->W, c->K, c->S, c->pad_h, c->pad_w, c->OH, c->OW, 0, 0};
+    size_t plane = (size_t)c->H * c->W;
+    g.c_stride = chan_major ? (size_t)c->N * plane : plane;
+    g.n_stride = chan_major ? plane : (size_t)c->C * plane;
+    return g;
+}
+
+static void check_conv(const conv_case *c, int chan_major)
+{
+    const engine_ops *e = engine_cpu();
+    engine_conv_geom g = geom_of(c, chan_major);
+    size_t nx = (size_t)c->N * c->C * c->H * c->W;
+    size_t ckk = (size_t)c->C * c->K * c->K;
+    size_t ncol = (size_t)c->N * c->OH * c->OW;
+    float *x = malloc(nx * sizeof *x), *w = malloc((size_t)c->F * ckk * sizeof *w);
+    float *cols = malloc(ckk * ncol * sizeof *cols);
+    float *y = malloc((size_t)c->F * ncol * sizeof *y), *ref = malloc((size_t)c->F * ncol * 4);
+    test_fill_uniform(x, nx, 1, -1.0f, 1.0f);
+    test_fill_uniform(w, (size_t)c->F * ckk, 2, -1.0f, 1.0f);
+    e->im2col(x, c->N, &g, cols);
+    e->gemm(0, 0, c->F, (int)ncol, (int)ckk, 1.0f, w, (int)ckk, cols, (int)ncol, 0.0f, y,
+            (int)ncol);
+    conv_direct(c, chan_major, x, w, ref);
+    assert_true(test_max_rel_diff(y, ref, (size_t)c->F * ncol) < 1e-5);
+
+    /* adjoint: <im2col(x), r> == <x, col2im(r)> */
+    float *r = malloc(ckk * ncol * sizeof *r), *back = calloc(nx, sizeof *back);
+    test_fill_uniform(r, ckk * ncol, 3, -1.0f, 1.0f);
+    e->col2im(r, c->N, &g, back);
+    double lhs = 0.0, rhs = 0.0;
+    for (size_t i = 0; i < ckk * ncol; i++)
+        lhs += (double)cols[i] * r[i];
+    for (size_t i = 0; i < nx; i++)
+        rhs += (double)x[i] * back[i];
+    assert_true(fabs(lhs - rhs) < 1e-3 * (1.0 + fabs(lhs)));
+    free(x), free(w), free(cols), free(y), free(ref), free(r), free(back);
+}
+
+static void test_conv_vs_direct(void **state)
+{
+    static const conv_case cases[] = {
+        /* N  C  H  W  F  K  S  ph pw OH OW */
+        {3, 2, 6, 6, 4, 3, 1, 1, 1, 6, 6}, /* same, stride 1 */
+        {2, 3, 7, 5, 2, 3, 1, 0, 0, 5, 3}, /* valid */
+        {2, 2, 7, 7, 3, 3, 2, 1, 1, 4, 4}, /* same, stride 2, odd */
+        {2, 2, 6, 6, 3, 3, 2, 0, 0, 3, 3}, /* same, stride 2, even: pad (0, 1) */
+        {1, 1, 9, 8, 2, 4, 3, 0, 0, 2, 2}, /* valid, stride 3, even kernel */
+        {2, 3, 5, 5, 5, 1, 1, 0, 0, 5, 5}, /* 1x1 */
+        {2, 1, 5, 5, 2, 5, 1, 2, 2, 5, 5}, /* kernel = input, same */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        check_conv(&cases[i], 0);
+        check_conv(&cases[i], 1);
+    }
+}
+
+static void test_layout_transpose(void **state)
+{
+    const engine_ops *e = engine_cpu();
+    enum { C = 3, N = 4, S = 5 };
+    float a[C * N * S], b[C * N * S], c[C * N * S];
+    test_fill_uniform(a, C * N * S, 4, -1.0f, 1.0f);
+    e->cn_to_nc(b, a, C, N, S);
+    for (int ch = 0; ch < C; ch++)
+        for (int n = 0; n < N; n++)
+            for (int s = 0; s < S; s++)
+                assert_true(b[(n * C + ch) * S + s] == a[(ch * N + n) * S + s]);
+    e->nc_to_cn(c, b, C, N, S);
+    assert_memory_equal(a, c, sizeof a);
+}
+
+/* The conv layer (bias + relu fused) against direct convolution. */
+static void test_conv_layer_output(void **state)
+{
+    core_error err = {{0}};
+    nn_model *m = NULL;
+    assert_int_equal(nn_model_create("input 2 7 7\nconv 3 3 stride 2 same relu\nflatten\n"
+                                     "loss softmax_cross_entropy\n",
+                                     "t.spec", 3, &m, &err),
+                     0);
+    nn_model_init_params(m, 9);
+    float *p = nn_model_params(m);
+    const nn_tensor *w = nn_model_tensor(m, 0), *b = nn_model_tensor(m, 1);
+    assert_string_equal(w->name, "conv1.weight");
+    for (size_t i = 0; i < b->count; i++)
+        p[b->offset + i] = 0.1f * (float)i - 0.1f;
+    float x[3 * 2 * 7 * 7], ref[3 * 3 * 4 * 4];
+    test_fill_uniform(x, sizeof x / sizeof x[0], 8, -1.0f, 1.0f);
+    nn_model_forward(m, x, NULL, 3, 0, NULL);
+    conv_case c = {3, 2, 7, 7, 3, 3, 2, 1, 1, 4, 4};
+    conv_direct(&c, 0, x, p + w->offset, ref);
+    for (int f = 0; f < 3; f++)
+        for (int i = 0; i < 3 * 16; i++) {
+            float v = ref[f * 48 + i] + p[b->offset + f];
+            ref[f * 48 + i] = v > 0.0f ? v : 0.0f;
+        }
+    assert_true(test_max_rel_diff(nn_model_layer(m, 0)->y, ref, 3 * 48) < 1e-5);
+    nn_model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_vs_direct),
+        cmocka_unit_test(test_layout_transpose),
+        cmocka_unit_test(test_conv_layer_output),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
