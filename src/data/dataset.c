@@ -58,7 +58,7 @@ static herr_t first_error_cb(unsigned n, const H5E_error2_t *e, void *data)
 static const char *hdf5_reason(char buf[256])
 {
     buf[0] = '\0';
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, first_error_cb, buf);
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first_error_cb, buf);
     H5Eclear2(H5E_DEFAULT);
     if (!buf[0])
         snprintf(buf, 256, "HDF5 error");
@@ -411,7 +411,9 @@ static int read_rows(data_dataset *d, hid_t dset, const char *name, int rank, co
     if (mspace >= 0)
         H5Sclose(mspace);
     if (rc < 0)
-        return core_error_set(err, "%s: dataset '%s': read of samples [%zu, %zu) failed (%s)",
+        return core_error_set(err,
+                              "%s: dataset '%s': read of samples [%zu, %zu) failed (%s); "
+                              "is the file truncated or corrupted?",
                               d->path, name, start, start + count, r);
     return 0;
 }
