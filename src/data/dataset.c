@@ -396,9 +396,11 @@ static int read_rows(data_dataset *d, hid_t dset, const char *name, int rank, co
     cnt[0] = count;
     for (int i = 1; i < rank; i++)
         cnt[i] = dims[i];
-    hsize_t total = (hsize_t)count * per_row;
+    (void)per_row;
     hid_t fspace = H5Dget_space(dset);
-    hid_t mspace = H5Screate_simple(1, &total, NULL);
+    /* Same shape as the file selection: HDF5 then copies whole runs instead of
+     * iterating element sequences. */
+    hid_t mspace = H5Screate_simple(rank, cnt, NULL);
     herr_t rc = -1;
     if (fspace >= 0 && mspace >= 0 &&
         H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, cnt, NULL) >= 0)

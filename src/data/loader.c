@@ -51,6 +51,7 @@ struct data_loader {
 
     /* streaming */
     size_t block, nblocks, wblocks, nwin;
+    size_t base; /* absolute index of block 0's start (chunk-aligned if possible) */
     uint32_t *bperm;
     size_t *win_start; /* nwin + 1 epoch positions */
     float *wx;
@@ -77,11 +78,20 @@ static uint64_t epoch_stream(const data_loader *l)
     return ((uint64_t)(uint32_t)l->cfg.rank << 32) | (uint64_t)(uint32_t)l->epoch;
 }
 
+/* Block b covers [base + b*block, base + (b+1)*block) clipped to the shard,
+ * so when block is a multiple of the file's chunk, every read is whole chunks
+ * except at the shard's two ends. */
+static size_t block_first(const data_loader *l, size_t b)
+{
+    size_t s = l->base + b * l->block;
+    return s > l->cfg.shard_start ? s : l->cfg.shard_start;
+}
+
 static size_t block_len(const data_loader *l, size_t b)
 {
-    size_t s = b * l->block;
-    size_t left = l->cfg.shard_count - s;
-    return left < l->block ? left : l->block;
+    size_t end = l->cfg.shard_start + l->cfg.shard_count;
+    size_t e = l->base + (b + 1) * l->block;
+    return (e < end ? e : end) - block_first(l, b);
 }
 
 static void setup_epoch(data_loader *l)
@@ -114,8 +124,7 @@ static int load_window(data_loader *l, size_t w, core_error *err)
     l->cur_win = -1;
     for (size_t k = w * l->wblocks; k < (w + 1) * l->wblocks && k < l->nblocks; k++) {
         size_t b = l->bperm[k], n = block_len(l, b);
-        if (data_dataset_read(l->d, l->cfg.shard_start + b * l->block, n, l->wx + off * l->ss,
-                              l->wy + off, err))
+        if (data_dataset_read(l->d, block_first(l, b), n, l->wx + off * l->ss, l->wy + off, err))
             return -1;
         off += n;
     }
@@ -256,8 +265,9 @@ static int plan(data_loader *l, size_t cap, size_t chunk, core_error *err)
     size_t block = budget / (WINDOW_BLOCKS * (per_sample + 4));
     if (block > count)
         block = count;
-    while (block > 0 &&
-           streaming_bytes(count, block, per_sample, &l->nblocks, &l->wblocks, &l->nwin) > budget)
+    /* count + block - 1 bounds the span once blocks are chunk-aligned. */
+    while (block > 0 && streaming_bytes(count + block - 1, block, per_sample, &l->nblocks,
+                                        &l->wblocks, &l->nwin) > budget)
         block -= block / 16 ? block / 16 : 1;
     if (block == 0)
         return core_error_set(err,
@@ -268,7 +278,11 @@ static int plan(data_loader *l, size_t cap, size_t chunk, core_error *err)
     if (chunk > 0 && block > chunk)
         block -= block % chunk;
     l->block = block;
-    streaming_bytes(count, block, per_sample, &l->nblocks, &l->wblocks, &l->nwin);
+    l->base = l->cfg.shard_start;
+    if (chunk > 0 && block % chunk == 0)
+        l->base -= l->base % chunk;
+    streaming_bytes(l->cfg.shard_start + count - l->base, block, per_sample, &l->nblocks,
+                    &l->wblocks, &l->nwin);
     return 0;
 }
 

@@ -203,6 +203,12 @@ static void test_streaming(void **state)
     c = base_config(0, 1, 16);
     c.mem_cap_bytes = 8192;
     check_loader(d, c, 1);
+    /* blocks of two 64-sample chunks, aligned to chunks, shard starting mid-chunk */
+    c = base_config(0, 1, 8);
+    c.shard_start = 100;
+    c.shard_count = 900;
+    c.mem_cap_bytes = 12000;
+    check_loader(d, c, 1);
     data_dataset_close(d);
 }
 
