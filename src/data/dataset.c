@@ -387,8 +387,7 @@ size_t data_dataset_chunk_samples(const data_dataset *d)
 /* Selects rows [start, start+count) of a dataset of the given rank and reads
  * them as mem_type into buf. */
 static int read_rows(data_dataset *d, hid_t dset, const char *name, int rank, const hsize_t *dims,
-                     hid_t mem_type, size_t start, size_t count, size_t per_row, void *buf,
-                     core_error *err)
+                     hid_t mem_type, size_t start, size_t count, void *buf, core_error *err)
 {
     hsize_t off[DATA_MAX_DIMS + 1] = {0};
     hsize_t cnt[DATA_MAX_DIMS + 1];
@@ -396,7 +395,6 @@ static int read_rows(data_dataset *d, hid_t dset, const char *name, int rank, co
     cnt[0] = count;
     for (int i = 1; i < rank; i++)
         cnt[i] = dims[i];
-    (void)per_row;
     hid_t fspace = H5Dget_space(dset);
     /* Same shape as the file selection: HDF5 then copies whole runs instead of
      * iterating element sequences. */
@@ -428,8 +426,8 @@ static int read_x(data_dataset *d, size_t start, size_t count, float *x, core_er
          * place: x[i] never overwrites a byte not yet read, so no scratch
          * buffer is needed. */
         unsigned char *src = (unsigned char *)x + 3 * total;
-        if (read_rows(d, d->x, d->x_name, d->x_rank, d->x_dims, H5T_NATIVE_UCHAR, start, count,
-                      d->sample_size, src, err))
+        if (read_rows(d, d->x, d->x_name, d->x_rank, d->x_dims, H5T_NATIVE_UCHAR, start, count, src,
+                      err))
             return -1;
         for (size_t i = 0; i < total; i++) {
             unsigned char v = src[i];
@@ -437,8 +435,7 @@ static int read_x(data_dataset *d, size_t start, size_t count, float *x, core_er
         }
         return 0;
     }
-    if (read_rows(d, d->x, d->x_name, d->x_rank, d->x_dims, H5T_NATIVE_FLOAT, start, count,
-                  d->sample_size, x, err))
+    if (read_rows(d, d->x, d->x_name, d->x_rank, d->x_dims, H5T_NATIVE_FLOAT, start, count, x, err))
         return -1;
     if (!d->x_float)
         return 0;
@@ -458,7 +455,7 @@ static int read_x(data_dataset *d, size_t start, size_t count, float *x, core_er
 static int read_y(data_dataset *d, size_t start, size_t count, int32_t *y, core_error *err)
 {
     hsize_t ydims[2] = {d->n, 1};
-    if (read_rows(d, d->y, d->y_name, d->y_rank, ydims, H5T_NATIVE_INT32, start, count, 1, y, err))
+    if (read_rows(d, d->y, d->y_name, d->y_rank, ydims, H5T_NATIVE_INT32, start, count, y, err))
         return -1;
     if (d->num_classes <= 0)
         return 0;

@@ -327,6 +327,19 @@ static void test_error_nan_input(void **state)
     assert_int_equal(data_dataset_read(d, 3, 2, out, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "sample 4 has Inf"));
     data_dataset_close(d);
+
+    /* float64 beyond the float32 range counts as Inf */
+    x[2 * 3 + 1] = 0;
+    x[4 * 3 + 0] = 0;
+    x[1 * 3 + 2] = -1e300;
+    f = h5_create(path);
+    h5_put(f, "images", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, xd, x, 0);
+    put_labels(f, 5, 2);
+    H5Fclose(f);
+    assert_int_equal(data_dataset_open(path, NULL, NULL, 2, &d, &err), 0);
+    assert_int_equal(data_dataset_read(d, 0, 5, out, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "sample 1 has Inf"));
+    data_dataset_close(d);
 }
 
 int main(void)
