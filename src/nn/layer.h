@@ -24,7 +24,7 @@
 #include "engine/engine.h"
 #include "nn/model.h"
 
-#define NN_LAYER_MAX_TENSORS 4
+#define NN_LAYER_MAX_TENSORS 16 /* a transformer block has 12 */
 #define NN_MAX_ARGS          16
 
 /* Per-sample shape and how a batch of it lies in memory. */
@@ -91,6 +91,11 @@ struct nn_layer {
     const int32_t *labels; /* loss layers: labels of the last forward (may be NULL) */
     double loss_sum;       /* loss layers: output of the last forward */
     long correct;
+
+    /* Set by the model before every forward: training (dropout on) and the
+     * RNG that dropout masks are drawn from (the trainer's, or the model's own). */
+    int training;
+    core_rng *rng;
 };
 
 /* Shape helpers. */
@@ -122,6 +127,10 @@ const char *nn_layer_kind_list(void);
 
 extern const nn_layer_kind nn_kind_conv, nn_kind_maxpool, nn_kind_avgpool, nn_kind_flatten,
     nn_kind_dense, nn_kind_relu, nn_kind_tanh, nn_kind_sigmoid, nn_kind_loss;
+
+/* Sequence layer kinds (see nn/seq.h and docs/SEQUENCE_MODELS.md). */
+extern const nn_layer_kind nn_kind_embed, nn_kind_posenc, nn_kind_layernorm, nn_kind_gelu,
+    nn_kind_linear, nn_kind_attention, nn_kind_block, nn_kind_rnn, nn_kind_lstm, nn_kind_gru;
 
 /* Internal access for tests and tools. */
 int nn_model_layer_count(const nn_model *m);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "engine/cpu/engine_cpu_seq.h"
 
 static void cpu_zero(float *x, size_t n)
 {
@@ -387,6 +388,8 @@ static const engine_ops cpu_ops = {
     .nc_to_cn = cpu_nc_to_cn,
     .softmax_xent_forward = cpu_softmax_xent_forward,
     .softmax_xent_backward = cpu_softmax_xent_backward,
+    /* sequence models: engine_cpu_seq.c */
+    ENGINE_CPU_SEQ_OPS
 };
 
 const engine_ops *engine_cpu(void)
