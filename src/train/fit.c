@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "data/data.h"
+#include "data/tokens.h"
 #include "nn/model.h"
 #include "train/checkpoint.h"
 
@@ -134,15 +135,53 @@ static int setup_model(fit_ctx *c, core_error *err)
     if (nn_model_create(c->spec_text, cfg->model_path, max_batch, &c->model, err) != 0)
         return -1;
     nn_model_init_params(c->model, cfg->seed);
+    nn_model_set_rng(c->model, &c->prog.rng); /* dropout draws from the checkpointed RNG */
     if (optim_create(&c->opt, &cfg->optim, nn_model_param_count(c->model), err) != 0)
         return -1;
     c->opt_ready = 1;
     return dist_world_reserve(c->w, nn_model_param_count(c->model), err);
 }
 
+/* ---- token files (language models, docs/SEQUENCE_MODELS.md) ----
+ * A token file feeds windows of the model's input length T: every rank reads
+ * its own contiguous part of the stream; the test file is evaluated on
+ * windows tiling each rank's part. */
+static int token_loader(fit_ctx *c, const char *path, int eval, long limit, data_loader **out,
+                        core_error *err)
+{
+    int dims[NN_MAX_DIMS];
+    if (nn_model_input_dims(c->model, dims) != 1 || nn_model_labels_per_sample(c->model) != dims[0])
+        return core_error_set(err,
+                              "%s is a token file, but %s is not a language model over 'input "
+                              "T' with a loss at every position",
+                              path, c->cfg->model_path);
+    data_token_loader_config tc = {0};
+    tc.T = dims[0];
+    tc.batch = c->local_batch;
+    tc.eval = eval;
+    tc.seed = c->cfg->seed;
+    tc.rank = c->rank;
+    tc.world = c->size;
+    tc.limit = limit > 0 ? (size_t)limit : 0;
+    tc.mem_cap_bytes = c->cfg->loader_mem_cap;
+    return data_loader_create_tokens(path, &tc, nn_model_num_classes(c->model), out, err);
+}
+
+static int setup_token_data(fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    if (token_loader(c, cfg->train_path, 0, cfg->train_limit, &c->train_ld, err) != 0)
+        return -1;
+    if (!cfg->test_path)
+        return 0;
+    return token_loader(c, cfg->test_path, 1, cfg->test_limit, &c->test_ld, err);
+}
+
 static int setup_data(fit_ctx *c, core_error *err)
 {
     const train_config *cfg = c->cfg;
+    if (data_tokens_is_token_file(cfg->train_path))
+        return setup_token_data(c, err);
     if (open_dataset(c, cfg->train_path, &c->train_ds, err) != 0)
         return -1;
     size_t n = data_dataset_count(c->train_ds);
@@ -313,7 +352,8 @@ static int step_once(fit_ctx *c, const data_batch *b, nn_stats *stats, core_erro
     size_t n = nn_model_param_count(c->model);
     if (dist_allreduce_sum(c->w, c->cfg->allreduce, grads, n, err) != 0)
         return -1;
-    float scale = 1.0f / (float)c->cfg->batch;
+    /* per-position losses sum over tokens: divide by the global token count */
+    float scale = 1.0f / ((float)c->cfg->batch * (float)nn_model_labels_per_sample(c->model));
     for (size_t i = 0; i < n; i++)
         grads[i] *= scale;
     optim_step(&c->opt, nn_model_params(c->model), grads, c->cfg->optim.lr);
