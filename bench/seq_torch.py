@@ -161,11 +161,9 @@ def main():
     model = CharTransformer(V, T) if a.model == "transformer" else CharLSTM(V)
     if a.load:
         with h5py.File(a.load, "r") as f:
+            # ringtrain's tensor names and layouts are this model's state_dict
             sd = {k: torch.from_numpy(f["params"][k][:]) for k in f["params"]}
-        lstm = {}
-        for k, v in sd.items():  # ringtrain lstmN.* -> lstmN.*; same names otherwise
-            lstm[k] = v
-        model.load_state_dict(lstm)
+        model.load_state_dict(sd)
         print(f"checkpoint {a.load}: val loss {evaluate(model, val, T, a.batch):.4f}")
         return
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
