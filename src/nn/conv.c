@@ -131,7 +131,7 @@ static void conv_backward(nn_layer *l, const engine_ops *e, int batch, int need_
     conv_set_strides(c, l, batch);
     int ckk = c->g.C * c->k * c->k;
     int n = batch * c->g.OH * c->g.OW;
-    if (c->act != ENGINE_ACT_NONE)
+    if (c->act != ENGINE_ACT_NONE && !l->fold_relu_next)
         e->act_backward(l->dy, l->dy, l->y, (size_t)c->filters * n, c->act);
     e->bias_backward(l->grad[1], l->dy, 1, c->filters, n, accumulate);
     e->gemm(0, 1, c->filters, ckk, n, 1.0f, l->dy, n, l->work, n, accumulate ? 1.0f : 0.0f,

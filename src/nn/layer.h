@@ -89,7 +89,13 @@ struct nn_layer {
     float *dx;             /* gradient w.r.t. x (NULL for the first layer unless asked) */
     float *dy;             /* gradient w.r.t. y */
     const int32_t *labels; /* loss layers: labels of the last forward (may be NULL) */
-    double loss_sum;       /* loss layers: output of the last forward */
+
+    /* Set by the model when a conv with a fused relu feeds a maxpool: the
+     * pool's backward applies the relu derivative while it scatters (one pass
+     * instead of two), and the conv's backward then skips it. */
+    int fold_relu_next; /* conv: dy already carries relu' */
+    int fold_relu_prev; /* maxpool: apply relu' of the input in backward */
+    double loss_sum;    /* loss layers: output of the last forward */
     long correct;
 };
 

@@ -165,6 +165,11 @@ static void test_avgpool(void **state)
 
 static void test_whole_model(void **state)
 {
+    /* conv+relu feeding maxpool (relu' folded into the pool's backward), with
+     * pooled rows of 9 outputs: the blocked pooling path and its last row */
+    gradcheck("input 1 10 18\nconv 2 3 same relu\nmaxpool 2\nflatten\ndense 3\n"
+              "loss softmax_cross_entropy\n",
+              1, 1, TOL);
     gradcheck("input 2 6 6\nconv 3 3 same relu\nmaxpool 2\nflatten\ndense 5 tanh\ndense 4\n"
               "loss softmax_cross_entropy\n",
               2, 0, TOL);
