@@ -61,6 +61,9 @@ typedef struct engine_ops {
      * bias may be NULL. */
     void (*bias_act_forward)(float *y, const float *bias, int outer, int channels, int inner,
                              engine_act act);
+    /* y[o][c][i] = bias[c]: the starting value of a GEMM with beta = 1, which
+     * saves OpenBLAS's zeroing pass and a separate bias pass over y. */
+    void (*bias_fill)(float *y, const float *bias, int outer, int channels, int inner);
     /* y = act(x), elementwise; y may equal x. */
     void (*act_forward)(float *y, const float *x, size_t n, engine_act act);
     /* dx = dy * act'(from the output y); dx may equal dy. */
@@ -70,9 +73,12 @@ typedef struct engine_ops {
                           int accumulate);
 
     /* Pooling over `planes` independent H x W planes (any batch/channel order),
-     * output OH x OW per plane, window K, stride S, no padding. */
+     * output OH x OW per plane, window K, stride S, no padding. relu != 0
+     * applies relu to the outputs: pool(relu(x)) == relu(pool(x)), so a conv
+     * followed by relu and maxpool can leave the relu to the 4x smaller
+     * pooled output. */
     void (*maxpool_forward)(float *y, int32_t *argmax, const float *x, int planes, int H, int W,
-                            int K, int S, int OH, int OW);
+                            int K, int S, int OH, int OW, int relu);
     /* dx = scatter of dy through argmax (dx is fully written). With relu_y
      * (the pool's own output y), also applies the derivative of a relu that
      * produced the pool's input: an output passes gradient only if y > 0,

@@ -138,14 +138,18 @@ static void conv_forward(nn_layer *l, const engine_ops *e, int batch)
     int n = batch * plane;
     /* Group by group: the group's columns are still in cache when the GEMM
      * packs them. All groups' columns stay in work for the weight gradient. */
+    e->bias_fill(l->y, l->param[1], 1, c->filters, n);
     for (int i0 = 0; i0 < batch; i0 += c->group) {
         int nb = batch - i0 < c->group ? batch - i0 : c->group, ng = nb * plane;
         float *cols = l->work + (size_t)ckk * i0 * plane;
         e->im2col(l->x + (size_t)i0 * c->g.n_stride, nb, &c->g, cols);
-        e->gemm(0, 0, c->filters, ng, ckk, 1.0f, l->param[0], ckk, cols, ng, 0.0f,
+        e->gemm(0, 0, c->filters, ng, ckk, 1.0f, l->param[0], ckk, cols, ng, 1.0f,
                 l->y + (size_t)i0 * plane, n);
     }
-    e->bias_act_forward(l->y, l->param[1], 1, c->filters, n, c->act);
+    /* with a maxpool next, the relu is applied to the pooled output instead
+     * (fold_relu_next), and y keeps the values before the relu */
+    if (c->act != ENGINE_ACT_NONE && !l->fold_relu_next)
+        e->act_forward(l->y, l->y, (size_t)c->filters * n, c->act);
 }
 
 static void conv_backward(nn_layer *l, const engine_ops *e, int batch, int need_dx, int accumulate)

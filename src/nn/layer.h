@@ -91,10 +91,11 @@ struct nn_layer {
     const int32_t *labels; /* loss layers: labels of the last forward (may be NULL) */
 
     /* Set by the model when a conv with a fused relu feeds a maxpool: the
-     * pool's backward applies the relu derivative while it scatters (one pass
-     * instead of two), and the conv's backward then skips it. */
-    int fold_relu_next; /* conv: dy already carries relu' */
-    int fold_relu_prev; /* maxpool: apply relu' of the input in backward */
+     * pool applies the relu to its (4x smaller) output, and relu' while it
+     * scatters the gradient; the conv skips both, and its y holds the values
+     * before the relu. */
+    int fold_relu_next; /* conv: relu and relu' are the next layer's */
+    int fold_relu_prev; /* maxpool: relu on the output, relu' in backward */
     double loss_sum;    /* loss layers: output of the last forward */
     long correct;
 };

@@ -165,7 +165,7 @@ static void check_maxpool(int planes, int H, int W, int K, int S)
     int32_t *am = malloc(ny * sizeof *am);
     test_fill_uniform(x, nx, 5, -1.0f, 1.0f);
     test_fill_uniform(dy, ny, 6, -1.0f, 1.0f);
-    e->maxpool_forward(y, am, x, planes, H, W, K, S, OH, OW);
+    e->maxpool_forward(y, am, x, planes, H, W, K, S, OH, OW, 0);
     for (int p = 0; p < planes; p++)
         for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++) {
@@ -181,6 +181,15 @@ static void check_maxpool(int planes, int H, int W, int K, int S)
                 assert_int_equal(am[o], best);
                 assert_true(y[o] == in[best]);
             }
+    /* relu on the output: same argmax, outputs max(y, 0) */
+    float *yr = malloc(ny * sizeof *yr);
+    int32_t *amr = malloc(ny * sizeof *amr);
+    e->maxpool_forward(yr, amr, x, planes, H, W, K, S, OH, OW, 1);
+    for (size_t o = 0; o < ny; o++) {
+        assert_int_equal(amr[o], am[o]);
+        assert_true(yr[o] == (y[o] > 0.0f ? y[o] : 0.0f));
+    }
+    free(yr), free(amr);
     for (int relu = 0; relu < 2; relu++) {
         memset(ref, 0, nx * sizeof *ref);
         for (int p = 0; p < planes; p++)

@@ -67,10 +67,14 @@ static void zero_outside(float *row, int batch, const engine_conv_geom *g, int k
     int oh_lo, oh_hi, lo, hi;
     valid_range(OH, g->H, 1, ki - g->pad_h, &oh_lo, &oh_hi);
     valid_range(OW, g->W, 1, kj - g->pad_w, &lo, &hi);
+    if (oh_lo == 0 && oh_hi == OH && lo == 0 && hi == OW)
+        return;
     for (int n = 0; n < batch; n++) {
         float *img = row + (size_t)n * OH * OW;
-        memset(img, 0, (size_t)oh_lo * OW * sizeof *img);
-        memset(img + (size_t)oh_hi * OW, 0, (size_t)(OH - oh_hi) * OW * sizeof *img);
+        for (int i = 0; i < oh_lo * OW; i++)
+            img[i] = 0.0f;
+        for (int i = oh_hi * OW; i < OH * OW; i++)
+            img[i] = 0.0f;
         for (int oh = oh_lo; oh < oh_hi; oh++) {
             float *r = img + (size_t)oh * OW;
             for (int ow = 0; ow < lo; ow++)
@@ -241,6 +245,17 @@ static void cpu_bias_act_forward(float *y, const float *bias, int outer, int cha
     }
 }
 
+static void cpu_bias_fill(float *y, const float *bias, int outer, int channels, int inner)
+{
+    for (int o = 0; o < outer; o++)
+        for (int c = 0; c < channels; c++) {
+            float *p = y + ((size_t)o * channels + c) * inner;
+            float b = bias[c];
+            for (int i = 0; i < inner; i++)
+                p[i] = b;
+        }
+}
+
 static void cpu_act_backward(float *dx, const float *dy, const float *y, size_t n, engine_act act)
 {
     switch (act) {
@@ -357,11 +372,19 @@ static void maxpool2x2(float *y, int32_t *argmax, const float *x, int planes, in
     }
 }
 
+static void relu_inplace(float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
 static void cpu_maxpool_forward(float *y, int32_t *argmax, const float *x, int planes, int H, int W,
-                                int K, int S, int OH, int OW)
+                                int K, int S, int OH, int OW, int relu)
 {
     if (K == 2 && S == 2) {
         maxpool2x2(y, argmax, x, planes, H, W, OH, OW);
+        if (relu)
+            relu_inplace(y, (size_t)planes * OH * OW);
         return;
     }
     for (int p = 0; p < planes; p++) {
@@ -384,6 +407,8 @@ static void cpu_maxpool_forward(float *y, int32_t *argmax, const float *x, int p
                 am[oh * OW + ow] = best;
             }
     }
+    if (relu)
+        relu_inplace(y, (size_t)planes * OH * OW);
 }
 
 /* v if cond, else +0, through a bit mask: in scalar code a select or a
@@ -528,6 +553,7 @@ static const engine_ops cpu_ops = {
     .im2col = cpu_im2col,
     .col2im = cpu_col2im,
     .bias_act_forward = cpu_bias_act_forward,
+    .bias_fill = cpu_bias_fill,
     .act_forward = cpu_act_forward,
     .act_backward = cpu_act_backward,
     .bias_backward = cpu_bias_backward,
