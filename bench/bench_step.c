@@ -8,7 +8,10 @@
  *              [--warmup 5] [--layers] [--sgemm]
  *
  * Prints key=value lines (parsed by bench/cnn_vs_torch.sh). A step is what
- * train/fit.c does: forward, backward, scale by 1/batch, Adam.
+ * train/fit.c does: forward, backward, scale by 1/batch, Adam. Besides wall
+ * time it reports the thread's CPU time per step, which is what to compare
+ * on a machine shared with other jobs (OpenBLAS runs on the calling thread
+ * with OPENBLAS_NUM_THREADS=1).
  * Not a test; never run by ctest.
  */
 #include <cblas.h>
@@ -27,6 +30,15 @@ static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU time of this thread: on a shared machine, wall time also counts the
+ * time other processes held the core; CPU time does not. */
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -158,13 +170,14 @@ int main(int argc, char **argv)
     int nl = nn_model_layer_count(m);
     double *tf = calloc((size_t)nl, sizeof *tf), *tb = calloc((size_t)nl, sizeof *tb);
     double *step_t = calloc((size_t)steps, sizeof *step_t);
+    double *step_c = calloc((size_t)steps, sizeof *step_c);
     double t_opt = 0.0;
     size_t np = nn_model_param_count(m);
     const engine_ops *e = engine_cpu();
     nn_stats st0 = {0};
     nn_model_forward(m, x, y, batch, 1, &st0);
     for (int s = -warmup; s < steps; s++) {
-        double t0 = now();
+        double t0 = now(), c0 = thread_cpu();
         nn_stats st = {0};
         if (!layers) {
             nn_model_forward(m, x, y, batch, 1, &st);
@@ -196,14 +209,17 @@ int main(int argc, char **argv)
         double t1 = now();
         if (s >= 0) {
             step_t[s] = t1 - t0;
+            step_c[s] = thread_cpu() - c0;
             t_opt += t1 - to;
         }
     }
     qsort(step_t, (size_t)steps, sizeof *step_t, cmp_double);
+    qsort(step_c, (size_t)steps, sizeof *step_c, cmp_double);
     double med = step_t[steps / 2];
     double fps = flops_per_sample(m);
     printf("model=%s\nbatch=%d\nsteps=%d\n", model_path, batch, steps);
     printf("ms_per_step_median=%.3f\nms_per_step_min=%.3f\n", med * 1e3, step_t[0] * 1e3);
+    printf("cpu_ms_per_step_median=%.3f\n", step_c[steps / 2] * 1e3);
     printf("images_per_s=%.1f\n", batch / med);
     printf("mflop_per_image=%.3f\n", fps / 1e6);
     printf("gflops=%.2f\n", fps * batch / med / 1e9);
@@ -232,6 +248,7 @@ int main(int argc, char **argv)
     free(tf);
     free(tb);
     free(step_t);
+    free(step_c);
     nn_model_free(m);
     free(spec);
     return 0;

@@ -16,8 +16,10 @@ scaled to [0, 1] per batch.
 --batch is per process. Thread pools are pinned BEFORE torch is imported:
 Debian's torch links OpenBLAS, whose pool torch.set_num_threads does not
 resize and whose idle threads spin. Prints key=value lines: images_per_s
-(whole job), peak_rss_kib (per process, max over ranks), first_step_s
-(process start to the end of the first step).
+(whole job), cpu_images_per_s (images per CPU-second of the timed steps,
+summed over ranks: on a machine shared with other jobs this does not count
+the time others held the core), peak_rss_kib (per process, max over ranks),
+first_step_s (process start to the end of the first step).
 """
 import argparse
 import os
@@ -96,10 +98,10 @@ def run(args, rank, world):
     perm = torch.randperm(count, generator=g)
 
     first_step_s = None
-    t0 = None
+    t0 = c0 = None
     for step in range(args.steps + args.warmup):
         if step == args.warmup:
-            t0 = time.time()
+            t0, c0 = time.time(), time.process_time()
         b = step % per_epoch
         if b == 0 and step > 0:
             perm = torch.randperm(count, generator=g)
@@ -113,11 +115,13 @@ def run(args, rank, world):
         if first_step_s is None:
             first_step_s = time.time() - process_start_time()
     elapsed = time.time() - t0 if args.steps > 0 else 0.0
+    cpu = time.process_time() - c0 if args.steps > 0 else 0.0
 
     import resource
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ips = args.steps * args.batch / elapsed if elapsed > 0 else 0.0
-    print(f"rank={rank} images_per_s={ips:.1f} peak_rss_kib={rss} "
+    cpu_ips = args.steps * args.batch / cpu if cpu > 0 else 0.0
+    print(f"rank={rank} images_per_s={ips:.1f} cpu_images_per_s={cpu_ips:.1f} peak_rss_kib={rss} "
           f"first_step_s={first_step_s:.3f} loss={loss.item():.4f}", flush=True)
     if world > 1:
         dist.destroy_process_group()
@@ -145,6 +149,7 @@ def launch_ddp(args):
     # every rank runs the same number of synchronized steps: the job's rate is
     # the sum of the per-rank rates
     print("images_per_s=%.1f" % sum(float(s["images_per_s"]) for s in stats))
+    print("cpu_images_per_s=%.1f" % sum(float(s["cpu_images_per_s"]) for s in stats))
     print("peak_rss_kib=%d" % max(int(s["peak_rss_kib"]) for s in stats))
     print("first_step_s=%.3f" % max(float(s["first_step_s"]) for s in stats))
 
