@@ -2,8 +2,9 @@
 # bench/cnn_vs_torch.sh: ringtrain against PyTorch on the tutorial CNN
 # (models/fashion_cnn.spec), side by side in one run, on the same HDF5 file.
 #
-#   bench/cnn_vs_torch.sh [--build DIR] [--data FILE] [--rounds R] [--steps S]
+#   bench/cnn_vs_torch.sh [--build DIR] [--data FILE] [--rounds R] [--steps S] [--keep FILE]
 #
+# (--keep FILE: also save every run's raw figures, "key value" lines.)
 # For each configuration it alternates ringtrain and PyTorch R times (the one
 # that goes first swaps every round), S training steps each, and prints the
 # medians and their ratio:
@@ -29,13 +30,15 @@ data=$here/data/fashion-mnist-train.h5
 rounds=3
 steps=300
 py=/usr/bin/python3
+keep=
 while [ $# -gt 0 ]; do
     case $1 in
     --build) build=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    --keep) keep=$2; shift 2 ;;
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "$0: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -135,6 +138,7 @@ for r in $(seq "$rounds"); do
     startup_run
 done
 
+[ -n "$keep" ] && cp "$results" "$keep"
 # Peak RSS with the whole training set: ringtrain's loader holds the shard in
 # memory up to its cap (default 256 MiB), else streams it; PyTorch holds it.
 echo "whole training set: RSS runs ..." >&2
@@ -146,15 +150,18 @@ echo "full.rt16.rss $(sed -n 's/^rss_kib=//p' "$tmp/full.out")" >>"$results"
 taskset -c 0 "$py" "$here/bench/torch_ref.py" --data "$data" --steps 50 --batch 64 --threads 1 >"$tmp/full.out" 2>&1
 echo "full.torch.rss $(grep -o 'peak_rss_kib=[0-9]*' "$tmp/full.out" | cut -d= -f2)" >>"$results"
 
+[ -n "$keep" ] && cp "$results" "$keep"
 "$py" - "$results" <<'EOF'
-import statistics, sys
+import collections, statistics, sys
 vals = {}
 for line in open(sys.argv[1]):
-    k, v = line.split()
-    vals.setdefault(k, []).append(float(v))
-med = {k: statistics.median(v) for k, v in vals.items()}
+    parts = line.split()
+    if len(parts) == 2:  # a run whose figure could not be read leaves "key" alone
+        vals.setdefault(parts[0], []).append(float(parts[1]))
+med = collections.defaultdict(lambda: float("nan"),
+                              {k: statistics.median(v) for k, v in vals.items()})
 def runs(k):
-    return " ".join("%.0f" % v for v in vals[k])
+    return " ".join("%.0f" % v for v in vals.get(k, []))
 mflop = med["bench_step.mflop_per_image"]
 peak = med["sgemm_square2048_gflops"]
 conv = med["sgemm_conv2_fwd_gflops"]

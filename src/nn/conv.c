@@ -11,10 +11,12 @@
  * The output comes out channel-major (F, N, OH, OW), which pooling and
  * activations do not care about and `flatten` undoes once.
  *
- * The column matrix is kept from forward for the weight gradient; the column
- * gradient W^T * dY of one group at a time goes to the scratch region shared
- * by all layers and straight into col2im, so backward may be repeated (and the
- * first layer, which needs no dx, skips it).
+ * Backward rebuilds each group's columns from x for the weight gradient (in
+ * L2, cheaper than keeping a batch-sized copy from forward and reading it
+ * back from memory; the layer holds one group's columns, not the batch's),
+ * and the group's column gradient W^T * dY goes to the scratch region shared
+ * by all layers and straight into col2im. Backward may be repeated, and the
+ * first layer, which needs no dx, skips that half.
  */
 #include <stdio.h>
 #include <string.h>
@@ -109,8 +111,8 @@ static int conv_parse(nn_layer *l, int argc, char **argv, const nn_parse_ctx *ct
     if (groups > (size_t)ctx->max_batch)
         groups = (size_t)ctx->max_batch;
     c->group = (int)(((size_t)ctx->max_batch + groups - 1) / groups);
-    l->work_floats = nn_size_mul(per_image, (size_t)ctx->max_batch);
-    l->scratch_floats = nn_size_mul(per_image, (size_t)c->group);
+    l->work_floats = nn_size_mul(per_image, (size_t)c->group);
+    l->scratch_floats = l->work_floats;
     return 0;
 }
 
@@ -137,11 +139,11 @@ static void conv_forward(nn_layer *l, const engine_ops *e, int batch)
     int ckk = c->g.C * c->k * c->k, plane = c->g.OH * c->g.OW;
     int n = batch * plane;
     /* Group by group: the group's columns are still in cache when the GEMM
-     * packs them. All groups' columns stay in work for the weight gradient. */
+     * packs them. */
     e->bias_fill(l->y, l->param[1], 1, c->filters, n);
     for (int i0 = 0; i0 < batch; i0 += c->group) {
         int nb = batch - i0 < c->group ? batch - i0 : c->group, ng = nb * plane;
-        float *cols = l->work + (size_t)ckk * i0 * plane;
+        float *cols = l->work;
         e->im2col(l->x + (size_t)i0 * c->g.n_stride, nb, &c->g, cols);
         e->gemm(0, 0, c->filters, ng, ckk, 1.0f, l->param[0], ckk, cols, ng, 1.0f,
                 l->y + (size_t)i0 * plane, n);
@@ -165,7 +167,11 @@ static void conv_backward(nn_layer *l, const engine_ops *e, int batch, int need_
         e->zero(l->dx, (size_t)batch * nn_shape_size(&l->in));
     for (int i0 = 0; i0 < batch; i0 += c->group) {
         int nb = batch - i0 < c->group ? batch - i0 : c->group, ng = nb * plane;
-        const float *cols = l->work + (size_t)ckk * i0 * plane;
+        /* the columns again, rather than kept from forward: rebuilt from x
+         * in L2, they cost less than reading a batch-sized copy back from
+         * memory, and the layer keeps one group's columns instead of all */
+        float *cols = l->work;
+        e->im2col(l->x + (size_t)i0 * c->g.n_stride, nb, &c->g, cols);
         const float *dy = l->dy + (size_t)i0 * plane;
         float beta = accumulate || i0 > 0 ? 1.0f : 0.0f;
         e->gemm(0, 1, c->filters, ckk, ng, 1.0f, dy, n, cols, ng, beta, l->grad[0], ckk);
