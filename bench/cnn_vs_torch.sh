@@ -4,7 +4,8 @@
 #
 #   bench/cnn_vs_torch.sh [--build DIR] [--data FILE] [--rounds R] [--steps S] [--keep FILE]
 #
-# (--keep FILE: also save every run's raw figures, "key value" lines.)
+# (--keep FILE: also save every run's raw figures, "key value" lines;
+#  --quick: skip the start-up and whole-training-set RSS runs.)
 # For each configuration it alternates ringtrain and PyTorch R times (the one
 # that goes first swaps every round), S training steps each, and prints the
 # medians and their ratio:
@@ -31,6 +32,7 @@ rounds=3
 steps=300
 py=/usr/bin/python3
 keep=
+quick=
 while [ $# -gt 0 ]; do
     case $1 in
     --build) build=$2; shift 2 ;;
@@ -38,7 +40,8 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
-    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+    --quick) quick=1; shift ;;
+    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "$0: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -135,20 +138,22 @@ for r in $(seq "$rounds"); do
         torch_run 1x1 1; rt_run 1x1 1 64
         torch_run 2x1 2; rt_run 2x1 2 128
     fi
-    startup_run
+    [ -n "$quick" ] || startup_run
 done
 
 [ -n "$keep" ] && cp "$results" "$keep"
 # Peak RSS with the whole training set: ringtrain's loader holds the shard in
 # memory up to its cap (default 256 MiB), else streams it; PyTorch holds it.
-echo "whole training set: RSS runs ..." >&2
-args=(train --model "$model" --data "$data" --epochs 1 --batch-size 64 --log-every 0)
-taskset -c 0 /usr/bin/time -f "rss_kib=%M" "$rt" "${args[@]}" >"$tmp/full.out" 2>&1
-echo "full.rt.rss $(sed -n 's/^rss_kib=//p' "$tmp/full.out")" >>"$results"
-taskset -c 0 /usr/bin/time -f "rss_kib=%M" "$rt" "${args[@]}" --loader-mem 16 >"$tmp/full.out" 2>&1
-echo "full.rt16.rss $(sed -n 's/^rss_kib=//p' "$tmp/full.out")" >>"$results"
-taskset -c 0 "$py" "$here/bench/torch_ref.py" --data "$data" --steps 50 --batch 64 --threads 1 >"$tmp/full.out" 2>&1
-echo "full.torch.rss $(grep -o 'peak_rss_kib=[0-9]*' "$tmp/full.out" | cut -d= -f2)" >>"$results"
+if [ -z "$quick" ]; then
+    echo "whole training set: RSS runs ..." >&2
+    args=(train --model "$model" --data "$data" --epochs 1 --batch-size 64 --log-every 0)
+    taskset -c 0 /usr/bin/time -f "rss_kib=%M" "$rt" "${args[@]}" >"$tmp/full.out" 2>&1
+    echo "full.rt.rss $(sed -n 's/^rss_kib=//p' "$tmp/full.out")" >>"$results"
+    taskset -c 0 /usr/bin/time -f "rss_kib=%M" "$rt" "${args[@]}" --loader-mem 16 >"$tmp/full.out" 2>&1
+    echo "full.rt16.rss $(sed -n 's/^rss_kib=//p' "$tmp/full.out")" >>"$results"
+    taskset -c 0 "$py" "$here/bench/torch_ref.py" --data "$data" --steps 50 --batch 64 --threads 1 >"$tmp/full.out" 2>&1
+    echo "full.torch.rss $(grep -o 'peak_rss_kib=[0-9]*' "$tmp/full.out" | cut -d= -f2)" >>"$results"
+fi
 
 [ -n "$keep" ] && cp "$results" "$keep"
 "$py" - "$results" <<'EOF'
@@ -191,15 +196,18 @@ print("| --- | --- | --- | --- |")
 for tag in ("1x1", "2x1"):
     a, b = med[tag + ".rt.rss"] / 1024, med[tag + ".torch.rss"] / 1024
     print("| %s | %.1f MiB | %.1f MiB | %.2f |" % (tag, a, b, a / b))
-a, b, c = med["full.rt.rss"] / 1024, med["full.rt16.rss"] / 1024, med["full.torch.rss"] / 1024
-print("| 1x1, whole training set (60,000 samples) | %.1f MiB (loader in memory); %.1f MiB "
-      "(--loader-mem 16: streaming) | %.1f MiB | %.2f; %.2f |" % (a, b, c, a / c, b / c))
+if "full.rt.rss" in vals:
+    a, b, c = med["full.rt.rss"] / 1024, med["full.rt16.rss"] / 1024, med["full.torch.rss"] / 1024
+    print("| 1x1, whole training set (60,000 samples) | %.1f MiB (loader in memory); %.1f MiB "
+          "(--loader-mem 16: streaming) | %.1f MiB | %.2f; %.2f |" % (a, b, c, a / c, b / c))
 print()
 print("| start-up | seconds (median) |")
 print("| --- | --- |")
-print("| ringtrain: exec to exit of a 1-step run (upper bound of start to first step) | %.3f |"
-      % med["startup.rt"])
+if "startup.rt" in vals:
+    print("| ringtrain: exec to exit of a 1-step run (upper bound of start to first step) | %.3f |"
+          % med["startup.rt"])
 print("| PyTorch (torch_ref.py, 1x1): process start to end of first step | %.3f |"
       % med["1x1.torch.first"])
-print("| python3 -c 'import torch' | %.3f |" % med["startup.import_torch"])
+if "startup.import_torch" in vals:
+    print("| python3 -c 'import torch' | %.3f |" % med["startup.import_torch"])
 EOF
