@@ -9,7 +9,7 @@ shift
 bin=${RINGTRAIN_BIN:-$here/build/ringtrain}
 cores=$(nproc)
 threads=${OPENBLAS_NUM_THREADS:-$(( cores / np > 0 ? cores / np : 1 ))}
-flags=(--quiet -np "$np" -x OPENBLAS_NUM_THREADS="$threads")
+flags=(-np "$np" -x OPENBLAS_NUM_THREADS="$threads")
 if [ "$(id -u)" -eq 0 ]; then flags+=(--allow-run-as-root); fi
 if [ "$np" -gt "$cores" ]; then flags+=(--oversubscribe); fi
 if [ "$np" -gt "$cores" ]; then flags+=(--bind-to none); elif [ "$threads" -eq 1 ]; then flags+=(--bind-to core); fi

@@ -4,7 +4,7 @@
  * rank 0) and picks the exit code.
  *
  * Exit codes: 0 success, 1 the run failed (bad data, model, checkpoint...),
- * 2 bad command line.
+ * 2 bad command line, 75 stopped by a signal after checkpointing (requeue).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +23,7 @@ typedef struct train_args {
     const char *allreduce;
     float lr, momentum, weight_decay;
     int loader_mem_mib;
+    const char *stop_signals;
     int help;
 } train_args;
 
@@ -62,6 +63,7 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     a.momentum = optim_config_default(OPTIM_SGD).momentum;
     a.weight_decay = 0.0f;
     a.loader_mem_mib = 256;
+    a.stop_signals = "TERM,USR1";
     cli_flag flags[] = {
         {"--model", "FILE", CLI_STRING, &a.cfg.model_path, "model spec (see docs/MODEL_SPEC.md)", 1,
          0},
@@ -80,8 +82,16 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         {"--seed", "N", CLI_U64, &a.cfg.seed, "seed of initialization and shuffling", 0, 0},
         {"--checkpoint-dir", "DIR", CLI_STRING, &a.cfg.ckpt_dir,
          "rank 0 writes a checkpoint here after every epoch", 0, 0},
-        {"--resume", "DIR|FILE", CLI_STRING, &a.cfg.resume,
-         "continue from the latest checkpoint in DIR (or FILE)", 0, 0},
+        {"--resume", "DIR|FILE|auto", CLI_STRING, &a.cfg.resume,
+         "continue from the latest checkpoint in DIR (or FILE); auto: from --checkpoint-dir "
+         "when it holds one",
+         0, 0},
+        {"--checkpoint-every", "N", CLI_NONNEG_LONG, &a.cfg.ckpt_every,
+         "also checkpoint every N steps (0: after each epoch only)", 0, 0},
+        {"--keep-checkpoints", "K", CLI_NONNEG_INT, &a.cfg.keep_ckpts,
+         "keep only the newest K checkpoints (0: all)", 0, 0},
+        {"--stop-signals", "LIST", CLI_STRING, &a.stop_signals,
+         "signals that checkpoint and stop with exit 75 (none: disable)", 0, 0},
         {"--allreduce", "ring|mpi", CLI_STRING, &a.allreduce, "gradient all-reduce backend", 0, 0},
         {"--log-every", "N", CLI_NONNEG_INT, &a.cfg.log_every,
          "progress line every N steps (0: per epoch only)", 0, 0},
@@ -121,6 +131,20 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     }
     a.cfg.optim.weight_decay = a.weight_decay;
     a.cfg.loader_mem_cap = (size_t)a.loader_mem_mib << 20;
+    if (a.cfg.resume && strcmp(a.cfg.resume, "auto") == 0) {
+        if (!a.cfg.ckpt_dir) {
+            core_error_set(&err, "--resume auto needs --checkpoint-dir");
+            return usage_error(w, "train", &err);
+        }
+        a.cfg.resume_auto = 1;
+        a.cfg.resume = NULL;
+    }
+    if (a.cfg.ckpt_every > 0 && !a.cfg.ckpt_dir) {
+        core_error_set(&err, "--checkpoint-every needs --checkpoint-dir");
+        return usage_error(w, "train", &err);
+    }
+    if (train_signals_install(a.stop_signals, &err) != 0)
+        return usage_error(w, "train", &err);
 
     train_result res;
     if (train_fit(w, &a.cfg, &res, &err) != 0) {
@@ -128,6 +152,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
             fprintf(stderr, "ringtrain: error: %s\n", err.msg);
         return finish(w, EXIT_FAILURE);
     }
+    if (res.preempted)
+        return finish(w, TRAIN_EXIT_PREEMPTED);
     if (res.test_accuracy == res.test_accuracy)
         core_log_info("final: %d epochs, %ld steps, test accuracy %.2f%%, test loss %.4f, "
                       "%.0f images/s",

@@ -62,6 +62,29 @@ static int agree(dist_world *w, int failed, core_error *err)
     return core_error_set(err, "%s", msg);
 }
 
+/* The per-step agreement: one MAX reduction of (failure, stop signal).
+ * Failure wins over stop; *stop is set when any rank received a signal. */
+static int agree_step(dist_world *w, int failed, int *stop, core_error *err)
+{
+    int size = dist_size(w);
+    int32_t flags[2] = {failed ? size - dist_rank(w) : 0, train_signals_pending() != 0};
+    core_error comm_err;
+    if (dist_max_i32(w, flags, 2, &comm_err) != 0)
+        return core_error_set(err, "%s", comm_err.msg);
+    *stop = flags[1] != 0;
+    if (flags[0] == 0)
+        return 0;
+    int first = size - flags[0];
+    char msg[CORE_ERROR_MAX];
+    memcpy(msg, err->msg, sizeof msg);
+    msg[sizeof msg - 1] = '\0';
+    if (dist_broadcast(w, msg, sizeof msg, first, NULL) != 0)
+        snprintf(msg, sizeof msg, "failed (message lost)");
+    if (size > 1)
+        return core_error_set(err, "rank %d: %s", first, msg);
+    return core_error_set(err, "%s", msg);
+}
+
 static char *read_text_file(const char *path, const char *what, core_error *err)
 {
     FILE *f = fopen(path, "rb");
@@ -195,6 +218,26 @@ static int agree_steps(fit_ctx *c, core_error *err)
     return 0;
 }
 
+static const char *resume_source(const train_config *cfg)
+{
+    return cfg->resume_auto ? cfg->ckpt_dir : cfg->resume;
+}
+
+/* With --resume auto: rank 0 looks whether the checkpoint directory holds a
+ * checkpoint, and every rank follows its answer. */
+static int wants_resume(fit_ctx *c, core_error *err)
+{
+    if (!c->cfg->resume_auto)
+        return c->cfg->resume != NULL;
+    int32_t any = c->rank == 0 && c->cfg->ckpt_dir && train_checkpoint_any(c->cfg->ckpt_dir);
+    if (dist_max_i32(c->w, &any, 1, err) != 0)
+        return -1;
+    if (!any)
+        core_log_info("--resume auto: no checkpoint in %s yet, starting fresh",
+                      c->cfg->ckpt_dir ? c->cfg->ckpt_dir : "(none)");
+    return any;
+}
+
 /* Rank 0 reads the checkpoint; its parameters, optimizer state and progress
  * are then broadcast, so other ranks need not see the checkpoint file. */
 static int resume_from(fit_ctx *c, core_error *err)
@@ -202,7 +245,7 @@ static int resume_from(fit_ctx *c, core_error *err)
     int failed = 0;
     if (c->rank == 0) {
         char path[1024];
-        failed = train_checkpoint_resolve(c->cfg->resume, path, sizeof path, err) != 0 ||
+        failed = train_checkpoint_resolve(resume_source(c->cfg), path, sizeof path, err) != 0 ||
                  train_checkpoint_read(path, c->model, &c->opt, &c->prog, err) != 0;
         if (!failed)
             core_log_info("resuming from %s (epoch %ld, step %ld)", path, c->prog.epoch + 1,
@@ -252,7 +295,8 @@ static int setup(fit_ctx *c, core_error *err)
         return -1;
     c->prog.seed = cfg->seed;
     c->prog.rng = core_rng_make(cfg->seed, 0x7472616eULL + (uint64_t)c->rank);
-    if (cfg->resume && resume_from(c, err) != 0)
+    int resume = wants_resume(c, err);
+    if (resume < 0 || (resume && resume_from(c, err) != 0))
         return -1;
     /* Same seed gives the same parameters everywhere, but rank 0's copy is
      * the definition: broadcasting it guards against any divergence. */
@@ -331,8 +375,24 @@ static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
                                    res->last_checkpoint, sizeof res->last_checkpoint, err) != 0;
         if (!failed)
             core_log_info("checkpoint: %s", res->last_checkpoint);
+        if (!failed && c->cfg->keep_ckpts > 0 &&
+            train_checkpoint_prune(c->cfg->ckpt_dir, c->cfg->keep_ckpts, err) != 0) {
+            core_log_warn("%s", err->msg);
+        }
     }
     return agree(c->w, failed, err);
+}
+
+/* Every rank saw the stop flag at the same step boundary: rank 0 saves the
+ * exact position (the batch just fetched is not consumed) and all return. */
+static int stop_for_signal(fit_ctx *c, train_result *res, core_error *err)
+{
+    core_log_info("stop requested by signal at step %ld (epoch %ld, batch %ld): saving a "
+                  "checkpoint and exiting with %d so the job can be requeued",
+                  c->prog.step, c->prog.epoch + 1, c->prog.batch_in_epoch, TRAIN_EXIT_PREEMPTED);
+    res->preempted = 1;
+    res->steps = c->prog.step;
+    return write_checkpoint(c, res, err);
 }
 
 static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
@@ -351,8 +411,11 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         if (rc == 0)
             core_error_set(err, "%s: loader ended the epoch after %ld of %ld batches",
                            cfg->train_path, b, c->steps_per_epoch);
-        if (agree(c->w, rc != 1, err) != 0)
+        int stop = 0;
+        if (agree_step(c->w, rc != 1, &stop, err) != 0)
             return -1;
+        if (stop)
+            return stop_for_signal(c, res, err);
         nn_stats s = {0};
         if (step_once(c, &batch, &s, err) != 0)
             return -1;
@@ -364,6 +427,9 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         window.count += s.count;
         c->prog.step++;
         c->prog.batch_in_epoch = b + 1;
+        if (cfg->ckpt_every > 0 && c->prog.step % cfg->ckpt_every == 0 &&
+            b + 1 < c->steps_per_epoch && write_checkpoint(c, res, err) != 0)
+            return -1;
         if (cfg->log_every > 0 && c->prog.step % cfg->log_every == 0) {
             nn_stats g;
             if (reduce_stats(c->w, &window, &g, err) != 0)
@@ -440,7 +506,7 @@ int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_er
         res->steps = c.prog.step;
         res->epochs_done = (int)c.prog.epoch;
     }
-    while (rc == 0 && c.prog.epoch < cfg->epochs)
+    while (rc == 0 && !res->preempted && c.prog.epoch < cfg->epochs)
         rc = run_epoch(&c, res, err);
     teardown(&c);
     return rc;

@@ -15,7 +15,7 @@ fail() {
 rt_mpirun() {
   local np=$1
   shift
-  timeout -k 10 "${RT_TIMEOUT:-300}" mpirun --quiet --oversubscribe --allow-run-as-root \
+  timeout -k 10 "${RT_TIMEOUT:-300}" mpirun --oversubscribe --allow-run-as-root \
     --mca btl self,vader,tcp -x OPENBLAS_NUM_THREADS=1 -np "$np" "$BIN" "$@"
 }
 
