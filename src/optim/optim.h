@@ -20,8 +20,8 @@ typedef enum optim_kind { OPTIM_SGD = 0, OPTIM_ADAM = 1 } optim_kind;
 typedef struct optim_config {
     optim_kind kind;
     float lr;
-    float momentum; /* SGD */
-    int nesterov;   /* SGD */
+    float momentum;          /* SGD */
+    int nesterov;            /* SGD */
     float beta1, beta2, eps; /* Adam */
     float weight_decay;      /* L2 added to the gradient (coupled) */
 } optim_config;
@@ -29,9 +29,9 @@ typedef struct optim_config {
 typedef struct optim {
     optim_config cfg;
     size_t n;
-    long step;  /* steps taken so far */
-    float *m;   /* SGD momentum buffer / Adam first moment */
-    float *v;   /* Adam second moment (NULL for SGD) */
+    long step; /* steps taken so far */
+    float *m;  /* SGD momentum buffer / Adam first moment */
+    float *v;  /* Adam second moment (NULL for SGD) */
 } optim;
 
 /* Fills defaults for the kind. */
