@@ -20,7 +20,7 @@ cluster_cleanup "$SRC/cluster/slurm/down"
 t=$(date +%s%N)
 "$SRC/cluster/slurm/up" || fail "cluster/slurm/up failed"
 echo "up: $(ms_since "$t") ms"
-"$SRC/cluster/slurm/up" | grep -q "already up" || fail "a second up did not report 'already up'"
+grep -q "already up" <<<"$("$SRC/cluster/slurm/up")" || fail "a second up did not report 'already up'"
 source "$SRC/cluster/slurm/env"
 
 # job_field JOB FIELD: FIELD's value in scontrol show job.
@@ -115,5 +115,5 @@ t=$(date +%s%N)
 "$SRC/cluster/slurm/down" || fail "cluster/slurm/down failed"
 echo "down: $(ms_since "$t") ms"
 "$SRC/cluster/slurm/status" >/dev/null && fail "status says up after down"
-"$SRC/cluster/slurm/down" | grep -q "already down" || fail "a second down did not report 'already down'"
+grep -q "already down" <<<"$("$SRC/cluster/slurm/down")" || fail "a second down did not report 'already down'"
 echo "PASS: slurm up, sbatch, 2-rank template job, signal+requeue, down"
