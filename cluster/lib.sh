@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by cluster/slurm/* and cluster/hosts/*: the private state directory,
 # one-line failures, and daemons tracked by pid file (never by process name).
 # Sourced; defines functions only, plus RT_STATE.

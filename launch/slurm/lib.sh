@@ -77,7 +77,7 @@ rt_run() {
   while :; do
     wait "$RT_LAUNCHER_PID"
     RT_STATUS=$?
-    [ "$RT_STATUS" -gt 128 ] && kill -0 "$RT_LAUNCHER_PID" 2>/dev/null || break
+    if [ "$RT_STATUS" -le 128 ] || ! kill -0 "$RT_LAUNCHER_PID" 2>/dev/null; then break; fi
   done
   trap - USR1 USR2 TERM
 }

@@ -67,7 +67,8 @@ echo "bandwidth rank 0 <-> 1: unlimited $free_bw MB/s, 100mbit $limited_bw MB/s"
 t=$(date +%s%N)
 "$SRC/cluster/hosts/down" || fail "cluster/hosts/down failed"
 echo "down: $(ms_since "$t") ms"
-! ls /run/netns 2>/dev/null | grep -q "^$RT_HOSTS_PREFIX" || fail "namespaces left after down: $(ls /run/netns)"
+left=$(find /run/netns -maxdepth 1 -name "$RT_HOSTS_PREFIX*" 2>/dev/null)
+[ -z "$left" ] || fail "namespaces left after down: $left"
 grep -q "already down" <<<"$("$SRC/cluster/hosts/down")" || fail "a second down did not report 'already down'"
 "$SRC/cluster/hosts/status" >/dev/null && fail "status says up after down"
 echo "PASS: 3 simulated hosts, MPI all-reduce across them, rate limit, down"

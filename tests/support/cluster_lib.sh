@@ -25,6 +25,7 @@ mkdir -p "$WORK"
 # cluster_cleanup CMD...: at exit run CMD (the down script), then remove the state.
 cluster_cleanup() {
   CLUSTER_DOWN=("$@")
+  # shellcheck disable=SC2154 # rc is set inside the trap
   trap 'rc=$?; "${CLUSTER_DOWN[@]}" >/dev/null || echo "cleanup: ${CLUSTER_DOWN[*]} failed" >&2;
         rm -rf "$RT_CLUSTER_STATE"; exit $rc' EXIT
 }
