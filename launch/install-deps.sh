@@ -10,6 +10,7 @@ packages=(
   libhdf5-dev hdf5-tools zlib1g-dev
   libcmocka-dev
   dataset-fashion-mnist
+  slurm-wlm munge iproute2 iputils-ping util-linux
 )
 if [ "${RINGTRAIN_EXTRA_PACKAGES:-}" ]; then
   # shellcheck disable=SC2206
