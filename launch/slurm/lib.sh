@@ -13,11 +13,10 @@
 #   - when the trainer exits with RT_REQUEUE_EXIT (75, EX_TEMPFAIL: "checkpoint
 #     written, run me again"), the job requeues itself with `scontrol requeue`.
 #
-# Where the trainer plugs in: on SIGUSR1 (or SIGTERM) it should finish the
-# current step, have rank 0 write a checkpoint to --checkpoint-dir, and exit 75
-# on every rank. Until it does, SIGUSR1 terminates the ranks (the default
-# action) and the job ends without a requeue; resubmitting with the same
-# CKPT_DIR still resumes from the last per-epoch checkpoint.
+# The trainer's side (ringtrain train --stop-signals, default TERM,USR1): on
+# the signal every rank finishes its step, the ranks agree at the step
+# boundary, rank 0 writes a checkpoint of the exact position to
+# --checkpoint-dir, and every rank exits 75. The restart resumes bit-exactly.
 
 rt_log() { echo "ringtrain-sbatch[${SLURM_JOB_ID:-?}]: $*"; }
 rt_fail() {
