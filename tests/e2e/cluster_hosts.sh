@@ -4,7 +4,8 @@
 #   1. 3 hosts come up, nothing appears in the root namespace;
 #   2. 3 ranks on 3 hosts (mpi_hello through cluster/hosts/rsh) each report a
 #      different host and namespace, and their all-reduce is exact; with
-#      $BUILD/ringtrain, the trainer runs 1 epoch on 3 hosts too;
+#      $BUILD/ringtrain, the trainer runs 2 epochs on 3 hosts over TCP and
+#      matches a 3-rank shared-memory run's loss curve and parameters;
 #   3. with RT_HOSTS_RATE=100mbit the rank 0 <-> 1 bandwidth is that of
 #      100 Mbit/s (12.5 MB/s, within -50 %/+25 %; the tbf burst lets short transfers run a little fast), far below the unlimited one;
 #   4. down removes every namespace (also on failure).
@@ -44,12 +45,25 @@ free_bw=$(rank_bw "$out")
 if [ -x "$BUILD/ringtrain" ]; then
   source "$SRC/tests/support/e2e_lib.sh"
   fashion_subset 2000 500
+  args=(--model "$SRC/models/fashion_cnn.spec" --data "$TRAIN_H5" --epochs 2 --seed 1 --log-every 10)
   out=$(timeout 600 "$SRC/cluster/hosts/mpirun" 3 -x OPENBLAS_NUM_THREADS=1 "$BUILD/ringtrain" train \
-    --model "$SRC/models/fashion_cnn.spec" --data "$TRAIN_H5" --epochs 1 --seed 1 --log-every 0) ||
-    fail "ringtrain on 3 hosts: $out"
+    "${args[@]}" --checkpoint-dir "$WORK/hosts-ckpt") || fail "ringtrain on 3 hosts: $out"
   echo "$out"
   grep -q '^final:' <<<"$out" || fail "ringtrain on 3 hosts: no final line"
   grep -q '3 rank(s)' <<<"$out" || fail "ringtrain on 3 hosts: not 3 ranks"
+  # The same run with 3 ranks on this machine over shared memory: the ring's
+  # reduction order does not depend on the transport, so the loss curve and
+  # the parameters must agree (checked exactly, the strongest tolerance).
+  local_out=$(rt_mpirun 3 train "${args[@]}" --checkpoint-dir "$WORK/local-ckpt") ||
+    fail "ringtrain on 3 local ranks: $local_out"
+  curve() { grep -E '^epoch [0-9]+/2 ' <<<"$1" | sed -E 's/ +[0-9]+ img\/s.*//'; }
+  [ -n "$(curve "$out")" ] || fail "no loss curve in the 3-host run"
+  [ "$(curve "$out")" = "$(curve "$local_out")" ] ||
+    fail "loss curves differ: hosts $(curve "$out") vs local $(curve "$local_out")"
+  h5diff -q "$WORK/hosts-ckpt/$(cat "$WORK/hosts-ckpt/latest")" \
+    "$WORK/local-ckpt/$(cat "$WORK/local-ckpt/latest")" /params /params ||
+    fail "3-host and shared-memory runs end with different parameters"
+  echo "3 hosts over TCP and 3 local ranks: identical loss curves and parameters"
 fi
 
 # Rebuild with a rate limit: 100 Mbit/s = 12.5 MB/s
