@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "dist/dist.h"
 #include "optim/optim.h"
+#include "train/workflow.h"
 
 typedef struct train_config {
     const char *model_path; /* model spec file */
@@ -34,6 +35,7 @@ typedef struct train_config {
     dist_allreduce_kind allreduce;
     int log_every;         /* progress line every N steps (0 = only per epoch) */
     size_t loader_mem_cap; /* bytes; 0 = the loader's default */
+    train_wf_config wf;    /* validation, metrics, regularization, schedules... (workflow.h) */
 } train_config;
 
 typedef struct train_result {
