@@ -216,6 +216,7 @@ int train_quant_is_int8(const char *path)
         hid_t a = H5Aopen(f, "format", H5P_DEFAULT);
         hid_t ty = H5Tcopy(H5T_C_S1);
         H5Tset_size(ty, H5T_VARIABLE);
+        H5Tset_cset(ty, H5T_CSET_UTF8);
         char *s = NULL;
         if (a >= 0 && H5Aread(a, ty, &s) >= 0 && s) {
             yes = strcmp(s, QUANT_FORMAT) == 0;
