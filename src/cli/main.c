@@ -89,7 +89,7 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          "continue from the latest checkpoint in DIR (or FILE)", 0, 0},
         {"--allreduce", "ring|mpi", CLI_STRING, &a.allreduce, "gradient all-reduce backend", 0, 0},
         {"--log-every", "N", CLI_NONNEG_INT, &a.cfg.log_every,
-         "progress line every N steps (0: per epoch only)", 0, 0},
+         "progress line and metrics record every N steps (0: per epoch only)", 0, 0},
         {"--train-limit", "N", CLI_NONNEG_LONG, &a.cfg.train_limit,
          "use only the first N training samples (0: all)", 0, 0},
         {"--test-limit", "N", CLI_NONNEG_LONG, &a.cfg.test_limit,
