@@ -5,11 +5,13 @@
 #include "train/workflow.h"
 
 #include <errno.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -178,6 +180,10 @@ static int init_from(train_wf *wf, core_error *err)
                 failed = core_error_set(err, "out of memory") != 0;
         }
         char path[1024];
+        struct stat st;
+        if (!failed && stat(wf->wc.init_from, &st) != 0)
+            failed =
+                core_error_set(err, "--init-from %s: %s", wf->wc.init_from, strerror(errno)) != 0;
         if (!failed)
             failed =
                 train_checkpoint_resolve(wf->wc.init_from, path, sizeof path, err) != 0 ||
