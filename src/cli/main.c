@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "cli/commands.h"
 #include "core/log.h"
 #include "dist/dist.h"
 #include "train/train.h"
@@ -33,6 +34,10 @@ static void usage(FILE *out)
             "usage: ringtrain <command> [flags]\n\n"
             "commands:\n"
             "  train     train a model data-parallel over the ranks of the job\n"
+            "  eval      evaluate a checkpoint (float or int8) on an HDF5 split\n"
+            "  predict   classify samples of an HDF5 file or image files (PGM)\n"
+            "  quantize  post-training int8 quantization of a checkpoint, with a report\n"
+            "  plot      draw a metrics file (and its confusion matrix) as SVG\n"
             "  help      this text; 'ringtrain <command> --help' for its flags\n\n"
             "Run under mpirun or srun for several ranks, e.g.\n"
             "  mpirun -np 2 ringtrain train --model models/fashion_cnn.spec \\\n"
@@ -64,7 +69,7 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     a.weight_decay = 0.0f;
     a.loader_mem_mib = 256;
     a.stop_signals = "TERM,USR1";
-    cli_flag flags[] = {
+    cli_flag base[] = {
         {"--model", "FILE", CLI_STRING, &a.cfg.model_path, "model spec (see docs/MODEL_SPEC.md)", 1,
          0},
         {"--data", "FILE", CLI_STRING, &a.cfg.train_path, "HDF5 training set (docs/DATA_FORMAT.md)",
@@ -75,7 +80,7 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         {"--y-name", "NAME", CLI_STRING, &a.cfg.y_name, "name of the label dataset", 0, 0},
         {"--epochs", "N", CLI_POS_INT, &a.cfg.epochs, "epochs to train", 0, 0},
         {"--batch-size", "N", CLI_POS_INT, &a.cfg.batch, "GLOBAL batch, split across ranks", 0, 0},
-        {"--optimizer", "adam|sgd", CLI_STRING, &a.optimizer, "optimizer", 0, 0},
+        {"--optimizer", "adam|adamw|sgd", CLI_STRING, &a.optimizer, "optimizer", 0, 0},
         {"--lr", "X", CLI_POS_FLOAT, &a.lr, "learning rate (sgd: 0.01)", 0, 0},
         {"--momentum", "X", CLI_NONNEG_FLOAT, &a.momentum, "SGD momentum", 0, 0},
         {"--weight-decay", "X", CLI_NONNEG_FLOAT, &a.weight_decay, "L2 weight decay", 0, 0},
@@ -94,16 +99,22 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          "signals that checkpoint and stop with exit 75 (none: disable)", 0, 0},
         {"--allreduce", "ring|mpi", CLI_STRING, &a.allreduce, "gradient all-reduce backend", 0, 0},
         {"--log-every", "N", CLI_NONNEG_INT, &a.cfg.log_every,
-         "progress line every N steps (0: per epoch only)", 0, 0},
+         "progress line and metrics record every N steps (0: per epoch only)", 0, 0},
         {"--train-limit", "N", CLI_NONNEG_LONG, &a.cfg.train_limit,
          "use only the first N training samples (0: all)", 0, 0},
         {"--test-limit", "N", CLI_NONNEG_LONG, &a.cfg.test_limit,
          "use only the first N test samples (0: all)", 0, 0},
         {"--loader-mem", "MiB", CLI_POS_INT, &a.loader_mem_mib,
          "memory cap of each rank's data loader", 0, 0},
-        {"--help", NULL, CLI_FLAG, &a.help, "show this help", 0, 0},
-        {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
+    /* the workflow's flags (cli/train_flags.c) follow the base table */
+    cli_flag flags[80];
+    cli_wf_args wa;
+    int nf = (int)(sizeof base / sizeof base[0]);
+    memcpy(flags, base, sizeof base);
+    nf = cli_wf_flags(&wa, &a.cfg, flags, nf, 78);
+    flags[nf++] = (cli_flag){"--help", NULL, CLI_FLAG, &a.help, "show this help", 0, 0};
+    flags[nf] = (cli_flag){NULL, NULL, 0, NULL, NULL, 0, 0};
     core_error err = {{0}};
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0) {
@@ -113,7 +124,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
             }
             return finish(w, 0);
         }
-    if (cli_args_parse(flags, argc, argv, 2, &err) != 0)
+    if (cli_args_parse(flags, argc, argv, 2, &err) != 0 ||
+        cli_wf_resolve(&wa, &a.optimizer, &err) != 0)
         return usage_error(w, "train", &err);
     optim_kind kind;
     if (optim_kind_parse(a.optimizer, &kind, &err) != 0 ||
@@ -143,7 +155,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         core_error_set(&err, "--checkpoint-every needs --checkpoint-dir");
         return usage_error(w, "train", &err);
     }
-    if (train_signals_install(a.stop_signals, &err) != 0)
+    if (train_signals_install(a.stop_signals, &err) != 0 ||
+        cli_wf_apply(&wa, flags, &a.cfg, &err) != 0)
         return usage_error(w, "train", &err);
 
     train_result res;
@@ -172,6 +185,8 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
+    if (strcmp(argv[1], "plot") == 0)
+        return cli_plot_main(argc, argv); /* no MPI: a picture from a file */
     if (strcmp(argv[1], "--version") == 0) {
         printf("ringtrain 0.1.0\n");
         return 0;
@@ -184,6 +199,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "train") == 0)
         return cmd_train(w, argc, argv);
+    if (strcmp(argv[1], "eval") == 0)
+        return finish(w, cli_eval_main(w, argc, argv));
+    if (strcmp(argv[1], "predict") == 0)
+        return finish(w, cli_predict_main(w, argc, argv));
+    if (strcmp(argv[1], "quantize") == 0)
+        return finish(w, cli_quantize_main(w, argc, argv));
     if (dist_rank(w) == 0)
         fprintf(stderr, "ringtrain: unknown command '%s' (try 'ringtrain help')\n", argv[1]);
     return finish(w, EXIT_USAGE);

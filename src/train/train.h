@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "dist/dist.h"
 #include "optim/optim.h"
+#include "train/workflow.h"
 
 typedef struct train_config {
     const char *model_path; /* model spec file */
@@ -37,6 +38,7 @@ typedef struct train_config {
     long ckpt_every;       /* also checkpoint every N steps (0 = after each epoch only) */
     int keep_ckpts;        /* keep the newest K checkpoints (0 = all) */
     int resume_auto;       /* resume from ckpt_dir when it holds a checkpoint, else start fresh */
+    train_wf_config wf;    /* validation, metrics, regularization, schedules... (workflow.h) */
 } train_config;
 
 /* Exit code of a run stopped by a signal after writing its checkpoint
