@@ -21,6 +21,7 @@
 #include "data/data.h"
 #include "nn/model.h"
 #include "train/checkpoint.h"
+#include "train/resize.h"
 
 typedef struct fit_ctx {
     dist_world *w;
@@ -35,6 +36,7 @@ typedef struct fit_ctx {
     data_loader *train_ld, *test_ld;
     long steps_per_epoch;
     train_progress prog;
+    train_resize resize;
     char config_text[2048];
 } fit_ctx;
 
@@ -298,6 +300,11 @@ static int setup(fit_ctx *c, core_error *err)
     int resume = wants_resume(c, err);
     if (resume < 0 || (resume && resume_from(c, err) != 0))
         return -1;
+    if (agree(c->w,
+              train_resize_prepare(&c->resize, &c->prog, cfg, c->train_ds, c->size, c->rank, err) !=
+                  0,
+              err) != 0)
+        return -1;
     /* Same seed gives the same parameters everywhere, but rank 0's copy is
      * the definition: broadcasting it guards against any divergence. */
     if (dist_broadcast(c->w, nn_model_params(c->model),
@@ -313,6 +320,7 @@ static void teardown(fit_ctx *c)
     data_loader_free(c->test_ld);
     data_dataset_close(c->train_ds);
     data_dataset_close(c->test_ds);
+    train_resize_free(&c->resize);
     if (c->opt_ready)
         optim_destroy(&c->opt);
     nn_model_free(c->model);
@@ -398,19 +406,21 @@ static int stop_for_signal(fit_ctx *c, train_result *res, core_error *err)
 static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
 {
     const train_config *cfg = c->cfg;
-    long epoch = c->prog.epoch;
-    if (agree(c->w, data_loader_begin_epoch(c->train_ld, epoch, c->prog.batch_in_epoch, err) != 0,
+    long epoch = c->prog.epoch, steps;
+    if (agree(c->w,
+              train_resize_begin_epoch(&c->resize, c->train_ld, &c->prog, c->steps_per_epoch,
+                                       &steps, err) != 0,
               err) != 0)
         return -1;
     nn_stats epoch_stats = {0}, window = {0};
     long first_batch = c->prog.batch_in_epoch;
     double t0 = now_seconds(), tw = t0;
-    for (long b = first_batch; b < c->steps_per_epoch; b++) {
+    for (long b = first_batch; b < steps; b++) {
         data_batch batch = {0};
         int rc = data_loader_next(c->train_ld, &batch, err);
         if (rc == 0)
             core_error_set(err, "%s: loader ended the epoch after %ld of %ld batches",
-                           cfg->train_path, b, c->steps_per_epoch);
+                           cfg->train_path, b, steps);
         int stop = 0;
         if (agree_step(c->w, rc != 1, &stop, err) != 0)
             return -1;
@@ -419,6 +429,7 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         nn_stats s = {0};
         if (step_once(c, &batch, &s, err) != 0)
             return -1;
+        train_resize_trace(&c->resize, &batch, &c->prog);
         epoch_stats.loss_sum += s.loss_sum;
         epoch_stats.correct += s.correct;
         epoch_stats.count += s.count;
@@ -427,8 +438,8 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         window.count += s.count;
         c->prog.step++;
         c->prog.batch_in_epoch = b + 1;
-        if (cfg->ckpt_every > 0 && c->prog.step % cfg->ckpt_every == 0 &&
-            b + 1 < c->steps_per_epoch && write_checkpoint(c, res, err) != 0)
+        if (cfg->ckpt_every > 0 && c->prog.step % cfg->ckpt_every == 0 && b + 1 < steps &&
+            write_checkpoint(c, res, err) != 0)
             return -1;
         if (cfg->log_every > 0 && c->prog.step % cfg->log_every == 0) {
             nn_stats g;
@@ -436,7 +447,7 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
                 return -1;
             double t = now_seconds();
             core_log_info("epoch %ld/%d step %ld/%ld  loss %.4f  acc %.2f%%  %.0f img/s", epoch + 1,
-                          cfg->epochs, b + 1, c->steps_per_epoch, g.loss_sum / (double)g.count,
+                          cfg->epochs, b + 1, steps, g.loss_sum / (double)g.count,
                           100.0 * (double)g.correct / (double)g.count, (double)g.count / (t - tw));
             tw = t;
             memset(&window, 0, sizeof window);
