@@ -498,11 +498,17 @@ int data_loader_begin_list(data_loader *l, const size_t *idx, size_t count, core
                               "%s: this rank's loader holds no sample buffer (empty shard), so "
                               "it cannot serve a list of %zu samples",
                               path, count);
-    for (size_t i = 0; i < count; i++)
-        if (idx[i] >= n || idx[i] > UINT32_MAX)
+    for (size_t i = 0; i < count; i++) {
+        if (idx[i] >= n)
             return core_error_set(err,
                                   "%s: list entry %zu names sample %zu, outside the %zu samples",
                                   path, i, idx[i], n);
+        if (idx[i] > UINT32_MAX)
+            return core_error_set(err,
+                                  "%s: list entry %zu names sample %zu; list epochs serve samples "
+                                  "below 2^32",
+                                  path, i, idx[i]);
+    }
     size_t nsort = count < win ? count : win;
     size_t *lidx = core_alloc(count * sizeof *lidx, "loader sample list", err);
     uint64_t *lsort = lidx ? core_alloc(nsort * sizeof *lsort, "loader list window", err) : NULL;

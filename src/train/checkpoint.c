@@ -694,7 +694,9 @@ static int read_order(hid_t f, train_progress *p, core_error *err)
         attr_read_u64(f, "train_samples", &p->order_samples, err) ||
         attr_read_u64(f, "loader_mem_cap", &p->order_cap, err))
         return -1;
-    if (world <= 0 || world > INT32_MAX || batch < world || batch > INT32_MAX)
+    if (world == 0)
+        return 0; /* written without a data order: as the resuming run */
+    if (world < 0 || world > INT32_MAX || batch < world || batch > INT32_MAX)
         return core_error_set(err, "attributes world_size %lld / global_batch %lld are not valid",
                               (long long)world, (long long)batch);
     p->world = (int)world;
