@@ -21,6 +21,7 @@
 #include "data/data.h"
 #include "nn/model.h"
 #include "train/checkpoint.h"
+#include "train/resize.h"
 #include "train/workflow.h"
 
 typedef struct fit_ctx {
@@ -39,6 +40,7 @@ typedef struct fit_ctx {
     char config_text[4096];
     size_t n_total, n_train; /* training samples, and those not held out for validation */
     train_wf *wf;
+    train_resize resize;
 } fit_ctx;
 
 static double now_seconds(void)
@@ -331,6 +333,11 @@ static int setup(fit_ctx *c, core_error *err)
     int resume = wants_resume(c, err);
     if (resume < 0 || (resume && resume_from(c, err) != 0))
         return -1;
+    if (agree(c->w,
+              train_resize_prepare(&c->resize, &c->prog, cfg, c->train_ds, c->size, c->rank, err) !=
+                  0,
+              err) != 0)
+        return -1;
     if (setup_workflow(c, err) != 0)
         return -1;
     /* Same seed gives the same parameters everywhere, but rank 0's copy is
@@ -350,6 +357,7 @@ static void teardown(fit_ctx *c)
     data_loader_free(c->test_ld);
     data_dataset_close(c->train_ds);
     data_dataset_close(c->test_ds);
+    train_resize_free(&c->resize);
     if (c->opt_ready)
         optim_destroy(&c->opt);
     nn_model_free(c->model);
@@ -420,20 +428,22 @@ static int stop_for_signal(fit_ctx *c, train_result *res, core_error *err)
 static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
 {
     const train_config *cfg = c->cfg;
-    long epoch = c->prog.epoch;
-    if (agree(c->w, data_loader_begin_epoch(c->train_ld, epoch, c->prog.batch_in_epoch, err) != 0,
+    long epoch = c->prog.epoch, steps;
+    if (agree(c->w,
+              train_resize_begin_epoch(&c->resize, c->train_ld, &c->prog, c->steps_per_epoch,
+                                       &steps, err) != 0,
               err) != 0)
         return -1;
     nn_stats epoch_stats = {0};
     long first_batch = c->prog.batch_in_epoch;
     double t0 = now_seconds();
     train_wf_epoch_begin(c->wf, epoch, first_batch);
-    for (long b = first_batch; b < c->steps_per_epoch; b++) {
+    for (long b = first_batch; b < steps; b++) {
         data_batch batch = {0};
         int rc = data_loader_next(c->train_ld, &batch, err);
         if (rc == 0)
             core_error_set(err, "%s: loader ended the epoch after %ld of %ld batches",
-                           cfg->train_path, b, c->steps_per_epoch);
+                           cfg->train_path, b, steps);
         int stop = 0;
         if (agree_step(c->w, rc != 1, &stop, err) != 0)
             return -1;
@@ -442,13 +452,14 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         nn_stats s = {0};
         if (step_once(c, &batch, &s, err) != 0)
             return -1;
+        train_resize_trace(&c->resize, &batch, &c->prog);
         epoch_stats.loss_sum += s.loss_sum;
         epoch_stats.correct += s.correct;
         epoch_stats.count += s.count;
         c->prog.step++;
         c->prog.batch_in_epoch = b + 1;
-        if (cfg->ckpt_every > 0 && c->prog.step % cfg->ckpt_every == 0 &&
-            b + 1 < c->steps_per_epoch && write_checkpoint(c, res, err) != 0)
+        if (cfg->ckpt_every > 0 && c->prog.step % cfg->ckpt_every == 0 && b + 1 < steps &&
+            write_checkpoint(c, res, err) != 0)
             return -1;
         if (train_wf_after_step(c->wf, b + 1, batch.y, batch.n, s.loss_sum, err) != 0)
             return -1;

@@ -66,10 +66,4 @@ int train_signals_install(const char *spec, core_error *err);
 /* The signal received (0 if none). */
 int train_signals_pending(void);
 
-/* Preemption signals ("TERM,USR1", "none"): the handler only sets a flag that
- * train_fit agrees on across ranks at the next step boundary. */
-int train_signals_install(const char *spec, core_error *err);
-/* The signal received (0 if none). */
-int train_signals_pending(void);
-
 #endif
