@@ -23,6 +23,8 @@ typedef struct dist_world dist_world;
 typedef enum dist_allreduce_kind {
     DIST_ALLREDUCE_RING = 0, /* ringtrain's own ring over MPI point-to-point */
     DIST_ALLREDUCE_MPI = 1,  /* the MPI library's MPI_Allreduce */
+    DIST_ALLREDUCE_HIER = 2, /* node-local shared memory, then the ring across node leaders */
+    /* DIST_ALLREDUCE_NCCL comes with the GPU engine: one value, one table row. */
 } dist_allreduce_kind;
 
 /* MPI_Init_thread (MULTIPLE requested, SERIALIZED at least, else an error)
@@ -49,12 +51,18 @@ int dist_world_reserve(dist_world *w, size_t n, core_error *err);
 int dist_world_set_ring_segment(dist_world *w, size_t bytes, core_error *err);
 size_t dist_world_ring_segment(const dist_world *w);
 
+/* Per-call length check in dist_allreduce_sum (default on): every rank's n is
+ * gathered first and a mismatch is an error on every rank. Every rank must
+ * set the same. The bucket scheduler checks its layout once instead. */
+void dist_world_set_length_check(dist_world *w, int on);
+
 int dist_allreduce_kind_parse(const char *name, dist_allreduce_kind *out, core_error *err);
 const char *dist_allreduce_kind_name(dist_allreduce_kind k);
 
-/* In-place float sum over all ranks; every rank passes the same n. RING needs
- * n <= the size reserved with dist_world_reserve. RING results are bitwise
- * identical on every rank. */
+/* In-place float sum over all ranks; every rank passes the same n (checked,
+ * see dist_world_set_length_check). RING (and HIER across several nodes)
+ * need n <= the size reserved with dist_world_reserve. RING and HIER results
+ * are bitwise identical on every rank. */
 int dist_allreduce_sum(dist_world *w, dist_allreduce_kind kind, float *buf, size_t n,
                        core_error *err);
 /* The ring itself, on an explicit scratch of at least ceil(n/size) floats
