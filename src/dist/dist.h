@@ -79,6 +79,19 @@ int dist_barrier(dist_world *w, core_error *err);
  * Returns the lowest failed rank, or -1 when all succeeded. */
 int dist_first_failed(dist_world *w, int failed);
 
+/* Benchmark (collective): backends kinds[0..nkinds) side by side (NULL: ring,
+ * mpi, hier) on sizes bytes[0..nsizes) (NULL: 1, 4, 16, 64 MiB), iters timed
+ * calls each (median); prints one row per size on rank 0's stdout: per backend
+ * time/call, algbw, busbw, correct; then each backend's busbw ratio to mpi. */
+typedef struct dist_bench_config {
+    const size_t *bytes;
+    int nsizes;
+    const dist_allreduce_kind *kinds;
+    int nkinds;
+    int iters;
+} dist_bench_config;
+int dist_bench_allreduce_run(dist_world *w, const dist_bench_config *cfg, core_error *err);
+
 /* Benchmark (collective): times the ring and MPI_Allreduce side by side on
  * buffers of bytes[0..nsizes) (NULL: 1, 4, 16, 64 MiB), iters timed calls
  * each (median reported), and prints a table on rank 0's stdout. */
