@@ -40,7 +40,8 @@ struct dist_world {
     int length_check;       /* 1: dist_allreduce_sum checks n across ranks first */
     int wait_spin;          /* 1: waits never sleep (RINGTRAIN_COMM_WAIT=spin), for comparison */
     struct dist_hier *hier; /* shared-memory state of the hier backend (hier.c) */
-    uint64_t *lengths;      /* size entries: the length check's gather buffer */
+    uint64_t *lengths;      /* size entries: gather buffer of the length and consistency checks */
+    double timeout_s;       /* watchdog timeout of collectives (dist_world_set_comm_timeout) */
 };
 
 /* Node-local shared-memory all-reduce state; built at world init. */

@@ -109,6 +109,7 @@ int dist_world_init(int *argc, char ***argv, dist_world **out, core_error *err)
     w->ctl = w->grad = w->local = MPI_COMM_NULL;
     w->segment = DIST_RING_SEGMENT_DEFAULT;
     w->length_check = 1;
+    w->timeout_s = DIST_COMM_TIMEOUT_DEFAULT;
     const char *wait = getenv("RINGTRAIN_COMM_WAIT");
     w->wait_spin = wait && strcmp(wait, "spin") == 0;
     if (start_mpi(argc, argv, w, err) != 0) {
@@ -204,6 +205,20 @@ int dist_world_reserve(dist_world *w, size_t n, core_error *err)
     w->scratch = s;
     w->reserved_n = n;
     return 0;
+}
+
+int dist_world_set_comm_timeout(dist_world *w, double seconds, core_error *err)
+{
+    if (!(seconds > 0.0) || seconds > 1e7)
+        return core_error_set(err, "dist: comm timeout of %g s is out of range (0 .. 1e7 s)",
+                              seconds);
+    w->timeout_s = seconds;
+    return 0;
+}
+
+double dist_world_comm_timeout(const dist_world *w)
+{
+    return w->timeout_s;
 }
 
 void dist_world_set_length_check(dist_world *w, int on)
