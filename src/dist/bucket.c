@@ -353,8 +353,9 @@ int dist_buckets_wait(dist_buckets *b, core_error *err)
 {
     if (!b->begun)
         return core_error_set(err, "dist: dist_buckets_wait without dist_buckets_begin");
+    int rc = b->thread_up ? wait_thread(b, err) : wait_inline(b, err);
     b->begun = 0;
-    return b->thread_up ? wait_thread(b, err) : wait_inline(b, err);
+    return rc;
 }
 
 int dist_buckets_nonfinite(const dist_buckets *b)
