@@ -137,12 +137,45 @@ static int bench_allreduce(dist_world *w, int argc, char **argv)
     return finish(w, 0);
 }
 
+static int bench_idle(dist_world *w, int argc, char **argv)
+{
+    const char *backend = "ring";
+    int trials = 5, help = 0;
+    cli_flag flags[] = {
+        {"--backend", "NAME", CLI_STRING, &backend, "backend the comm thread waits in", 0, 0},
+        {"--trials", "N", CLI_POS_INT, &trials, "trials per case (median)", 0, 0},
+        {"--help", NULL, CLI_FLAG, &help, "show this help", 0, 0},
+        {NULL, NULL, 0, NULL, NULL, 0, 0},
+    };
+    core_error err = {{0}};
+    dist_allreduce_kind kind;
+    if (cli_args_parse(flags, argc, argv, 3, &err) != 0 ||
+        dist_allreduce_kind_parse(backend, &kind, &err) != 0)
+        return usage_error(w, &err);
+    if (help) {
+        if (dist_rank(w) == 0) {
+            printf("usage: ringtrain bench idle [flags]\n\n");
+            cli_args_help(stdout, flags);
+        }
+        return finish(w, 0);
+    }
+    if (dist_bench_idle(w, kind, trials, &err) != 0) {
+        if (dist_rank(w) == 0)
+            fprintf(stderr, "ringtrain: error: %s\n", err.msg);
+        return finish(w, EXIT_FAILURE);
+    }
+    return finish(w, 0);
+}
+
 int cli_bench_main(dist_world *w, int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[2], "allreduce") == 0)
         return bench_allreduce(w, argc, argv);
+    if (argc >= 3 && strcmp(argv[2], "idle") == 0)
+        return bench_idle(w, argc, argv);
     if (dist_rank(w) == 0)
         fprintf(stderr, "usage: ringtrain bench allreduce [--sizes LIST] [--iters N] "
-                        "[--backends ring,mpi,hier] [--segment BYTES]\n");
+                        "[--backends ring,mpi,hier] [--segment BYTES]\n"
+                        "       ringtrain bench idle [--backend NAME] [--trials N]\n");
     return finish(w, EXIT_USAGE);
 }

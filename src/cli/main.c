@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "cli/bench.h"
 #include "core/log.h"
 #include "dist/dist.h"
 #include "train/train.h"
@@ -32,6 +33,7 @@ static void usage(FILE *out)
             "usage: ringtrain <command> [flags]\n\n"
             "commands:\n"
             "  train     train a model data-parallel over the ranks of the job\n"
+            "  bench     benchmarks: 'bench allreduce' (backends side by side), 'bench idle'\n"
             "  help      this text; 'ringtrain <command> --help' for its flags\n\n"
             "Run under mpirun or srun for several ranks, e.g.\n"
             "  mpirun -np 2 ringtrain train --model models/fashion_cnn.spec \\\n"
@@ -158,6 +160,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "train") == 0)
         return cmd_train(w, argc, argv);
+    if (strcmp(argv[1], "bench") == 0)
+        return cli_bench_main(w, argc, argv);
     if (dist_rank(w) == 0)
         fprintf(stderr, "ringtrain: unknown command '%s' (try 'ringtrain help')\n", argv[1]);
     return finish(w, EXIT_USAGE);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "core/mem.h"
@@ -204,4 +205,127 @@ int dist_bench_allreduce(dist_world *w, const size_t *bytes, int nsizes, int ite
     static const dist_allreduce_kind kinds[] = {DIST_ALLREDUCE_RING, DIST_ALLREDUCE_MPI};
     dist_bench_config cfg = {bytes, nsizes, kinds, 2, iters};
     return dist_bench_allreduce_run(w, &cfg, err);
+}
+
+static double cpu_clock(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A fixed amount of cache-resident arithmetic, standing in for backward.
+ * Returns the wall time; *others gets the CPU time that the process's OTHER
+ * threads (the comm thread, MPI's) used meanwhile. */
+static double compute_loop(float *x, size_t n, int reps, double *others)
+{
+    double t0 = MPI_Wtime();
+    double p0 = cpu_clock(CLOCK_PROCESS_CPUTIME_ID), c0 = cpu_clock(CLOCK_THREAD_CPUTIME_ID);
+    for (int r = 0; r < reps; r++)
+        for (size_t i = 0; i < n; i++)
+            x[i] = x[i] * 0.999f + 0.001f;
+    double mine = cpu_clock(CLOCK_THREAD_CPUTIME_ID) - c0;
+    *others = cpu_clock(CLOCK_PROCESS_CPUTIME_ID) - p0 - mine;
+    return MPI_Wtime() - t0;
+}
+
+/* Barrier and broadcast that wait with backoff: a blocking MPI_Barrier
+ * would spin on the rank that finishes first and slow the others down. */
+static int polite_barrier(dist_world *w, core_error *err)
+{
+    MPI_Request req;
+    int rc = MPI_Ibarrier(w->ctl, &req);
+    if (rc != MPI_SUCCESS)
+        return dist_mpi_error(w, err, rc, "MPI_Ibarrier");
+    return dist_wait_req(w, &req, -1, "barrier", err);
+}
+
+static int polite_bcast(dist_world *w, double *x, int n, core_error *err)
+{
+    MPI_Request req;
+    int rc = MPI_Ibcast(x, n, MPI_DOUBLE, 0, w->ctl, &req);
+    if (rc != MPI_SUCCESS)
+        return dist_mpi_error(w, err, rc, "MPI_Ibcast");
+    return dist_wait_req(w, &req, 0, "broadcast", err);
+}
+
+/*
+ * One trial: rank 0 hands its whole buffer to the comm thread (if `pending`)
+ * and computes; every other rank computes first and only then joins the
+ * all-reduce, so rank 0's comm thread waits for the whole compute time.
+ * r[0] = rank 0's compute wall time, r[1] = the CPU time its other threads
+ * used meanwhile.
+ */
+static int idle_trial(dist_world *w, dist_buckets *b, size_t n, float *work, size_t wn, int reps,
+                      int pending, double r[2], core_error *err)
+{
+    if (polite_barrier(w, err) != 0)
+        return -1;
+    if (pending && w->rank == 0) {
+        dist_buckets_begin(b, 1);
+        dist_buckets_ready(b, n);
+    }
+    r[0] = compute_loop(work, wn, reps, &r[1]);
+    if (pending && w->rank != 0) {
+        dist_buckets_begin(b, 1);
+        dist_buckets_ready(b, n);
+    }
+    if (pending && dist_buckets_wait(b, err) != 0)
+        return -1;
+    return polite_bcast(w, r, 2, err);
+}
+
+int dist_bench_idle(dist_world *w, dist_allreduce_kind kind, int trials, core_error *err)
+{
+    if (w->size < 2)
+        return core_error_set(err, "dist/bench idle: needs at least 2 ranks");
+    size_t n = (size_t)1 << 20, wn = 16384;
+    int reps = 1000;
+    float *g = core_alloc(n * sizeof(float), "gradients", err);
+    float *work = core_alloc(wn * sizeof(float), "work", err);
+    /* [case][trial]: wall time, and the other threads' CPU time. */
+    double *wall = core_alloc(sizeof(double) * 3 * (size_t)trials, "timings", err);
+    double *cpu = core_alloc(sizeof(double) * 3 * (size_t)trials, "timings", err);
+    dist_bucket_config cfg = {kind, 0, 0, 0, 1, 0};
+    dist_buckets *b = NULL;
+    int rc = g && work && wall && cpu ? dist_buckets_create(w, g, n, &cfg, &b, err) : -1;
+    if (rc == 0) {
+        /* About half a second of compute per trial, as rank 0 measures it. */
+        double unused, dt = compute_loop(work, wn, reps, &unused);
+        double r = reps * (0.5 / (dt > 1e-6 ? dt : 1e-6));
+        rc = polite_bcast(w, &r, 1, err);
+        reps = (int)r;
+    }
+    int spin = w->wait_spin;
+    /* The three cases alternate every trial, so that all see the same machine. */
+    static const int pending[3] = {0, 1, 1}, spinning[3] = {0, 0, 1};
+    for (int i = 0; rc == 0 && i < trials; i++)
+        for (int c = 0; rc == 0 && c < 3; c++) {
+            double r[2];
+            w->wait_spin = spinning[c];
+            rc = idle_trial(w, b, n, work, wn, reps, pending[c], r, err);
+            wall[c * trials + i] = r[0];
+            cpu[c * trials + i] = r[1] / r[0];
+        }
+    w->wait_spin = spin;
+    if (rc == 0) {
+        static const char *names[3] = {"no collective pending", "comm thread waiting (backoff)",
+                                       "comm thread waiting (spinning)"};
+        core_log_info("comm thread cost to compute: %d ranks, %s, median of %d trials; rank 0 "
+                      "computes ~0.5 s while its comm thread waits for peers still computing",
+                      w->size, dist_allreduce_kind_name(kind), trials);
+        core_log_info("  %-32s %12s %26s", "case", "compute wall", "CPU of rank 0's other threads");
+        for (int c = 0; c < 3; c++) {
+            qsort(wall + c * trials, (size_t)trials, sizeof(double), cmp_double);
+            qsort(cpu + c * trials, (size_t)trials, sizeof(double), cmp_double);
+            core_log_info("  %-32s %10.3f s %19.1f%% of a core", names[c],
+                          wall[c * trials + trials / 2], 100.0 * cpu[c * trials + trials / 2]);
+        }
+    }
+    dist_buckets_free(b);
+    core_free(cpu);
+    core_free(wall);
+    core_free(work);
+    core_free(g);
+    return rc == 0 ? 0 : core_error_prefix(err, "dist/bench idle");
 }

@@ -175,6 +175,12 @@ int dist_buckets_wait(dist_buckets *b, core_error *err);
  * gradients held a NaN/Inf before reduction (feed to dist_agree_flags). */
 int dist_buckets_nonfinite(const dist_buckets *b);
 
+/* What a waiting comm thread costs compute (collective, >= 2 ranks): rank 0
+ * computes a fixed loop (a) with nothing pending, (b) while its comm thread
+ * waits for peers that are still computing, with the backoff, and (c) the
+ * same with waits that never sleep; prints the median times and ratios. */
+int dist_bench_idle(dist_world *w, dist_allreduce_kind kind, int trials, core_error *err);
+
 /* Benchmark (collective): backends kinds[0..nkinds) side by side (NULL: ring,
  * mpi, hier) on sizes bytes[0..nsizes) (NULL: 1, 4, 16, 64 MiB), iters timed
  * calls each (median); prints one row per size on rank 0's stdout: per backend

@@ -59,15 +59,15 @@ int dist_ring_allreduce_comm(dist_world *w, MPI_Comm comm, float *buf, size_t n,
 /*
  * Waiting without taking a core (wait.c). A wait first spins for a few tens
  * of microseconds (a peer that is about to answer costs no sleep), then
- * sleeps with a doubling nanosleep capped at DIST_WAIT_SLEEP_MAX_NS, so an
- * idle comm thread wakes a few thousand times a second at most.
+ * sleeps with a doubling nanosleep capped at DIST_WAIT_SLEEP_MAX_NS, so a
+ * waiting comm thread wakes about two thousand times a second at most.
  *
  * The watchdog: a thread that runs a watched operation (dist_watch_begin)
  * has a deadline; a wait past it prints "[rank r] <what> has not completed
  * after T s; waiting on rank P" and ends the job with MPI_Abort.
  */
 #define DIST_WAIT_SPIN_NS      50000L
-#define DIST_WAIT_SLEEP_MAX_NS 200000L
+#define DIST_WAIT_SLEEP_MAX_NS 500000L
 #define DIST_WATCHDOG_EXIT     3
 
 typedef struct dist_backoff {
