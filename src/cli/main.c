@@ -4,7 +4,7 @@
  * rank 0) and picks the exit code.
  *
  * Exit codes: 0 success, 1 the run failed (bad data, model, checkpoint...),
- * 2 bad command line.
+ * 2 bad command line, 75 stopped by a signal after checkpointing (requeue).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 
 #include "cli/args.h"
 #include "cli/bench.h"
+#include "cli/commands.h"
 #include "core/log.h"
 #include "dist/dist.h"
 #include "train/train.h"
@@ -24,6 +25,7 @@ typedef struct train_args {
     const char *allreduce;
     float lr, momentum, weight_decay;
     int loader_mem_mib;
+    const char *stop_signals;
     int help;
 } train_args;
 
@@ -34,6 +36,10 @@ static void usage(FILE *out)
             "commands:\n"
             "  train     train a model data-parallel over the ranks of the job\n"
             "  bench     benchmarks: 'bench allreduce' (backends side by side), 'bench idle'\n"
+            "  eval      evaluate a checkpoint (float or int8) on an HDF5 split\n"
+            "  predict   classify samples of an HDF5 file or image files (PGM)\n"
+            "  quantize  post-training int8 quantization of a checkpoint, with a report\n"
+            "  plot      draw a metrics file (and its confusion matrix) as SVG\n"
             "  help      this text; 'ringtrain <command> --help' for its flags\n\n"
             "Run under mpirun or srun for several ranks, e.g.\n"
             "  mpirun -np 2 ringtrain train --model models/fashion_cnn.spec \\\n"
@@ -64,7 +70,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     a.momentum = optim_config_default(OPTIM_SGD).momentum;
     a.weight_decay = 0.0f;
     a.loader_mem_mib = 256;
-    cli_flag flags[] = {
+    a.stop_signals = "TERM,USR1";
+    cli_flag base[] = {
         {"--model", "FILE", CLI_STRING, &a.cfg.model_path, "model spec (see docs/MODEL_SPEC.md)", 1,
          0},
         {"--data", "FILE", CLI_STRING, &a.cfg.train_path, "HDF5 training set (docs/DATA_FORMAT.md)",
@@ -75,27 +82,41 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         {"--y-name", "NAME", CLI_STRING, &a.cfg.y_name, "name of the label dataset", 0, 0},
         {"--epochs", "N", CLI_POS_INT, &a.cfg.epochs, "epochs to train", 0, 0},
         {"--batch-size", "N", CLI_POS_INT, &a.cfg.batch, "GLOBAL batch, split across ranks", 0, 0},
-        {"--optimizer", "adam|sgd", CLI_STRING, &a.optimizer, "optimizer", 0, 0},
+        {"--optimizer", "adam|adamw|sgd", CLI_STRING, &a.optimizer, "optimizer", 0, 0},
         {"--lr", "X", CLI_POS_FLOAT, &a.lr, "learning rate (sgd: 0.01)", 0, 0},
         {"--momentum", "X", CLI_NONNEG_FLOAT, &a.momentum, "SGD momentum", 0, 0},
         {"--weight-decay", "X", CLI_NONNEG_FLOAT, &a.weight_decay, "L2 weight decay", 0, 0},
         {"--seed", "N", CLI_U64, &a.cfg.seed, "seed of initialization and shuffling", 0, 0},
         {"--checkpoint-dir", "DIR", CLI_STRING, &a.cfg.ckpt_dir,
          "rank 0 writes a checkpoint here after every epoch", 0, 0},
-        {"--resume", "DIR|FILE", CLI_STRING, &a.cfg.resume,
-         "continue from the latest checkpoint in DIR (or FILE)", 0, 0},
+        {"--resume", "DIR|FILE|auto", CLI_STRING, &a.cfg.resume,
+         "continue from the latest checkpoint in DIR (or FILE); auto: from --checkpoint-dir "
+         "when it holds one",
+         0, 0},
+        {"--checkpoint-every", "N", CLI_NONNEG_LONG, &a.cfg.ckpt_every,
+         "also checkpoint every N steps (0: after each epoch only)", 0, 0},
+        {"--keep-checkpoints", "K", CLI_NONNEG_INT, &a.cfg.keep_ckpts,
+         "keep only the newest K checkpoints (0: all)", 0, 0},
+        {"--stop-signals", "LIST", CLI_STRING, &a.stop_signals,
+         "signals that checkpoint and stop with exit 75 (none: disable)", 0, 0},
         {"--allreduce", "ring|mpi", CLI_STRING, &a.allreduce, "gradient all-reduce backend", 0, 0},
         {"--log-every", "N", CLI_NONNEG_INT, &a.cfg.log_every,
-         "progress line every N steps (0: per epoch only)", 0, 0},
+         "progress line and metrics record every N steps (0: per epoch only)", 0, 0},
         {"--train-limit", "N", CLI_NONNEG_LONG, &a.cfg.train_limit,
          "use only the first N training samples (0: all)", 0, 0},
         {"--test-limit", "N", CLI_NONNEG_LONG, &a.cfg.test_limit,
          "use only the first N test samples (0: all)", 0, 0},
         {"--loader-mem", "MiB", CLI_POS_INT, &a.loader_mem_mib,
          "memory cap of each rank's data loader", 0, 0},
-        {"--help", NULL, CLI_FLAG, &a.help, "show this help", 0, 0},
-        {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
+    /* the workflow's flags (cli/train_flags.c) follow the base table */
+    cli_flag flags[80];
+    cli_wf_args wa;
+    int nf = (int)(sizeof base / sizeof base[0]);
+    memcpy(flags, base, sizeof base);
+    nf = cli_wf_flags(&wa, &a.cfg, flags, nf, 78);
+    flags[nf++] = (cli_flag){"--help", NULL, CLI_FLAG, &a.help, "show this help", 0, 0};
+    flags[nf] = (cli_flag){NULL, NULL, 0, NULL, NULL, 0, 0};
     core_error err = {{0}};
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0) {
@@ -105,7 +126,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
             }
             return finish(w, 0);
         }
-    if (cli_args_parse(flags, argc, argv, 2, &err) != 0)
+    if (cli_args_parse(flags, argc, argv, 2, &err) != 0 ||
+        cli_wf_resolve(&wa, &a.optimizer, &err) != 0)
         return usage_error(w, "train", &err);
     optim_kind kind;
     if (optim_kind_parse(a.optimizer, &kind, &err) != 0 ||
@@ -123,6 +145,21 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     }
     a.cfg.optim.weight_decay = a.weight_decay;
     a.cfg.loader_mem_cap = (size_t)a.loader_mem_mib << 20;
+    if (a.cfg.resume && strcmp(a.cfg.resume, "auto") == 0) {
+        if (!a.cfg.ckpt_dir) {
+            core_error_set(&err, "--resume auto needs --checkpoint-dir");
+            return usage_error(w, "train", &err);
+        }
+        a.cfg.resume_auto = 1;
+        a.cfg.resume = NULL;
+    }
+    if (a.cfg.ckpt_every > 0 && !a.cfg.ckpt_dir) {
+        core_error_set(&err, "--checkpoint-every needs --checkpoint-dir");
+        return usage_error(w, "train", &err);
+    }
+    if (train_signals_install(a.stop_signals, &err) != 0 ||
+        cli_wf_apply(&wa, flags, &a.cfg, &err) != 0)
+        return usage_error(w, "train", &err);
 
     train_result res;
     if (train_fit(w, &a.cfg, &res, &err) != 0) {
@@ -130,6 +167,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
             fprintf(stderr, "ringtrain: error: %s\n", err.msg);
         return finish(w, EXIT_FAILURE);
     }
+    if (res.preempted)
+        return finish(w, TRAIN_EXIT_PREEMPTED);
     if (res.test_accuracy == res.test_accuracy)
         core_log_info("final: %d epochs, %ld steps, test accuracy %.2f%%, test loss %.4f, "
                       "%.0f images/s",
@@ -148,6 +187,8 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
+    if (strcmp(argv[1], "plot") == 0)
+        return cli_plot_main(argc, argv); /* no MPI: a picture from a file */
     if (strcmp(argv[1], "--version") == 0) {
         printf("ringtrain 0.1.0\n");
         return 0;
@@ -162,6 +203,12 @@ int main(int argc, char **argv)
         return cmd_train(w, argc, argv);
     if (strcmp(argv[1], "bench") == 0)
         return cli_bench_main(w, argc, argv);
+    if (strcmp(argv[1], "eval") == 0)
+        return finish(w, cli_eval_main(w, argc, argv));
+    if (strcmp(argv[1], "predict") == 0)
+        return finish(w, cli_predict_main(w, argc, argv));
+    if (strcmp(argv[1], "quantize") == 0)
+        return finish(w, cli_quantize_main(w, argc, argv));
     if (dist_rank(w) == 0)
         fprintf(stderr, "ringtrain: unknown command '%s' (try 'ringtrain help')\n", argv[1]);
     return finish(w, EXIT_USAGE);

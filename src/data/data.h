@@ -40,6 +40,15 @@ const char *data_dataset_path(const data_dataset *d);
  * to float (uint8 / 255) and int32 labels. Errors name file and dataset. */
 int data_dataset_read(data_dataset *d, size_t start, size_t count, float *x, int32_t *y,
                       core_error *err);
+/* Added: x or y may be NULL to read only the other array. Float inputs with
+ * NaN/Inf are rejected (message names the sample index). Labels are checked
+ * against num_classes when it was > 0 at open. */
+
+/* Added: samples per chunk of the sample array (0 if not chunked). */
+size_t data_dataset_chunk_samples(const data_dataset *d);
+/* Added: switches off HDF5's own error printing for the calling thread (the
+ * thread-safe HDF5 keeps this per thread); data/ calls it on every entry. */
+void data_hdf5_quiet(void);
 
 /* Contiguous shard of rank r: the first n % world ranks get one extra sample.
  * Shards are disjoint and cover [0, n) exactly. */
@@ -75,5 +84,10 @@ int data_loader_begin_epoch(data_loader *l, long epoch, long skip_batches, core_
 /* Returns 1 and fills *b (valid until the next call), 0 at the end of the
  * epoch, -1 on a read error (message names file, dataset and samples). */
 int data_loader_next(data_loader *l, data_batch *b, core_error *err);
+
+/* Added: bytes of buffers the loader holds (always <= the memory cap), and
+ * whether the shard is streamed in blocks (1) or held in memory (0). */
+size_t data_loader_mem_bytes(const data_loader *l);
+int data_loader_streaming(const data_loader *l);
 
 #endif

@@ -12,6 +12,7 @@
 #include "nn/model.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,8 @@ struct nn_model {
     int input_grad;
     int last_batch;
     int have_labels;
+    uint64_t seed; /* of the next forward (dropout masks) */
+    float *qinput; /* the input on the int8 grid, when layer 0 quantizes its input */
 };
 
 /* ---- parsing ---- */
@@ -319,6 +322,7 @@ void nn_model_free(nn_model *m)
     e->free(m->work);
     e->free(m->iwork);
     e->free(m->labels);
+    e->free(m->qinput);
     free(m->spec);
     free(m);
 }
@@ -436,6 +440,62 @@ const float *nn_model_input_grad(const nn_model *m)
     return m->input_grad ? m->delta[1] : NULL;
 }
 
+/* ---- seeds and quantized inference ---- */
+
+void nn_model_set_seed(nn_model *m, uint64_t seed)
+{
+    m->seed = seed;
+}
+
+static float round_to_grid(float v, float inv, float scale)
+{
+    float q = nearbyintf(v * inv);
+    q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
+    return q * scale;
+}
+
+/* Rounds layer i's input to the symmetric int8 grid of its scale, in place
+ * (the previous layer's output is not needed again in inference), or into
+ * qinput for the model input, which belongs to the caller. */
+static void quantize_input(nn_model *m, int i, int batch)
+{
+    nn_layer *l = &m->layers[i];
+    size_t n = (size_t)batch * nn_shape_size(&l->in);
+    float scale = l->in_qscale, inv = 1.0f / scale;
+    float *dst = i ? m->layers[i - 1].y : m->qinput;
+    const float *src = i ? m->layers[i - 1].y : l->x;
+    for (size_t k = 0; k < n; k++)
+        dst[k] = round_to_grid(src[k], inv, scale);
+    l->x = dst;
+}
+
+int nn_model_set_input_qscale(nn_model *m, int layer, float scale, core_error *err)
+{
+    if (layer < 0 || layer >= m->nlayers)
+        return core_error_set(err, "%s: no layer %d", m->source, layer);
+    if (layer == 0 && scale > 0.0f && !m->qinput) {
+        size_t n = nn_shape_size(&m->input) * (size_t)m->max_batch;
+        m->qinput = m->e->alloc(n * sizeof(float), "quantized input", err);
+        if (!m->qinput)
+            return -1;
+    }
+    m->layers[layer].in_qscale = scale > 0.0f ? scale : 0.0f;
+    return 0;
+}
+
+float nn_model_input_absmax(const nn_model *m, int layer, const float *x, int batch)
+{
+    const nn_layer *l = &m->layers[layer];
+    const float *in = layer ? m->layers[layer - 1].y : x;
+    size_t n = (size_t)batch * nn_shape_size(&l->in);
+    float mx = 0.0f;
+    for (size_t k = 0; k < n; k++) {
+        float a = fabsf(in[k]);
+        mx = a > mx ? a : mx;
+    }
+    return mx;
+}
+
 /* ---- forward and backward ---- */
 
 void nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int batch, int training,
@@ -450,8 +510,14 @@ void nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int ba
     m->layers[0].x = x;
     nn_layer *loss = &m->layers[m->nlayers - 1];
     loss->labels = labels ? m->labels : NULL;
-    for (int i = 0; i < m->nlayers; i++)
-        m->layers[i].kind->forward(&m->layers[i], m->e, batch);
+    for (int i = 0; i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        l->training = training;
+        l->seed = m->seed;
+        if (l->in_qscale > 0.0f)
+            quantize_input(m, i, batch);
+        l->kind->forward(l, m->e, batch);
+    }
     if (stats && labels) {
         stats->loss_sum += loss->loss_sum;
         stats->correct += loss->correct;

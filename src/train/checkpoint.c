@@ -947,3 +947,42 @@ int train_checkpoint_resolve(const char *dir_or_file, char *path, size_t len, co
         return core_error_set(err, "%s: path too long", dir_or_file);
     return 0;
 }
+
+int train_checkpoint_prune(const char *dir, int keep, core_error *err)
+{
+    if (keep <= 0)
+        return 0;
+    char current[CKPT_PATH_MAX] = "";
+    if (!from_pointer(dir, current, sizeof current))
+        current[0] = '\0';
+    const char *current_name = strrchr(current, '/');
+    current_name = current_name ? current_name + 1 : current;
+    ckpt_entry *v = NULL;
+    size_t n = 0;
+    if (list_checkpoints(dir, &v, &n, err) != 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = (size_t)keep; i < n; i++) {
+        if (strcmp(v[i].name, current_name) == 0)
+            continue;
+        char path[CKPT_PATH_MAX];
+        if (join_path(path, sizeof path, dir, v[i].name, err) != 0 ||
+            (unlink(path) != 0 && errno != ENOENT)) {
+            rc = core_error_set(err, "%s/%s: cannot remove old checkpoint: %s", dir, v[i].name,
+                                strerror(errno));
+            break;
+        }
+    }
+    free(v);
+    return rc;
+}
+
+int train_checkpoint_any(const char *dir)
+{
+    ckpt_entry *v = NULL;
+    size_t n = 0;
+    if (list_checkpoints(dir, &v, &n, NULL) != 0)
+        return 0;
+    free(v);
+    return n > 0;
+}

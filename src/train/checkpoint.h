@@ -51,4 +51,11 @@ int train_checkpoint_read(const char *path, nn_model *m, optim *o, train_progres
 int train_checkpoint_read_text(const char *path, char **model_spec, char **config_text,
                                core_error *err);
 
+/* Removes all but the newest `keep` ckpt-*.h5 files of dir (never the one
+ * `latest` names). keep <= 0 keeps everything. */
+int train_checkpoint_prune(const char *dir, int keep, core_error *err);
+
+/* 1 when dir exists and holds at least one ckpt-*.h5 file (complete or not). */
+int train_checkpoint_any(const char *dir);
+
 #endif

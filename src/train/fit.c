@@ -21,6 +21,7 @@
 #include "data/data.h"
 #include "nn/model.h"
 #include "train/checkpoint.h"
+#include "train/workflow.h"
 
 typedef struct fit_ctx {
     dist_world *w;
@@ -35,7 +36,9 @@ typedef struct fit_ctx {
     data_loader *train_ld, *test_ld;
     long steps_per_epoch;
     train_progress prog;
-    char config_text[2048];
+    char config_text[4096];
+    size_t n_total, n_train; /* training samples, and those not held out for validation */
+    train_wf *wf;
 } fit_ctx;
 
 static double now_seconds(void)
@@ -58,6 +61,29 @@ static int agree(dist_world *w, int failed, core_error *err)
     if (dist_broadcast(w, msg, sizeof msg, first, NULL) != 0)
         snprintf(msg, sizeof msg, "failed (message lost)");
     if (dist_size(w) > 1)
+        return core_error_set(err, "rank %d: %s", first, msg);
+    return core_error_set(err, "%s", msg);
+}
+
+/* The per-step agreement: one MAX reduction of (failure, stop signal).
+ * Failure wins over stop; *stop is set when any rank received a signal. */
+static int agree_step(dist_world *w, int failed, int *stop, core_error *err)
+{
+    int size = dist_size(w);
+    int32_t flags[2] = {failed ? size - dist_rank(w) : 0, train_signals_pending() != 0};
+    core_error comm_err;
+    if (dist_max_i32(w, flags, 2, &comm_err) != 0)
+        return core_error_set(err, "%s", comm_err.msg);
+    *stop = flags[1] != 0;
+    if (flags[0] == 0)
+        return 0;
+    int first = size - flags[0];
+    char msg[CORE_ERROR_MAX];
+    memcpy(msg, err->msg, sizeof msg);
+    msg[sizeof msg - 1] = '\0';
+    if (dist_broadcast(w, msg, sizeof msg, first, NULL) != 0)
+        snprintf(msg, sizeof msg, "failed (message lost)");
+    if (size > 1)
         return core_error_set(err, "rank %d: %s", first, msg);
     return core_error_set(err, "%s", msg);
 }
@@ -148,6 +174,8 @@ static int setup_data(fit_ctx *c, core_error *err)
     size_t n = data_dataset_count(c->train_ds);
     if (cfg->train_limit > 0 && (size_t)cfg->train_limit < n)
         n = (size_t)cfg->train_limit;
+    c->n_total = n;
+    n = c->n_train = train_wf_train_count(&cfg->wf, n);
     if (n < (size_t)cfg->batch)
         return core_error_set(err,
                               "%s: %zu training samples are fewer than one global batch of %d; "
@@ -195,6 +223,26 @@ static int agree_steps(fit_ctx *c, core_error *err)
     return 0;
 }
 
+static const char *resume_source(const train_config *cfg)
+{
+    return cfg->resume_auto ? cfg->ckpt_dir : cfg->resume;
+}
+
+/* With --resume auto: rank 0 looks whether the checkpoint directory holds a
+ * checkpoint, and every rank follows its answer. */
+static int wants_resume(fit_ctx *c, core_error *err)
+{
+    if (!c->cfg->resume_auto)
+        return c->cfg->resume != NULL;
+    int32_t any = c->rank == 0 && c->cfg->ckpt_dir && train_checkpoint_any(c->cfg->ckpt_dir);
+    if (dist_max_i32(c->w, &any, 1, err) != 0)
+        return -1;
+    if (!any)
+        core_log_info("--resume auto: no checkpoint in %s yet, starting fresh",
+                      c->cfg->ckpt_dir ? c->cfg->ckpt_dir : "(none)");
+    return any;
+}
+
 /* Rank 0 reads the checkpoint; its parameters, optimizer state and progress
  * are then broadcast, so other ranks need not see the checkpoint file. */
 static int resume_from(fit_ctx *c, core_error *err)
@@ -202,7 +250,7 @@ static int resume_from(fit_ctx *c, core_error *err)
     int failed = 0;
     if (c->rank == 0) {
         char path[1024];
-        failed = train_checkpoint_resolve(c->cfg->resume, path, sizeof path, err) != 0 ||
+        failed = train_checkpoint_resolve(resume_source(c->cfg), path, sizeof path, err) != 0 ||
                  train_checkpoint_read(path, c->model, &c->opt, &c->prog, err) != 0;
         if (!failed)
             core_log_info("resuming from %s (epoch %ld, step %ld)", path, c->prog.epoch + 1,
@@ -233,6 +281,34 @@ static void format_config(fit_ctx *c)
              (unsigned long long)cfg->seed, c->size, dist_allreduce_kind_name(cfg->allreduce));
 }
 
+static int setup_workflow(fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    train_wf_setup s = {c->w,
+                        &cfg->wf,
+                        c->model,
+                        &c->opt,
+                        &c->prog,
+                        c->config_text,
+                        cfg->ckpt_dir,
+                        c->train_ds,
+                        cfg->train_path,
+                        cfg->x_name,
+                        cfg->y_name,
+                        c->n_total,
+                        c->n_train,
+                        c->local_batch,
+                        c->steps_per_epoch,
+                        cfg->epochs,
+                        cfg->batch,
+                        cfg->log_every,
+                        cfg->seed,
+                        cfg->resume != NULL,
+                        cfg->loader_mem_cap,
+                        c->test_ld};
+    return train_wf_create(&c->wf, &s, err);
+}
+
 static int setup(fit_ctx *c, core_error *err)
 {
     const train_config *cfg = c->cfg;
@@ -252,7 +328,10 @@ static int setup(fit_ctx *c, core_error *err)
         return -1;
     c->prog.seed = cfg->seed;
     c->prog.rng = core_rng_make(cfg->seed, 0x7472616eULL + (uint64_t)c->rank);
-    if (cfg->resume && resume_from(c, err) != 0)
+    int resume = wants_resume(c, err);
+    if (resume < 0 || (resume && resume_from(c, err) != 0))
+        return -1;
+    if (setup_workflow(c, err) != 0)
         return -1;
     /* Same seed gives the same parameters everywhere, but rank 0's copy is
      * the definition: broadcasting it guards against any divergence. */
@@ -260,11 +339,13 @@ static int setup(fit_ctx *c, core_error *err)
                        nn_model_param_count(c->model) * sizeof(float), 0, err) != 0)
         return -1;
     format_config(c);
+    train_wf_config_text(c->wf, c->config_text, sizeof c->config_text);
     return 0;
 }
 
 static void teardown(fit_ctx *c)
 {
+    train_wf_free(c->wf);
     data_loader_free(c->train_ld);
     data_loader_free(c->test_ld);
     data_dataset_close(c->train_ds);
@@ -287,26 +368,9 @@ static int reduce_stats(dist_world *w, const nn_stats *local, nn_stats *global, 
     return 0;
 }
 
-static int evaluate(fit_ctx *c, nn_stats *out, core_error *err)
-{
-    nn_stats local = {0};
-    int failed = data_loader_begin_epoch(c->test_ld, 0, 0, err) != 0;
-    for (;;) {
-        data_batch b = {0};
-        int rc = failed ? -1 : data_loader_next(c->test_ld, &b, err);
-        if (rc < 0)
-            failed = 1;
-        if (rc <= 0)
-            break;
-        nn_model_forward(c->model, b.x, b.y, b.n, 0, &local);
-    }
-    if (agree(c->w, failed, err) != 0)
-        return -1;
-    return reduce_stats(c->w, &local, out, err);
-}
-
 static int step_once(fit_ctx *c, const data_batch *b, nn_stats *stats, core_error *err)
 {
+    train_wf_before_step(c->wf, c->prog.step);
     nn_model_forward(c->model, b->x, b->y, b->n, 1, stats);
     nn_model_backward(c->model, 0, NULL, NULL);
     float *grads = nn_model_grads(c->model);
@@ -316,7 +380,9 @@ static int step_once(fit_ctx *c, const data_batch *b, nn_stats *stats, core_erro
     float scale = 1.0f / (float)c->cfg->batch;
     for (size_t i = 0; i < n; i++)
         grads[i] *= scale;
-    optim_step(&c->opt, nn_model_params(c->model), grads, c->cfg->optim.lr);
+    float lr = train_wf_update_grads(c->wf, grads, n);
+    optim_step(&c->opt, nn_model_params(c->model), grads, lr);
+    train_wf_after_update(c->wf);
     return 0;
 }
 
@@ -331,8 +397,24 @@ static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
                                    res->last_checkpoint, sizeof res->last_checkpoint, err) != 0;
         if (!failed)
             core_log_info("checkpoint: %s", res->last_checkpoint);
+        if (!failed && c->cfg->keep_ckpts > 0 &&
+            train_checkpoint_prune(c->cfg->ckpt_dir, c->cfg->keep_ckpts, err) != 0) {
+            core_log_warn("%s", err->msg);
+        }
     }
     return agree(c->w, failed, err);
+}
+
+/* Every rank saw the stop flag at the same step boundary: rank 0 saves the
+ * exact position (the batch just fetched is not consumed) and all return. */
+static int stop_for_signal(fit_ctx *c, train_result *res, core_error *err)
+{
+    core_log_info("stop requested by signal at step %ld (epoch %ld, batch %ld): saving a "
+                  "checkpoint and exiting with %d so the job can be requeued",
+                  c->prog.step, c->prog.epoch + 1, c->prog.batch_in_epoch, TRAIN_EXIT_PREEMPTED);
+    res->preempted = 1;
+    res->steps = c->prog.step;
+    return write_checkpoint(c, res, err);
 }
 
 static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
@@ -342,39 +424,36 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
     if (agree(c->w, data_loader_begin_epoch(c->train_ld, epoch, c->prog.batch_in_epoch, err) != 0,
               err) != 0)
         return -1;
-    nn_stats epoch_stats = {0}, window = {0};
+    nn_stats epoch_stats = {0};
     long first_batch = c->prog.batch_in_epoch;
-    double t0 = now_seconds(), tw = t0;
+    double t0 = now_seconds();
+    train_wf_epoch_begin(c->wf, epoch, first_batch);
     for (long b = first_batch; b < c->steps_per_epoch; b++) {
         data_batch batch = {0};
         int rc = data_loader_next(c->train_ld, &batch, err);
         if (rc == 0)
             core_error_set(err, "%s: loader ended the epoch after %ld of %ld batches",
                            cfg->train_path, b, c->steps_per_epoch);
-        if (agree(c->w, rc != 1, err) != 0)
+        int stop = 0;
+        if (agree_step(c->w, rc != 1, &stop, err) != 0)
             return -1;
+        if (stop)
+            return stop_for_signal(c, res, err);
         nn_stats s = {0};
         if (step_once(c, &batch, &s, err) != 0)
             return -1;
         epoch_stats.loss_sum += s.loss_sum;
         epoch_stats.correct += s.correct;
         epoch_stats.count += s.count;
-        window.loss_sum += s.loss_sum;
-        window.correct += s.correct;
-        window.count += s.count;
         c->prog.step++;
         c->prog.batch_in_epoch = b + 1;
-        if (cfg->log_every > 0 && c->prog.step % cfg->log_every == 0) {
-            nn_stats g;
-            if (reduce_stats(c->w, &window, &g, err) != 0)
-                return -1;
-            double t = now_seconds();
-            core_log_info("epoch %ld/%d step %ld/%ld  loss %.4f  acc %.2f%%  %.0f img/s", epoch + 1,
-                          cfg->epochs, b + 1, c->steps_per_epoch, g.loss_sum / (double)g.count,
-                          100.0 * (double)g.correct / (double)g.count, (double)g.count / (t - tw));
-            tw = t;
-            memset(&window, 0, sizeof window);
-        }
+        if (cfg->ckpt_every > 0 && c->prog.step % cfg->ckpt_every == 0 &&
+            b + 1 < c->steps_per_epoch && write_checkpoint(c, res, err) != 0)
+            return -1;
+        if (train_wf_after_step(c->wf, b + 1, batch.y, batch.n, s.loss_sum, err) != 0)
+            return -1;
+        if (train_wf_should_stop(c->wf))
+            break;
     }
     double train_seconds = now_seconds() - t0;
     nn_stats g;
@@ -386,15 +465,10 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
     int len = snprintf(line, sizeof line, "epoch %ld/%d  train loss %.4f acc %.2f%%", epoch + 1,
                        cfg->epochs, res->final_loss,
                        g.count ? 100.0 * (double)g.correct / (double)g.count : 0.0);
-    if (c->test_ld) {
-        nn_stats t;
-        if (evaluate(c, &t, err) != 0)
-            return -1;
-        res->test_loss = t.loss_sum / (double)t.count;
-        res->test_accuracy = (double)t.correct / (double)t.count;
-        len += snprintf(line + len, sizeof line - (size_t)len, "  |  test loss %.4f acc %.2f%%",
-                        res->test_loss, 100.0 * res->test_accuracy);
-    }
+    if (train_wf_epoch_end(c->wf, line, sizeof line, &res->test_loss, &res->test_accuracy, err) !=
+        0)
+        return -1;
+    len = (int)strlen(line);
     snprintf(line + len, sizeof line - (size_t)len, "  |  %.0f img/s (%.1f s)",
              res->images_per_second, train_seconds);
     core_log_info("%s", line);
@@ -416,6 +490,7 @@ void train_config_defaults(train_config *cfg)
     cfg->seed = 1;
     cfg->allreduce = DIST_ALLREDUCE_RING;
     cfg->log_every = 100;
+    train_wf_config_defaults(&cfg->wf);
 }
 
 int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_error *err)
@@ -437,11 +512,14 @@ int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_er
                       (double)cfg->optim.lr, dist_allreduce_kind_name(cfg->allreduce));
         if (c.rank == 0)
             nn_model_describe(c.model, describe_line);
+        train_wf_describe(c.wf);
         res->steps = c.prog.step;
         res->epochs_done = (int)c.prog.epoch;
     }
-    while (rc == 0 && c.prog.epoch < cfg->epochs)
+    while (rc == 0 && !res->preempted && c.prog.epoch < cfg->epochs && !train_wf_should_stop(c.wf))
         rc = run_epoch(&c, res, err);
+    if (rc == 0 && !res->preempted)
+        rc = train_wf_finish(c.wf, &res->test_loss, &res->test_accuracy, err);
     teardown(&c);
     return rc;
 }

@@ -1,0 +1,464 @@
+/*
+ * data/loader.c: the loader thread that serves a rank's shard in batches.
+ *
+ * One producer thread fills a small ring of batch buffers while the trainer
+ * computes on the batch it holds; both sides sleep on condition variables.
+ *
+ * The epoch is a fixed sequence of shard samples, a pure function of
+ * (seed, rank, epoch), so starting at batch k is the same as starting at 0
+ * and discarding k batches:
+ *  - in memory (the shard fits within the cap): the whole shard is read once
+ *    at create with one hyperslab read; each epoch shuffles an index array.
+ *  - streaming (it does not): the shard is cut into fixed-size blocks; each
+ *    epoch shuffles the block order, groups consecutive blocks of that order
+ *    into windows of a few blocks, reads a window block by block (one
+ *    hyperslab each) and shuffles the samples within the window.
+ * RNG: stream = (rank, epoch); the block or sample permutation uses counters
+ * from 0 and window w's shuffle counters from (w + 1) << 40.
+ *
+ * Every buffer is sized at create; nothing is allocated per batch.
+ */
+#include "data/data.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/rng.h"
+
+#define RING           3
+#define WINDOW_BLOCKS  4
+#define DEFAULT_CAP    ((size_t)256 << 20)
+#define WINDOW_COUNTER 40
+
+struct data_loader {
+    data_dataset *d;
+    data_loader_config cfg;
+    size_t ss;       /* floats per sample */
+    size_t nbatches; /* per epoch */
+    size_t mem_bytes;
+    int streaming;
+
+    float *bx[RING];
+    int32_t *by[RING];
+    int bn[RING];
+
+    /* in memory */
+    float *mx;
+    int32_t *my;
+    uint32_t *perm;
+
+    /* streaming */
+    size_t block, nblocks, wblocks, nwin;
+    size_t base; /* absolute index of block 0's start (chunk-aligned if possible) */
+    uint32_t *bperm;
+    size_t *win_start; /* nwin + 1 epoch positions */
+    float *wx;
+    int32_t *wy;
+    uint32_t *widx;
+    long cur_win;
+
+    /* epoch state, touched by the producer only while busy */
+    long epoch;
+    int need_setup;
+    size_t pos, end;
+
+    pthread_t thread;
+    int thread_started, sync_init;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_prod, cv_cons;
+    int stop, active, busy, done, failed;
+    int head, filled, held;
+    core_error perr;
+};
+
+static uint64_t epoch_stream(const data_loader *l)
+{
+    return ((uint64_t)(uint32_t)l->cfg.rank << 32) | (uint64_t)(uint32_t)l->epoch;
+}
+
+/* Block b covers [base + b*block, base + (b+1)*block) clipped to the shard,
+ * so when block is a multiple of the file's chunk, every read is whole chunks
+ * except at the shard's two ends. */
+static size_t block_first(const data_loader *l, size_t b)
+{
+    size_t s = l->base + b * l->block;
+    return s > l->cfg.shard_start ? s : l->cfg.shard_start;
+}
+
+static size_t block_len(const data_loader *l, size_t b)
+{
+    size_t end = l->cfg.shard_start + l->cfg.shard_count;
+    size_t e = l->base + (b + 1) * l->block;
+    return (e < end ? e : end) - block_first(l, b);
+}
+
+static void setup_epoch(data_loader *l)
+{
+    core_rng rng = core_rng_make(l->cfg.seed, epoch_stream(l));
+    if (!l->streaming) {
+        for (size_t i = 0; i < l->cfg.shard_count; i++)
+            l->perm[i] = (uint32_t)i;
+        if (l->cfg.shuffle)
+            core_rng_shuffle_u32(&rng, l->perm, l->cfg.shard_count);
+        return;
+    }
+    for (size_t i = 0; i < l->nblocks; i++)
+        l->bperm[i] = (uint32_t)i;
+    if (l->cfg.shuffle)
+        core_rng_shuffle_u32(&rng, l->bperm, l->nblocks);
+    size_t p = 0;
+    for (size_t w = 0; w < l->nwin; w++) {
+        l->win_start[w] = p;
+        for (size_t k = w * l->wblocks; k < (w + 1) * l->wblocks && k < l->nblocks; k++)
+            p += block_len(l, l->bperm[k]);
+    }
+    l->win_start[l->nwin] = p;
+    l->cur_win = -1;
+}
+
+static int load_window(data_loader *l, size_t w, core_error *err)
+{
+    size_t off = 0;
+    l->cur_win = -1;
+    for (size_t k = w * l->wblocks; k < (w + 1) * l->wblocks && k < l->nblocks; k++) {
+        size_t b = l->bperm[k], n = block_len(l, b);
+        if (data_dataset_read(l->d, block_first(l, b), n, l->wx + off * l->ss, l->wy + off, err))
+            return -1;
+        off += n;
+    }
+    for (size_t i = 0; i < off; i++)
+        l->widx[i] = (uint32_t)i;
+    if (l->cfg.shuffle) {
+        core_rng rng = core_rng_make(l->cfg.seed, epoch_stream(l));
+        rng.counter = (uint64_t)(w + 1) << WINDOW_COUNTER;
+        core_rng_shuffle_u32(&rng, l->widx, off);
+    }
+    l->cur_win = (long)w;
+    return 0;
+}
+
+/* Window holding epoch position p (windows are visited in order, so this is
+ * usually the next one). */
+static size_t find_window(const data_loader *l, size_t p)
+{
+    size_t lo = 0, hi = l->nwin;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (l->win_start[mid] <= p)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int produce(data_loader *l, int slot, core_error *err)
+{
+    if (l->need_setup) {
+        setup_epoch(l);
+        l->need_setup = 0;
+    }
+    size_t want = l->end - l->pos;
+    int n = want < (size_t)l->cfg.batch ? (int)want : l->cfg.batch;
+    float *x = l->bx[slot];
+    int32_t *y = l->by[slot];
+    size_t row = l->ss * sizeof(float);
+    int j = 0;
+    while (j < n) {
+        if (!l->streaming) {
+            size_t i = l->cfg.shuffle ? l->perm[l->pos] : l->pos;
+            memcpy(x + (size_t)j * l->ss, l->mx + i * l->ss, row);
+            y[j] = l->my[i];
+            j++;
+            l->pos++;
+            continue;
+        }
+        if (l->cur_win < 0 || l->pos < l->win_start[l->cur_win] ||
+            l->pos >= l->win_start[l->cur_win + 1]) {
+            if (load_window(l, find_window(l, l->pos), err))
+                return -1;
+        }
+        size_t ws = l->win_start[l->cur_win], we = l->win_start[l->cur_win + 1];
+        while (j < n && l->pos < we) {
+            size_t i = l->widx[l->pos - ws];
+            memcpy(x + (size_t)j * l->ss, l->wx + i * l->ss, row);
+            y[j] = l->wy[i];
+            j++;
+            l->pos++;
+        }
+    }
+    l->bn[slot] = n;
+    return 0;
+}
+
+static void *loader_main(void *arg)
+{
+    data_loader *l = arg;
+    data_hdf5_quiet();
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (!l->stop && !(l->active && !l->done && !l->failed && l->filled + l->held < RING))
+            pthread_cond_wait(&l->cv_prod, &l->mu);
+        if (l->stop)
+            break;
+        int slot = (l->head + l->held + l->filled) % RING;
+        l->busy = 1;
+        pthread_mutex_unlock(&l->mu);
+        core_error e;
+        core_error_clear(&e);
+        int rc = produce(l, slot, &e);
+        pthread_mutex_lock(&l->mu);
+        l->busy = 0;
+        if (rc) {
+            l->perr = e;
+            l->failed = 1;
+        } else {
+            l->filled++;
+            if (l->pos >= l->end)
+                l->done = 1;
+        }
+        pthread_cond_broadcast(&l->cv_cons);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static void *alloc_count(size_t bytes, const char *what, data_loader *l, core_error *err)
+{
+    void *p = core_alloc(bytes, what, err);
+    if (p)
+        l->mem_bytes += (bytes + 63) & ~(size_t)63;
+    return p;
+}
+
+/* Streaming layout: the largest block (with a window of WINDOW_BLOCKS
+ * blocks) whose buffers, with the ring, fit within the cap. */
+static size_t streaming_bytes(size_t count, size_t block, size_t per_sample, size_t *nblocks,
+                              size_t *wblocks, size_t *nwin)
+{
+    *nblocks = (count + block - 1) / block;
+    *wblocks = *nblocks < WINDOW_BLOCKS ? *nblocks : WINDOW_BLOCKS;
+    *nwin = (*nblocks + *wblocks - 1) / *wblocks;
+    size_t wn = *wblocks * block;
+    return wn * per_sample + wn * 4 + *nblocks * 4 + (*nwin + 1) * sizeof(size_t) + 5 * 64;
+}
+
+static int plan(data_loader *l, size_t cap, size_t chunk, core_error *err)
+{
+    size_t count = l->cfg.shard_count;
+    size_t per_sample = l->ss * sizeof(float) + sizeof(int32_t);
+    size_t ring = RING * ((size_t)l->cfg.batch * per_sample + 128);
+    char a[32], b[32];
+    if (ring >= cap)
+        return core_error_set(err,
+                              "%s: %d batch buffers of %d samples need %s, over the loader "
+                              "memory cap of %s; lower the batch size or raise the cap",
+                              data_dataset_path(l->d), RING, l->cfg.batch,
+                              core_format_bytes((double)ring, a, sizeof a),
+                              core_format_bytes((double)cap, b, sizeof b));
+    size_t budget = cap - ring;
+    if (count * (per_sample + 4) + 64 * 3 <= budget)
+        return 0;
+    l->streaming = 1;
+    size_t block = budget / (WINDOW_BLOCKS * (per_sample + 4));
+    if (block > count)
+        block = count;
+    /* count + block - 1 bounds the span once blocks are chunk-aligned. */
+    while (block > 0 && streaming_bytes(count + block - 1, block, per_sample, &l->nblocks,
+                                        &l->wblocks, &l->nwin) > budget)
+        block -= block / 16 ? block / 16 : 1;
+    if (block == 0)
+        return core_error_set(err,
+                              "%s: loader memory cap of %s leaves no room to stream samples of "
+                              "%s; raise the cap",
+                              data_dataset_path(l->d), core_format_bytes((double)cap, a, sizeof a),
+                              core_format_bytes((double)per_sample, b, sizeof b));
+    if (chunk > 0 && block > chunk)
+        block -= block % chunk;
+    l->block = block;
+    l->base = l->cfg.shard_start;
+    if (chunk > 0 && block % chunk == 0)
+        l->base -= l->base % chunk;
+    streaming_bytes(l->cfg.shard_start + count - l->base, block, per_sample, &l->nblocks,
+                    &l->wblocks, &l->nwin);
+    return 0;
+}
+
+static int allocate(data_loader *l, core_error *err)
+{
+    size_t bs = (size_t)l->cfg.batch;
+    for (int i = 0; i < RING; i++) {
+        l->bx[i] = alloc_count(bs * l->ss * sizeof(float), "loader batch", l, err);
+        l->by[i] = alloc_count(bs * sizeof(int32_t), "loader batch labels", l, err);
+        if (!l->bx[i] || !l->by[i])
+            return -1;
+    }
+    size_t count = l->cfg.shard_count;
+    if (!l->streaming) {
+        l->mx = alloc_count(count * l->ss * sizeof(float), "in-memory shard", l, err);
+        l->my = alloc_count(count * sizeof(int32_t), "in-memory shard labels", l, err);
+        l->perm = alloc_count(count * sizeof(uint32_t), "shuffle index", l, err);
+        if (!l->mx || !l->my || !l->perm)
+            return -1;
+        return data_dataset_read(l->d, l->cfg.shard_start, count, l->mx, l->my, err);
+    }
+    size_t wn = l->wblocks * l->block;
+    l->wx = alloc_count(wn * l->ss * sizeof(float), "loader window", l, err);
+    l->wy = alloc_count(wn * sizeof(int32_t), "loader window labels", l, err);
+    l->widx = alloc_count(wn * sizeof(uint32_t), "window index", l, err);
+    l->bperm = alloc_count(l->nblocks * sizeof(uint32_t), "block order", l, err);
+    l->win_start = alloc_count((l->nwin + 1) * sizeof(size_t), "window index", l, err);
+    if (!l->wx || !l->wy || !l->widx || !l->bperm || !l->win_start)
+        return -1;
+    return 0;
+}
+
+int data_loader_create(data_dataset *d, const data_loader_config *cfg, data_loader **out,
+                       core_error *err)
+{
+    *out = NULL;
+    const char *path = data_dataset_path(d);
+    size_t n = data_dataset_count(d);
+    if (cfg->batch <= 0)
+        return core_error_set(err, "%s: batch size must be positive (got %d)", path, cfg->batch);
+    if (cfg->shard_start > n || cfg->shard_count > n - cfg->shard_start)
+        return core_error_set(err, "%s: shard [%zu, %zu) is outside the %zu samples", path,
+                              cfg->shard_start, cfg->shard_start + cfg->shard_count, n);
+    if (cfg->shard_count > UINT32_MAX)
+        return core_error_set(err,
+                              "%s: shard of %zu samples is over the loader's 2^32 limit; "
+                              "use more ranks",
+                              path, cfg->shard_count);
+    data_loader *l = calloc(1, sizeof *l);
+    if (!l)
+        return core_error_set(err, "%s: out of memory creating the loader", path);
+    l->d = d;
+    l->cfg = *cfg;
+    l->ss = data_dataset_sample_size(d);
+    size_t c = cfg->shard_count, b = (size_t)cfg->batch;
+    l->nbatches = cfg->drop_last ? c / b : (c + b - 1) / b;
+    l->cur_win = -1;
+    size_t cap = cfg->mem_cap_bytes ? cfg->mem_cap_bytes : DEFAULT_CAP;
+    if (plan(l, cap, data_dataset_chunk_samples(d), err) || allocate(l, err)) {
+        data_loader_free(l);
+        return -1;
+    }
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv_prod, NULL);
+    pthread_cond_init(&l->cv_cons, NULL);
+    l->sync_init = 1;
+    if (pthread_create(&l->thread, NULL, loader_main, l) != 0) {
+        data_loader_free(l);
+        return core_error_set(err, "%s: cannot start the loader thread", path);
+    }
+    l->thread_started = 1;
+    *out = l;
+    return 0;
+}
+
+void data_loader_free(data_loader *l)
+{
+    if (!l)
+        return;
+    if (l->thread_started) {
+        pthread_mutex_lock(&l->mu);
+        l->stop = 1;
+        pthread_cond_broadcast(&l->cv_prod);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->thread, NULL);
+    }
+    if (l->sync_init) {
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->cv_prod);
+        pthread_cond_destroy(&l->cv_cons);
+    }
+    for (int i = 0; i < RING; i++) {
+        core_free(l->bx[i]);
+        core_free(l->by[i]);
+    }
+    core_free(l->mx);
+    core_free(l->my);
+    core_free(l->perm);
+    core_free(l->wx);
+    core_free(l->wy);
+    core_free(l->widx);
+    core_free(l->bperm);
+    core_free(l->win_start);
+    free(l);
+}
+
+size_t data_loader_batches(const data_loader *l)
+{
+    return l->nbatches;
+}
+
+size_t data_loader_mem_bytes(const data_loader *l)
+{
+    return l->mem_bytes;
+}
+
+int data_loader_streaming(const data_loader *l)
+{
+    return l->streaming;
+}
+
+int data_loader_begin_epoch(data_loader *l, long epoch, long skip_batches, core_error *err)
+{
+    if (epoch < 0 || skip_batches < 0 || (size_t)skip_batches > l->nbatches)
+        return core_error_set(err,
+                              "%s: cannot start epoch %ld at batch %ld (an epoch has %zu batches)",
+                              data_dataset_path(l->d), epoch, skip_batches, l->nbatches);
+    pthread_mutex_lock(&l->mu);
+    l->active = 0;
+    while (l->busy)
+        pthread_cond_wait(&l->cv_cons, &l->mu);
+    l->epoch = epoch;
+    l->need_setup = 1;
+    l->pos = (size_t)skip_batches * (size_t)l->cfg.batch;
+    l->end = l->cfg.drop_last ? l->nbatches * (size_t)l->cfg.batch : l->cfg.shard_count;
+    if (l->pos > l->end)
+        l->pos = l->end;
+    l->head = l->filled = l->held = 0;
+    l->failed = 0;
+    l->done = l->pos >= l->end;
+    l->active = 1;
+    pthread_cond_broadcast(&l->cv_prod);
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+int data_loader_next(data_loader *l, data_batch *b, core_error *err)
+{
+    pthread_mutex_lock(&l->mu);
+    if (!l->active) {
+        pthread_mutex_unlock(&l->mu);
+        return core_error_set(err, "%s: data_loader_next called before data_loader_begin_epoch",
+                              data_dataset_path(l->d));
+    }
+    if (l->held) {
+        l->held = 0;
+        l->head = (l->head + 1) % RING;
+        pthread_cond_broadcast(&l->cv_prod);
+    }
+    while (!l->filled && !l->failed && !l->done)
+        pthread_cond_wait(&l->cv_cons, &l->mu);
+    int rc;
+    if (l->filled) {
+        int s = l->head;
+        b->x = l->bx[s];
+        b->y = l->by[s];
+        b->n = l->bn[s];
+        l->filled--;
+        l->held = 1;
+        rc = 1;
+    } else if (l->failed) {
+        *err = l->perr;
+        rc = -1;
+    } else {
+        rc = 0;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
