@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "cli/bench.h"
 #include "cli/commands.h"
 #include "core/log.h"
 #include "dist/dist.h"
@@ -34,6 +35,7 @@ static void usage(FILE *out)
             "usage: ringtrain <command> [flags]\n\n"
             "commands:\n"
             "  train     train a model data-parallel over the ranks of the job\n"
+            "  bench     benchmarks: 'bench allreduce' (backends side by side), 'bench idle'\n"
             "  eval      evaluate a checkpoint (float or int8) on an HDF5 split\n"
             "  predict   classify samples of an HDF5 file or image files (PGM)\n"
             "  quantize  post-training int8 quantization of a checkpoint, with a report\n"
@@ -199,6 +201,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "train") == 0)
         return cmd_train(w, argc, argv);
+    if (strcmp(argv[1], "bench") == 0)
+        return cli_bench_main(w, argc, argv);
     if (strcmp(argv[1], "eval") == 0)
         return finish(w, cli_eval_main(w, argc, argv));
     if (strcmp(argv[1], "predict") == 0)
