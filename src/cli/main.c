@@ -26,6 +26,9 @@ typedef struct train_args {
     float lr, momentum, weight_decay;
     int loader_mem_mib;
     const char *stop_signals;
+    const char *nonfinite;
+    float bucket_mib, first_bucket_mib, comm_timeout;
+    int no_overlap;
     int help;
 } train_args;
 
@@ -52,11 +55,26 @@ static int finish(dist_world *w, int code)
     return code;
 }
 
-static int usage_error(dist_world *w, const char *cmd, const core_error *err)
+/* Collective: a bad command line on ANY rank (an MPMD launch can give ranks
+ * different flags) ends every rank with that rank's message, printed once by
+ * rank 0. Returns -1 when some rank failed. */
+static int agree_usage(dist_world *w, int failed, const char *cmd, core_error *err)
 {
-    if (dist_rank(w) == 0)
-        fprintf(stderr, "ringtrain %s: %s\n", cmd, err->msg);
-    return finish(w, EXIT_USAGE);
+    int first = dist_first_failed(w, failed);
+    if (first < 0)
+        return 0;
+    char msg[CORE_ERROR_MAX];
+    memcpy(msg, err->msg, sizeof msg);
+    msg[sizeof msg - 1] = '\0';
+    if (dist_broadcast(w, msg, sizeof msg, first, NULL) != 0)
+        snprintf(msg, sizeof msg, "bad command line (message lost)");
+    if (dist_rank(w) == 0) {
+        if (first == 0)
+            fprintf(stderr, "ringtrain %s: %s\n", cmd, msg);
+        else
+            fprintf(stderr, "ringtrain %s: rank %d: %s\n", cmd, first, msg);
+    }
+    return -1;
 }
 
 static int cmd_train(dist_world *w, int argc, char **argv)
@@ -71,6 +89,10 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     a.weight_decay = 0.0f;
     a.loader_mem_mib = 256;
     a.stop_signals = "TERM,USR1";
+    a.nonfinite = "skip";
+    a.bucket_mib = (float)DIST_BUCKET_DEFAULT / (1 << 20);
+    a.first_bucket_mib = (float)DIST_FIRST_BUCKET_DEFAULT / (1 << 20);
+    a.comm_timeout = (float)DIST_COMM_TIMEOUT_DEFAULT;
     cli_flag base[] = {
         {"--model", "FILE", CLI_STRING, &a.cfg.model_path, "model spec (see docs/MODEL_SPEC.md)", 1,
          0},
@@ -99,7 +121,20 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          "keep only the newest K checkpoints (0: all)", 0, 0},
         {"--stop-signals", "LIST", CLI_STRING, &a.stop_signals,
          "signals that checkpoint and stop with exit 75 (none: disable)", 0, 0},
-        {"--allreduce", "ring|mpi", CLI_STRING, &a.allreduce, "gradient all-reduce backend", 0, 0},
+        {"--allreduce", "ring|mpi|hier", CLI_STRING, &a.allreduce,
+         "gradient all-reduce: own ring, MPI_Allreduce, or shared memory within a node + ring", 0,
+         0},
+        {"--bucket-mib", "X", CLI_POS_FLOAT, &a.bucket_mib, "all-reduce bucket size", 0, 0},
+        {"--first-bucket-mib", "X", CLI_POS_FLOAT, &a.first_bucket_mib,
+         "size of the first (earliest ready) bucket", 0, 0},
+        {"--no-overlap", NULL, CLI_FLAG, &a.no_overlap,
+         "all-reduce after backward instead of overlapped with it", 0, 0},
+        {"--accumulate", "N", CLI_POS_INT, &a.cfg.accumulate,
+         "compute each local batch in N micro-batches, reduce once", 0, 0},
+        {"--comm-timeout", "S", CLI_POS_FLOAT, &a.comm_timeout,
+         "watchdog: a collective stuck this long ends the job, naming the peer", 0, 0},
+        {"--nonfinite", "skip|stop", CLI_STRING, &a.nonfinite,
+         "NaN/Inf in any rank's loss or gradients: skip the step everywhere, or stop", 0, 0},
         {"--log-every", "N", CLI_NONNEG_INT, &a.cfg.log_every,
          "progress line and metrics record every N steps (0: per epoch only)", 0, 0},
         {"--train-limit", "N", CLI_NONNEG_LONG, &a.cfg.train_limit,
@@ -128,18 +163,23 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         }
     if (cli_args_parse(flags, argc, argv, 2, &err) != 0 ||
         cli_wf_resolve(&wa, &a.optimizer, &err) != 0)
-        return usage_error(w, "train", &err);
+        goto bad_usage;
     optim_kind kind;
     if (optim_kind_parse(a.optimizer, &kind, &err) != 0 ||
-        dist_allreduce_kind_parse(a.allreduce, &a.cfg.allreduce, &err) != 0)
-        return usage_error(w, "train", &err);
+        dist_allreduce_kind_parse(a.allreduce, &a.cfg.allreduce, &err) != 0 ||
+        dist_nonfinite_policy_parse(a.nonfinite, &a.cfg.nonfinite, &err) != 0)
+        goto bad_usage;
+    a.cfg.overlap = !a.no_overlap;
+    a.cfg.bucket_bytes = (size_t)((double)a.bucket_mib * (1 << 20));
+    a.cfg.first_bucket_bytes = (size_t)((double)a.first_bucket_mib * (1 << 20));
+    a.cfg.comm_timeout = a.comm_timeout;
     a.cfg.optim = optim_config_default(kind);
     if (cli_args_find(flags, "--lr")->seen)
         a.cfg.optim.lr = a.lr;
     if (cli_args_find(flags, "--momentum")->seen) {
         if (kind != OPTIM_SGD) {
             core_error_set(&err, "--momentum applies to --optimizer sgd only");
-            return usage_error(w, "train", &err);
+            goto bad_usage;
         }
         a.cfg.optim.momentum = a.momentum;
     }
@@ -148,19 +188,21 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     if (a.cfg.resume && strcmp(a.cfg.resume, "auto") == 0) {
         if (!a.cfg.ckpt_dir) {
             core_error_set(&err, "--resume auto needs --checkpoint-dir");
-            return usage_error(w, "train", &err);
+            goto bad_usage;
         }
         a.cfg.resume_auto = 1;
         a.cfg.resume = NULL;
     }
     if (a.cfg.ckpt_every > 0 && !a.cfg.ckpt_dir) {
         core_error_set(&err, "--checkpoint-every needs --checkpoint-dir");
-        return usage_error(w, "train", &err);
+        goto bad_usage;
     }
     if (train_signals_install(a.stop_signals, &err) != 0 ||
         cli_wf_apply(&wa, flags, &a.cfg, &err) != 0)
-        return usage_error(w, "train", &err);
+        goto bad_usage;
 
+    if (agree_usage(w, 0, "train", &err) != 0)
+        return finish(w, EXIT_USAGE);
     train_result res;
     if (train_fit(w, &a.cfg, &res, &err) != 0) {
         if (dist_rank(w) == 0)
@@ -178,6 +220,9 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         core_log_info("final: %d epochs, %ld steps, train loss %.4f, %.0f images/s",
                       res.epochs_done, res.steps, res.final_loss, res.images_per_second);
     return finish(w, 0);
+bad_usage:
+    agree_usage(w, 1, "train", &err);
+    return finish(w, EXIT_USAGE);
 }
 
 int main(int argc, char **argv)

@@ -41,6 +41,10 @@ typedef struct fit_ctx {
     size_t n_total, n_train; /* training samples, and those not held out for validation */
     train_wf *wf;
     train_resize resize;
+    dist_buckets *buckets; /* the gradient buffer's all-reduce buckets */
+    int micro_batch;       /* samples per forward/backward (local batch / --accumulate) */
+    long skipped_steps;    /* steps skipped for non-finite values */
+    long test_nan_step;    /* test-only: RINGTRAIN_TEST_NAN_RANK/_STEP poison this step's loss */
 } fit_ctx;
 
 static double now_seconds(void)
@@ -63,29 +67,6 @@ static int agree(dist_world *w, int failed, core_error *err)
     if (dist_broadcast(w, msg, sizeof msg, first, NULL) != 0)
         snprintf(msg, sizeof msg, "failed (message lost)");
     if (dist_size(w) > 1)
-        return core_error_set(err, "rank %d: %s", first, msg);
-    return core_error_set(err, "%s", msg);
-}
-
-/* The per-step agreement: one MAX reduction of (failure, stop signal).
- * Failure wins over stop; *stop is set when any rank received a signal. */
-static int agree_step(dist_world *w, int failed, int *stop, core_error *err)
-{
-    int size = dist_size(w);
-    int32_t flags[2] = {failed ? size - dist_rank(w) : 0, train_signals_pending() != 0};
-    core_error comm_err;
-    if (dist_max_i32(w, flags, 2, &comm_err) != 0)
-        return core_error_set(err, "%s", comm_err.msg);
-    *stop = flags[1] != 0;
-    if (flags[0] == 0)
-        return 0;
-    int first = size - flags[0];
-    char msg[CORE_ERROR_MAX];
-    memcpy(msg, err->msg, sizeof msg);
-    msg[sizeof msg - 1] = '\0';
-    if (dist_broadcast(w, msg, sizeof msg, first, NULL) != 0)
-        snprintf(msg, sizeof msg, "failed (message lost)");
-    if (size > 1)
         return core_error_set(err, "rank %d: %s", first, msg);
     return core_error_set(err, "%s", msg);
 }
@@ -158,7 +139,11 @@ static int setup_model(fit_ctx *c, core_error *err)
     c->spec_text = read_text_file(cfg->model_path, "model spec", err);
     if (!c->spec_text)
         return -1;
-    int max_batch = c->local_batch > 0 ? c->local_batch : 1;
+    int acc = cfg->accumulate > 0 ? cfg->accumulate : 1;
+    c->micro_batch = (c->local_batch + acc - 1) / acc;
+    if (c->micro_batch < 1)
+        c->micro_batch = 1;
+    int max_batch = c->micro_batch;
     if (nn_model_create(c->spec_text, cfg->model_path, max_batch, &c->model, err) != 0)
         return -1;
     nn_model_init_params(c->model, cfg->seed);
@@ -311,9 +296,48 @@ static int setup_workflow(fit_ctx *c, core_error *err)
     return train_wf_create(&c->wf, &s, err);
 }
 
+/* Collective: every rank checks that it agrees with rank 0 on what must be
+ * identical (a mismatch fails every rank with the ranks named, never a
+ * deadlock), then the gradient buckets and their comm thread are set up. */
+static int setup_comm(fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    if (dist_world_set_comm_timeout(c->w, cfg->comm_timeout, err) != 0)
+        return -1;
+    char schema[256];
+    int dims[DATA_MAX_DIMS] = {0};
+    int nd = data_dataset_sample_dims(c->train_ds, dims);
+    snprintf(schema, sizeof schema, "samples=%zu dims=%d:%d,%d,%d,%d classes=%d", c->n_train, nd,
+             dims[0], dims[1], dims[2], dims[3], nn_model_num_classes(c->model));
+    if (dist_check_same(c->w, "model spec", c->spec_text, strlen(c->spec_text), err) != 0 ||
+        dist_check_same_i64(c->w, "parameter count", (int64_t)nn_model_param_count(c->model),
+                            err) != 0 ||
+        dist_check_same_i64(c->w, "global batch (--batch-size)", cfg->batch, err) != 0 ||
+        dist_check_same_i64(c->w, "--accumulate", cfg->accumulate, err) != 0 ||
+        dist_check_same(c->w, "training data (samples, shape, classes)", schema, strlen(schema),
+                        err) != 0)
+        return -1;
+    dist_bucket_config bc = {
+        cfg->allreduce, cfg->first_bucket_bytes, cfg->bucket_bytes, 0.0, cfg->overlap, 1};
+    return dist_buckets_create(c->w, nn_model_grads(c->model), nn_model_param_count(c->model), &bc,
+                               &c->buckets, err);
+}
+
+/* Test-only hook: RINGTRAIN_TEST_NAN_RANK=r RINGTRAIN_TEST_NAN_STEP=s make
+ * rank r's loss NaN at step s (1-based), to test the non-finite policy end
+ * to end. The gradient scan itself is tested in tests/mpi/test_comm.c. */
+static void read_test_hooks(fit_ctx *c)
+{
+    const char *r = getenv("RINGTRAIN_TEST_NAN_RANK"), *st = getenv("RINGTRAIN_TEST_NAN_STEP");
+    c->test_nan_step = -1;
+    if (r && st && atoi(r) == c->rank)
+        c->test_nan_step = atol(st);
+}
+
 static int setup(fit_ctx *c, core_error *err)
 {
     const train_config *cfg = c->cfg;
+    read_test_hooks(c);
     c->local_batch = cfg->batch / c->size + (c->rank < cfg->batch % c->size ? 1 : 0);
     if (cfg->batch < c->size)
         return agree(c->w,
@@ -327,6 +351,8 @@ static int setup(fit_ctx *c, core_error *err)
     if (agree(c->w, setup_data(c, err) != 0, err) != 0)
         return -1;
     if (agree(c->w, agree_steps(c, err) != 0, err) != 0)
+        return -1;
+    if (setup_comm(c, err) != 0)
         return -1;
     c->prog.seed = cfg->seed;
     c->prog.rng = core_rng_make(cfg->seed, 0x7472616eULL + (uint64_t)c->rank);
@@ -352,6 +378,7 @@ static int setup(fit_ctx *c, core_error *err)
 
 static void teardown(fit_ctx *c)
 {
+    dist_buckets_free(c->buckets);
     train_wf_free(c->wf);
     data_loader_free(c->train_ld);
     data_loader_free(c->test_ld);
@@ -376,15 +403,87 @@ static int reduce_stats(dist_world *w, const nn_stats *local, nn_stats *global, 
     return 0;
 }
 
-static int step_once(fit_ctx *c, const data_batch *b, nn_stats *stats, core_error *err)
+/* Forward and backward over the local batch in micro-batches; only the last
+ * backward feeds the bucket scheduler, which all-reduces each bucket as soon
+ * as backward has filled it. A rank whose batch failed to load contributes
+ * zeros, so nobody is left waiting in the all-reduce. */
+static void compute_gradients(fit_ctx *c, const data_batch *b, int failed, nn_stats *stats)
+{
+    size_t n = nn_model_param_count(c->model);
+    if (failed) {
+        memset(nn_model_grads(c->model), 0, n * sizeof(float));
+        dist_buckets_begin(c->buckets, c->prog.step);
+        dist_buckets_ready(c->buckets, n);
+        return;
+    }
+    size_t in = nn_model_input_size(c->model);
+    int micro = c->micro_batch;
+    for (int off = 0; off < b->n; off += micro) {
+        int cnt = b->n - off < micro ? b->n - off : micro;
+        int last = off + cnt >= b->n;
+        nn_model_forward(c->model, b->x + (size_t)off * in, b->y + off, cnt, 1, stats);
+        if (last)
+            dist_buckets_begin(c->buckets, c->prog.step);
+        nn_model_backward(c->model, off > 0, last ? dist_buckets_on_ready : NULL,
+                          last ? c->buckets : NULL);
+    }
+}
+
+/* The message of rank `first`, on every rank. */
+static int report_failed_rank(fit_ctx *c, int first, core_error *err)
+{
+    char msg[CORE_ERROR_MAX];
+    memcpy(msg, err->msg, sizeof msg);
+    msg[sizeof msg - 1] = '\0';
+    if (dist_broadcast(c->w, msg, sizeof msg, first, NULL) != 0)
+        snprintf(msg, sizeof msg, "failed (message lost)");
+    if (c->size > 1)
+        return core_error_set(err, "rank %d: %s", first, msg);
+    return core_error_set(err, "%s", msg);
+}
+
+/* One training step. After the gradients are summed, ONE small MAX
+ * reduction agrees on three flags: a load failure (every rank stops with its
+ * message), a non-finite loss or gradient (skip or stop, per --nonfinite) and
+ * a stop signal (*stop: checkpoint after this step). The optimizer state
+ * never sees a non-finite gradient. */
+static int step_once(fit_ctx *c, const data_batch *b, int failed, nn_stats *stats, int *stop,
+                     core_error *err)
 {
     train_wf_before_step(c->wf, c->prog.step);
-    nn_model_forward(c->model, b->x, b->y, b->n, 1, stats);
-    nn_model_backward(c->model, 0, NULL, NULL);
-    float *grads = nn_model_grads(c->model);
-    size_t n = nn_model_param_count(c->model);
-    if (dist_allreduce_sum(c->w, c->cfg->allreduce, grads, n, err) != 0)
+    compute_gradients(c, b, failed, stats);
+    core_error comm_err;
+    if (dist_buckets_wait(c->buckets, &comm_err) != 0) {
+        core_log_error("%s", comm_err.msg);
+        dist_world_abort(c->w, 1);
+        return core_error_set(err, "%s", comm_err.msg);
+    }
+    int local[DIST_FLAG_COUNT] = {0}, first[DIST_FLAG_COUNT];
+    if (c->test_nan_step == c->prog.step + 1)
+        stats->loss_sum = NAN;
+    local[DIST_FLAG_NONFINITE] =
+        !failed && (dist_buckets_nonfinite(c->buckets) || !isfinite(stats->loss_sum));
+    local[DIST_FLAG_PREEMPT] = train_signals_pending() != 0;
+    local[DIST_FLAG_FAILED] = failed;
+    if (dist_agree_flags(c->w, c->prog.step, local, first, DIST_FLAG_COUNT, &comm_err) != 0)
+        return core_error_set(err, "%s", comm_err.msg);
+    if (first[DIST_FLAG_FAILED] >= 0)
+        return report_failed_rank(c, first[DIST_FLAG_FAILED], err);
+    *stop = first[DIST_FLAG_PREEMPT] >= 0;
+    int decision =
+        dist_nonfinite_decide(c->cfg->nonfinite, c->prog.step + 1, first[DIST_FLAG_NONFINITE], err);
+    if (decision < 0)
         return -1;
+    if (decision > 0) {
+        c->skipped_steps++;
+        memset(stats, 0, sizeof *stats);
+        core_log_info("step %ld: non-finite loss or gradient on rank %d; step skipped on every "
+                      "rank (%ld skipped so far)",
+                      c->prog.step + 1, first[DIST_FLAG_NONFINITE], c->skipped_steps);
+        return 0;
+    }
+    size_t n = nn_model_param_count(c->model);
+    float *grads = nn_model_grads(c->model);
     float scale = 1.0f / (float)c->cfg->batch;
     for (size_t i = 0; i < n; i++)
         grads[i] *= scale;
@@ -414,7 +513,7 @@ static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
 }
 
 /* Every rank saw the stop flag at the same step boundary: rank 0 saves the
- * exact position (the batch just fetched is not consumed) and all return. */
+ * exact position (after the step that saw the signal) and all return. */
 static int stop_for_signal(fit_ctx *c, train_result *res, core_error *err)
 {
     core_log_info("stop requested by signal at step %ld (epoch %ld, batch %ld): saving a "
@@ -445,12 +544,8 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
             core_error_set(err, "%s: loader ended the epoch after %ld of %ld batches",
                            cfg->train_path, b, steps);
         int stop = 0;
-        if (agree_step(c->w, rc != 1, &stop, err) != 0)
-            return -1;
-        if (stop)
-            return stop_for_signal(c, res, err);
         nn_stats s = {0};
-        if (step_once(c, &batch, &s, err) != 0)
+        if (step_once(c, &batch, rc != 1, &s, &stop, err) != 0)
             return -1;
         train_resize_trace(&c->resize, &batch, &c->prog);
         epoch_stats.loss_sum += s.loss_sum;
@@ -458,6 +553,8 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         epoch_stats.count += s.count;
         c->prog.step++;
         c->prog.batch_in_epoch = b + 1;
+        if (stop)
+            return stop_for_signal(c, res, err);
         if (cfg->ckpt_every > 0 && c->prog.step % cfg->ckpt_every == 0 && b + 1 < steps &&
             write_checkpoint(c, res, err) != 0)
             return -1;
@@ -501,6 +598,10 @@ void train_config_defaults(train_config *cfg)
     cfg->seed = 1;
     cfg->allreduce = DIST_ALLREDUCE_RING;
     cfg->log_every = 100;
+    cfg->accumulate = 1;
+    cfg->overlap = 1;
+    cfg->comm_timeout = DIST_COMM_TIMEOUT_DEFAULT;
+    cfg->nonfinite = DIST_NONFINITE_SKIP;
     train_wf_config_defaults(&cfg->wf);
 }
 
@@ -529,6 +630,7 @@ int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_er
     }
     while (rc == 0 && !res->preempted && c.prog.epoch < cfg->epochs && !train_wf_should_stop(c.wf))
         rc = run_epoch(&c, res, err);
+    res->skipped_steps = c.skipped_steps;
     if (rc == 0 && !res->preempted)
         rc = train_wf_finish(c.wf, &res->test_loss, &res->test_accuracy, err);
     teardown(&c);

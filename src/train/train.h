@@ -38,7 +38,13 @@ typedef struct train_config {
     long ckpt_every;       /* also checkpoint every N steps (0 = after each epoch only) */
     int keep_ckpts;        /* keep the newest K checkpoints (0 = all) */
     int resume_auto;       /* resume from ckpt_dir when it holds a checkpoint, else start fresh */
-    train_wf_config wf;    /* validation, metrics, regularization, schedules... (workflow.h) */
+    int accumulate;        /* compute each local batch in N micro-batches, reduce once */
+    int overlap;           /* all-reduce buckets on the comm thread while backward runs */
+    size_t bucket_bytes;   /* 0: DIST_BUCKET_DEFAULT (25 MiB) */
+    size_t first_bucket_bytes;       /* 0: DIST_FIRST_BUCKET_DEFAULT (1 MiB) */
+    double comm_timeout;             /* watchdog seconds for a collective */
+    dist_nonfinite_policy nonfinite; /* NaN/Inf on any rank: skip the step or stop */
+    train_wf_config wf; /* validation, metrics, regularization, schedules... (workflow.h) */
 } train_config;
 
 /* Exit code of a run stopped by a signal after writing its checkpoint
@@ -54,6 +60,7 @@ typedef struct train_result {
     double images_per_second;   /* whole job, training steps only, last epoch */
     char last_checkpoint[1024]; /* empty if none written */
     int preempted;              /* stopped by a signal, checkpoint written */
+    long skipped_steps;         /* steps skipped for non-finite values */
 } train_result;
 
 void train_config_defaults(train_config *cfg);
