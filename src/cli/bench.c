@@ -19,6 +19,7 @@
 
 #include "cli/args.h"
 #include "core/log.h"
+#include "train/bench_step.h"
 
 #define EXIT_USAGE  2
 #define BENCH_MAX_N 32
@@ -167,8 +168,49 @@ static int bench_idle(dist_world *w, int argc, char **argv)
     return finish(w, 0);
 }
 
+static int bench_step(dist_world *w, int argc, char **argv)
+{
+    train_bench_step_config c = {NULL, 64, 20, 3, DIST_ALLREDUCE_RING, 0, 0};
+    const char *backend = "ring";
+    float bucket_mib = 25.0f, first_mib = 1.0f;
+    int help = 0;
+    cli_flag flags[] = {
+        {"--model", "FILE", CLI_STRING, &c.model_path, "model spec", 1, 0},
+        {"--batch-size", "N", CLI_POS_INT, &c.batch, "global batch", 0, 0},
+        {"--steps", "N", CLI_POS_INT, &c.steps, "timed steps per mode (median)", 0, 0},
+        {"--warmup", "N", CLI_NONNEG_INT, &c.warmup, "untimed steps per mode", 0, 0},
+        {"--allreduce", "ring|mpi|hier", CLI_STRING, &backend, "all-reduce backend", 0, 0},
+        {"--bucket-mib", "X", CLI_POS_FLOAT, &bucket_mib, "bucket size", 0, 0},
+        {"--first-bucket-mib", "X", CLI_POS_FLOAT, &first_mib, "first bucket size", 0, 0},
+        {"--help", NULL, CLI_FLAG, &help, "show this help", 0, 0},
+        {NULL, NULL, 0, NULL, NULL, 0, 0},
+    };
+    core_error err = {{0}};
+    for (int i = 3; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0) {
+            if (dist_rank(w) == 0) {
+                printf("usage: ringtrain bench step --model FILE [flags]\n\n");
+                cli_args_help(stdout, flags);
+            }
+            return finish(w, 0);
+        }
+    if (cli_args_parse(flags, argc, argv, 3, &err) != 0 ||
+        dist_allreduce_kind_parse(backend, &c.kind, &err) != 0)
+        return usage_error(w, &err);
+    c.bucket_bytes = (size_t)((double)bucket_mib * (1 << 20));
+    c.first_bucket_bytes = (size_t)((double)first_mib * (1 << 20));
+    if (train_bench_step(w, &c, &err) != 0) {
+        if (dist_rank(w) == 0)
+            fprintf(stderr, "ringtrain: error: %s\n", err.msg);
+        return finish(w, EXIT_FAILURE);
+    }
+    return finish(w, 0);
+}
+
 int cli_bench_main(dist_world *w, int argc, char **argv)
 {
+    if (argc >= 3 && strcmp(argv[2], "step") == 0)
+        return bench_step(w, argc, argv);
     if (argc >= 3 && strcmp(argv[2], "allreduce") == 0)
         return bench_allreduce(w, argc, argv);
     if (argc >= 3 && strcmp(argv[2], "idle") == 0)
@@ -176,6 +218,7 @@ int cli_bench_main(dist_world *w, int argc, char **argv)
     if (dist_rank(w) == 0)
         fprintf(stderr, "usage: ringtrain bench allreduce [--sizes LIST] [--iters N] "
                         "[--backends ring,mpi,hier] [--segment BYTES]\n"
-                        "       ringtrain bench idle [--backend NAME] [--trials N]\n");
+                        "       ringtrain bench idle [--backend NAME] [--trials N]\n"
+                        "       ringtrain bench step --model FILE [--batch-size N] [--steps N]\n");
     return finish(w, EXIT_USAGE);
 }
