@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "dist/dist.h"
 #include "train/train.h"
+#include "cli/device_flags.h"
 
 #define EXIT_USAGE 2
 
@@ -30,6 +31,7 @@ typedef struct train_args {
     float bucket_mib, first_bucket_mib, comm_timeout;
     int no_overlap;
     int help;
+    const char *device, *precision;
 } train_args;
 
 static void usage(FILE *out)
@@ -93,6 +95,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     a.bucket_mib = (float)DIST_BUCKET_DEFAULT / (1 << 20);
     a.first_bucket_mib = (float)DIST_FIRST_BUCKET_DEFAULT / (1 << 20);
     a.comm_timeout = (float)DIST_COMM_TIMEOUT_DEFAULT;
+    a.device = "cpu";
+    a.precision = "fp32";
     cli_flag base[] = {
         {"--model", "FILE", CLI_STRING, &a.cfg.model_path, "model spec (see docs/MODEL_SPEC.md)", 1,
          0},
@@ -121,9 +125,10 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          "keep only the newest K checkpoints (0: all)", 0, 0},
         {"--stop-signals", "LIST", CLI_STRING, &a.stop_signals,
          "signals that checkpoint and stop with exit 75 (none: disable)", 0, 0},
-        {"--allreduce", "ring|mpi|hier", CLI_STRING, &a.allreduce,
-         "gradient all-reduce: own ring, MPI_Allreduce, or shared memory within a node + ring", 0,
-         0},
+        {"--allreduce", "ring|mpi|hier|nccl", CLI_STRING, &a.allreduce,
+         "gradient all-reduce: own ring, MPI_Allreduce, shared memory within a node + ring, or "
+         "NCCL (--device cuda)",
+         0, 0},
         {"--bucket-mib", "X", CLI_POS_FLOAT, &a.bucket_mib, "all-reduce bucket size", 0, 0},
         {"--first-bucket-mib", "X", CLI_POS_FLOAT, &a.first_bucket_mib,
          "size of the first (earliest ready) bucket", 0, 0},
@@ -143,6 +148,10 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          "use only the first N test samples (0: all)", 0, 0},
         {"--loader-mem", "MiB", CLI_POS_INT, &a.loader_mem_mib,
          "memory cap of each rank's data loader", 0, 0},
+        {"--device", "cpu|cuda", CLI_STRING, &a.device,
+         "compute engine: CPU, or the CUDA engine on the rank's local GPU (docs/GPU.md)", 0, 0},
+        {"--precision", "fp32|bf16", CLI_STRING, &a.precision,
+         "cuda: bf16 GEMMs on tensor cores, fp32 master weights and reductions", 0, 0},
     };
     /* the workflow's flags (cli/train_flags.c) follow the base table */
     cli_flag flags[80];
@@ -168,6 +177,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     if (optim_kind_parse(a.optimizer, &kind, &err) != 0 ||
         dist_allreduce_kind_parse(a.allreduce, &a.cfg.allreduce, &err) != 0 ||
         dist_nonfinite_policy_parse(a.nonfinite, &a.cfg.nonfinite, &err) != 0)
+        goto bad_usage;
+    if (cli_device_resolve(a.device, a.precision, &a.cfg, &err) != 0)
         goto bad_usage;
     a.cfg.overlap = !a.no_overlap;
     a.cfg.bucket_bytes = (size_t)((double)a.bucket_mib * (1 << 20));

@@ -46,6 +46,14 @@ static int allreduce_mpi(dist_world *w, float *buf, size_t n, core_error *err)
     return 0;
 }
 
+#ifndef RINGTRAIN_HAVE_NCCL
+int dist_nccl_init(dist_world *w, int device, void *compute_stream, core_error *err)
+{
+    return core_error_set(err, "dist: --allreduce nccl: ringtrain was built without NCCL "
+                               "(rebuild where CUDA and NCCL are installed)");
+}
+#endif
+
 typedef int (*allreduce_fn)(dist_world *w, float *buf, size_t n, core_error *err);
 
 static const struct {
@@ -56,6 +64,9 @@ static const struct {
     {DIST_ALLREDUCE_RING, "ring", allreduce_ring},
     {DIST_ALLREDUCE_MPI, "mpi", allreduce_mpi},
     {DIST_ALLREDUCE_HIER, "hier", dist_hier_allreduce},
+#ifdef RINGTRAIN_HAVE_NCCL
+    {DIST_ALLREDUCE_NCCL, "nccl", dist_nccl_allreduce},
+#endif
 };
 
 #define NBACKENDS (sizeof backends / sizeof backends[0])
@@ -68,8 +79,14 @@ int dist_allreduce_kind_parse(const char *name, dist_allreduce_kind *out, core_e
             return 0;
         }
     }
+#ifndef RINGTRAIN_HAVE_NCCL
+    if (name && strcmp(name, "nccl") == 0)
+        return core_error_set(err, "dist: --allreduce nccl: ringtrain was built without NCCL "
+                                   "(rebuild where CUDA and NCCL are installed)");
+#endif
     return core_error_set(err,
-                          "dist: unknown all-reduce backend '%s'; expected 'ring', 'mpi' or 'hier'",
+                          "dist: unknown all-reduce backend '%s'; expected 'ring', 'mpi', 'hier'"
+                          " or 'nccl'",
                           name ? name : "(none)");
 }
 

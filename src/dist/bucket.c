@@ -99,6 +99,10 @@ static int run_bucket(dist_buckets *b, int i, long step, int *nonfinite, core_er
 {
     size_t a = bucket_begin(b, i), len = b->end[i] - a;
     stall_hook(b, i, step);
+#ifdef RINGTRAIN_HAVE_NCCL
+    if (b->cfg.kind == DIST_ALLREDUCE_NCCL)
+        dist_nccl_begin_bucket(b->w, i);
+#endif
     if (b->cfg.check_finite && dist_has_nonfinite(b->grads + a, len))
         *nonfinite = 1;
     char what[192];
@@ -221,6 +225,10 @@ int dist_buckets_create(dist_world *w, float *grads, size_t n, const dist_bucket
         rc = -1;
     if (rc == 0 && dist_world_reserve(w, n, err) != 0)
         rc = -1;
+#ifdef RINGTRAIN_HAVE_NCCL
+    if (rc == 0 && b->cfg.kind == DIST_ALLREDUCE_NCCL && dist_nccl_buckets(w, b->nb, err) != 0)
+        rc = -1;
+#endif
     if (rc == 0 && b->cfg.overlap && !dist_thread_multiple(w))
         rc = core_error_set(err, "dist: overlapping communication with backward needs "
                                  "MPI_THREAD_MULTIPLE, which this MPI does not provide; "
@@ -289,6 +297,12 @@ void dist_buckets_ready(dist_buckets *b, size_t done)
         k++;
     if (k == b->handed)
         return;
+#ifdef RINGTRAIN_HAVE_NCCL
+    /* GPU: backward has only QUEUED these buckets' kernels; an event on the
+     * compute stream is what the NCCL stream will wait for. */
+    for (int i = b->handed; i < k && b->cfg.kind == DIST_ALLREDUCE_NCCL; i++)
+        dist_nccl_mark(b->w, i);
+#endif
     b->handed = k;
     pthread_mutex_lock(&b->mu);
     b->ready = k;

@@ -24,7 +24,7 @@ typedef enum dist_allreduce_kind {
     DIST_ALLREDUCE_RING = 0, /* ringtrain's own ring over MPI point-to-point */
     DIST_ALLREDUCE_MPI = 1,  /* the MPI library's MPI_Allreduce */
     DIST_ALLREDUCE_HIER = 2, /* node-local shared memory, then the ring across node leaders */
-    /* DIST_ALLREDUCE_NCCL comes with the GPU engine: one value, one table row. */
+    DIST_ALLREDUCE_NCCL = 3, /* NCCL on device buffers (dist/nccl.c, built with NCCL) */
 } dist_allreduce_kind;
 
 /* MPI_Init_thread (MULTIPLE requested, SERIALIZED at least, else an error)
@@ -63,6 +63,13 @@ double dist_world_comm_timeout(const dist_world *w);
  * gathered first and a mismatch is an error on every rank. Every rank must
  * set the same. The bucket scheduler checks its layout once instead. */
 void dist_world_set_length_check(dist_world *w, int on);
+
+/* NCCL (collective, once, before dist_buckets_create with DIST_ALLREDUCE_NCCL):
+ * the unique id from rank 0 over MPI, then the communicator on `device`;
+ * compute_stream is the GPU engine's (engine_ops.stream), on which the bucket
+ * scheduler records each bucket's ready event. Fails with a clear message
+ * when ringtrain was built without NCCL. See docs/GPU.md. */
+int dist_nccl_init(dist_world *w, int device, void *compute_stream, core_error *err);
 
 int dist_allreduce_kind_parse(const char *name, dist_allreduce_kind *out, core_error *err);
 const char *dist_allreduce_kind_name(dist_allreduce_kind k);

@@ -42,6 +42,7 @@ struct dist_world {
     struct dist_hier *hier; /* shared-memory state of the hier backend (hier.c) */
     uint64_t *lengths;      /* size entries: gather buffer of the length and consistency checks */
     double timeout_s;       /* watchdog timeout of collectives (dist_world_set_comm_timeout) */
+    struct dist_nccl *nccl; /* NCCL communicator and streams (nccl.c), NULL unless set up */
 };
 
 /* Node-local shared-memory all-reduce state; built at world init. */
@@ -98,6 +99,14 @@ void dist_watch_fire(dist_world *w, const char *what, double waited_s, const cha
  * are checked once at creation). */
 int dist_allreduce_run(dist_world *w, dist_allreduce_kind kind, float *buf, size_t n,
                        core_error *err);
+
+/* NCCL backend (nccl.c, built with RINGTRAIN_HAVE_NCCL): buf is device memory. */
+int dist_nccl_allreduce(dist_world *w, float *buf, size_t n, core_error *err);
+void dist_nccl_free(dist_world *w);
+/* The bucket scheduler's seam: one event per bucket on the compute stream. */
+int dist_nccl_buckets(dist_world *w, int nb, core_error *err);
+void dist_nccl_mark(dist_world *w, int bucket);
+void dist_nccl_begin_bucket(dist_world *w, int bucket);
 
 /* Fills err with "<what>: <MPI error text> (rank r)" for an MPI return code; returns -1. */
 int dist_mpi_error(const dist_world *w, core_error *err, int rc, const char *what);

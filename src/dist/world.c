@@ -143,6 +143,9 @@ void dist_world_finalize(dist_world *w)
         return;
     int finalized = 0;
     MPI_Finalized(&finalized);
+#ifdef RINGTRAIN_HAVE_NCCL
+    dist_nccl_free(w);
+#endif
     if (!finalized) {
         dist_hier_free(w);
         free_comm(&w->local);

@@ -7,7 +7,8 @@
  * trainer derives it from the run seed, the rank and the step) and of the
  * layer's name, drawn from the counter-based RNG in element order: a run is
  * reproducible, and a test can rebuild any mask from the seed alone. The mask
- * is kept (as the scale factor of every value) for backward.
+ * is kept (as the scale factor of every value) for backward. The mask and
+ * the products are engine ops, so the layer runs on any engine.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -53,13 +54,8 @@ static void dropout_forward(nn_layer *l, const engine_ops *e, int batch)
         e->copy(l->y, l->x, n);
         return;
     }
-    core_rng r = core_rng_make(l->seed, nn_dropout_stream(l->name));
-    const float keep = 1.0f / (1.0f - c->p);
-    float *mask = l->work;
-    for (size_t i = 0; i < n; i++) {
-        mask[i] = core_rng_uniform(&r) >= c->p ? keep : 0.0f;
-        l->y[i] = l->x[i] * mask[i];
-    }
+    e->dropout_mask(l->work, n, c->p, l->seed, nn_dropout_stream(l->name));
+    e->mul(l->y, l->x, l->work, n);
 }
 
 static void dropout_backward(nn_layer *l, const engine_ops *e, int batch, int need_dx,
@@ -73,8 +69,7 @@ static void dropout_backward(nn_layer *l, const engine_ops *e, int batch, int ne
         e->copy(l->dx, l->dy, n);
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        l->dx[i] = l->dy[i] * l->work[i];
+    e->mul(l->dx, l->dy, l->work, n);
 }
 
 static void dropout_describe(const nn_layer *l, char *buf, size_t len)

@@ -21,6 +21,7 @@
 #include "data/data.h"
 #include "nn/model.h"
 #include "train/checkpoint.h"
+#include "train/device.h"
 #include "train/resize.h"
 #include "train/workflow.h"
 
@@ -45,6 +46,7 @@ typedef struct fit_ctx {
     int micro_batch;       /* samples per forward/backward (local batch / --accumulate) */
     long skipped_steps;    /* steps skipped for non-finite values */
     long test_nan_step;    /* test-only: RINGTRAIN_TEST_NAN_RANK/_STEP poison this step's loss */
+    train_device dev;      /* --device cuda: device optimizer state (train/device.h) */
 } fit_ctx;
 
 static double now_seconds(void)
@@ -144,12 +146,16 @@ static int setup_model(fit_ctx *c, core_error *err)
     if (c->micro_batch < 1)
         c->micro_batch = 1;
     int max_batch = c->micro_batch;
-    if (nn_model_create(c->spec_text, cfg->model_path, max_batch, &c->model, err) != 0)
+    const engine_ops *engine = train_device_engine(cfg, c->w, err);
+    if (!engine ||
+        nn_model_create_on(c->spec_text, cfg->model_path, max_batch, engine, &c->model, err) != 0)
         return -1;
     nn_model_init_params(c->model, cfg->seed);
     if (optim_create(&c->opt, &cfg->optim, nn_model_param_count(c->model), err) != 0)
         return -1;
     c->opt_ready = 1;
+    if (train_device_create(&c->dev, engine, &c->opt, err) != 0)
+        return -1;
     return dist_world_reserve(c->w, nn_model_param_count(c->model), err);
 }
 
@@ -319,6 +325,18 @@ static int setup_comm(fit_ctx *c, core_error *err)
         return -1;
     dist_bucket_config bc = {
         cfg->allreduce, cfg->first_bucket_bytes, cfg->bucket_bytes, 0.0, cfg->overlap, 1};
+    if (c->dev.e) {
+        /* Device gradients: the non-finite scan is an engine op after the
+         * wait, and one rank has nothing to reduce (no host backend may touch
+         * device memory). */
+        bc.check_finite = 0;
+        if (c->size == 1 && bc.kind != DIST_ALLREDUCE_NCCL)
+            bc.kind = DIST_ALLREDUCE_RING;
+        if (bc.kind == DIST_ALLREDUCE_NCCL &&
+            agree(c->w, dist_nccl_init(c->w, dist_local_rank(c->w), c->dev.e->stream(), err) != 0,
+                  err) != 0)
+            return -1;
+    }
     return dist_buckets_create(c->w, nn_model_grads(c->model), nn_model_param_count(c->model), &bc,
                                &c->buckets, err);
 }
@@ -371,6 +389,7 @@ static int setup(fit_ctx *c, core_error *err)
     if (dist_broadcast(c->w, nn_model_params(c->model),
                        nn_model_param_count(c->model) * sizeof(float), 0, err) != 0)
         return -1;
+    train_device_push(&c->dev, c->model, &c->opt);
     format_config(c);
     train_wf_config_text(c->wf, c->config_text, sizeof c->config_text);
     return 0;
@@ -387,6 +406,7 @@ static void teardown(fit_ctx *c)
     train_resize_free(&c->resize);
     if (c->opt_ready)
         optim_destroy(&c->opt);
+    train_device_free(&c->dev);
     nn_model_free(c->model);
     free(c->spec_text);
 }
@@ -411,7 +431,7 @@ static void compute_gradients(fit_ctx *c, const data_batch *b, int failed, nn_st
 {
     size_t n = nn_model_param_count(c->model);
     if (failed) {
-        memset(nn_model_grads(c->model), 0, n * sizeof(float));
+        nn_model_engine(c->model)->zero(nn_model_grads(c->model), n);
         dist_buckets_begin(c->buckets, c->prog.step);
         dist_buckets_ready(c->buckets, n);
         return;
@@ -461,8 +481,9 @@ static int step_once(fit_ctx *c, const data_batch *b, int failed, nn_stats *stat
     int local[DIST_FLAG_COUNT] = {0}, first[DIST_FLAG_COUNT];
     if (c->test_nan_step == c->prog.step + 1)
         stats->loss_sum = NAN;
-    local[DIST_FLAG_NONFINITE] =
-        !failed && (dist_buckets_nonfinite(c->buckets) || !isfinite(stats->loss_sum));
+    int grads_nonfinite =
+        c->dev.e ? train_device_nonfinite(&c->dev, c->model) : dist_buckets_nonfinite(c->buckets);
+    local[DIST_FLAG_NONFINITE] = !failed && (grads_nonfinite || !isfinite(stats->loss_sum));
     local[DIST_FLAG_PREEMPT] = train_signals_pending() != 0;
     local[DIST_FLAG_FAILED] = failed;
     if (dist_agree_flags(c->w, c->prog.step, local, first, DIST_FLAG_COUNT, &comm_err) != 0)
@@ -485,6 +506,12 @@ static int step_once(fit_ctx *c, const data_batch *b, int failed, nn_stats *stat
     size_t n = nn_model_param_count(c->model);
     float *grads = nn_model_grads(c->model);
     float scale = 1.0f / (float)c->cfg->batch;
+    if (c->dev.e) {
+        double norm = train_device_grad_norm(&c->dev, c->model, scale, c->cfg->wf.clip_norm);
+        train_device_step(&c->dev, c->model, &c->opt, train_wf_grad_norm_lr(c->wf, norm));
+        train_wf_after_update(c->wf);
+        return 0;
+    }
     for (size_t i = 0; i < n; i++)
         grads[i] *= scale;
     float lr = train_wf_update_grads(c->wf, grads, n);
@@ -497,6 +524,7 @@ static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
 {
     if (!c->cfg->ckpt_dir)
         return 0;
+    train_device_pull(&c->dev, c->model, &c->opt);
     int failed = 0;
     if (c->rank == 0) {
         failed =
@@ -558,6 +586,8 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         if (cfg->ckpt_every > 0 && c->prog.step % cfg->ckpt_every == 0 && b + 1 < steps &&
             write_checkpoint(c, res, err) != 0)
             return -1;
+        if (cfg->wf.eval_every > 0) /* validation may save the best weights */
+            train_device_pull(&c->dev, c->model, &c->opt);
         if (train_wf_after_step(c->wf, b + 1, batch.y, batch.n, s.loss_sum, err) != 0)
             return -1;
         if (train_wf_should_stop(c->wf))
@@ -573,6 +603,7 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
     int len = snprintf(line, sizeof line, "epoch %ld/%d  train loss %.4f acc %.2f%%", epoch + 1,
                        cfg->epochs, res->final_loss,
                        g.count ? 100.0 * (double)g.correct / (double)g.count : 0.0);
+    train_device_pull(&c->dev, c->model, &c->opt);
     if (train_wf_epoch_end(c->wf, line, sizeof line, &res->test_loss, &res->test_accuracy, err) !=
         0)
         return -1;
@@ -631,8 +662,10 @@ int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_er
     while (rc == 0 && !res->preempted && c.prog.epoch < cfg->epochs && !train_wf_should_stop(c.wf))
         rc = run_epoch(&c, res, err);
     res->skipped_steps = c.skipped_steps;
-    if (rc == 0 && !res->preempted)
+    if (rc == 0 && !res->preempted) {
+        train_device_pull(&c.dev, c.model, &c.opt);
         rc = train_wf_finish(c.wf, &res->test_loss, &res->test_accuracy, err);
+    }
     teardown(&c);
     return rc;
 }

@@ -45,6 +45,8 @@ typedef struct train_config {
     double comm_timeout;             /* watchdog seconds for a collective */
     dist_nonfinite_policy nonfinite; /* NaN/Inf on any rank: skip the step or stop */
     train_wf_config wf; /* validation, metrics, regularization, schedules... (workflow.h) */
+    int device_cuda;    /* --device cuda: the CUDA engine on the rank's local GPU (docs/GPU.md) */
+    int bf16;           /* --precision bf16: GEMMs on bf16 tensor cores, fp32 master weights */
 } train_config;
 
 /* Exit code of a run stopped by a signal after writing its checkpoint

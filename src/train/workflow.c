@@ -308,6 +308,13 @@ float train_wf_update_grads(train_wf *wf, float *grads, size_t n)
     return wf->lr;
 }
 
+float train_wf_grad_norm_lr(train_wf *wf, double grad_norm)
+{
+    wf->grad_norm = grad_norm;
+    wf->lr = optim_schedule_lr(&wf->sched, wf->s.opt->step);
+    return wf->lr;
+}
+
 void train_wf_after_update(train_wf *wf)
 {
     if (!wf->frozen)

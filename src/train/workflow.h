@@ -91,6 +91,9 @@ void train_wf_describe(const train_wf *wf);
 void train_wf_before_step(train_wf *wf, long step);
 /* After the all-reduce and the division: L1, clipping; returns the step's lr. */
 float train_wf_update_grads(train_wf *wf, float *grads, size_t n);
+/* The GPU path's train_wf_update_grads: the engine clipped the gradients and
+ * measured their norm (train/device.c); records it and returns the step's lr. */
+float train_wf_grad_norm_lr(train_wf *wf, double grad_norm);
 /* After the optimizer step: frozen tensors are put back. */
 void train_wf_after_update(train_wf *wf);
 

@@ -204,9 +204,16 @@ static void test_kind_parse(void **state)
     assert_int_equal(k, DIST_ALLREDUCE_MPI);
     assert_string_equal(dist_allreduce_kind_name(DIST_ALLREDUCE_RING), "ring");
     assert_string_equal(dist_allreduce_kind_name(DIST_ALLREDUCE_MPI), "mpi");
+#ifdef RINGTRAIN_HAVE_NCCL
+    assert_int_equal(dist_allreduce_kind_parse("nccl", &k, &err), 0);
+    assert_int_equal(k, DIST_ALLREDUCE_NCCL);
+#else
     assert_int_equal(dist_allreduce_kind_parse("nccl", &k, &err), -1);
-    assert_string_equal(
-        err.msg, "dist: unknown all-reduce backend 'nccl'; expected 'ring', 'mpi' or 'hier'");
+    assert_non_null(strstr(err.msg, "built without NCCL"));
+#endif
+    assert_int_equal(dist_allreduce_kind_parse("nvlink", &k, &err), -1);
+    assert_string_equal(err.msg, "dist: unknown all-reduce backend 'nvlink'; expected 'ring', "
+                                 "'mpi', 'hier' or 'nccl'");
     assert_int_equal(dist_allreduce_kind_parse("Ring", &k, &err), -1);
     assert_int_equal(dist_allreduce_kind_parse("", &k, &err), -1);
     assert_int_equal(dist_allreduce_kind_parse(NULL, &k, &err), -1);
