@@ -127,6 +127,10 @@ typedef struct engine_ops {
      * p -= step_size m / (sqrt(v) / bc2_sqrt + eps). */
     void (*adam_update)(float *p, const float *g, float *m, float *v, size_t n, float decay,
                         float step_size, float bc2_sqrt, float b1, float b2, float eps, float wd);
+    /* Ops cannot fail on the CPU. A device fault (a CUDA or cuBLAS error) is
+     * sticky: later ops do nothing, and status returns -1 with the first
+     * error's message, which the trainer turns into a collective stop. */
+    int (*status)(core_error *err);
 } engine_ops;
 
 /* The reference backend: OpenBLAS sgemm plus plain loops. */

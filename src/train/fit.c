@@ -485,7 +485,7 @@ static int step_once(fit_ctx *c, const data_batch *b, int failed, nn_stats *stat
         c->dev.e ? train_device_nonfinite(&c->dev, c->model) : dist_buckets_nonfinite(c->buckets);
     local[DIST_FLAG_NONFINITE] = !failed && (grads_nonfinite || !isfinite(stats->loss_sum));
     local[DIST_FLAG_PREEMPT] = train_signals_pending() != 0;
-    local[DIST_FLAG_FAILED] = failed;
+    local[DIST_FLAG_FAILED] = failed || (c->dev.e && c->dev.e->status(err) != 0);
     if (dist_agree_flags(c->w, c->prog.step, local, first, DIST_FLAG_COUNT, &comm_err) != 0)
         return core_error_set(err, "%s", comm_err.msg);
     if (first[DIST_FLAG_FAILED] >= 0)

@@ -433,6 +433,12 @@ static void cpu_sgd_update(float *restrict p, const float *restrict g, float *re
     }
 }
 
+static int cpu_status(core_error *err)
+{
+    (void)err;
+    return 0;
+}
+
 static void cpu_adam_update(float *restrict p, const float *restrict g, float *restrict m,
                             float *restrict v, size_t n, float decay, float step_size,
                             float bc2_sqrt, float b1, float b2, float eps, float wd)
@@ -482,6 +488,7 @@ static const engine_ops cpu_ops = {
     .nonfinite = cpu_nonfinite,
     .sgd_update = cpu_sgd_update,
     .adam_update = cpu_adam_update,
+    .status = cpu_status,
 };
 
 const engine_ops *engine_cpu(void)

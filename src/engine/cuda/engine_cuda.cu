@@ -49,14 +49,27 @@ static struct {
     int *flag;                  /* non-finite flag */
     double *host;               /* pinned: 4 doubles of results */
     char name[192];
+    int failed;      /* a CUDA/cuBLAS error happened (sticky) */
+    char error[512]; /* its message */
 } g;
 
+/* A device fault is sticky: the first one is kept for cu_status and every
+ * later op is skipped; the trainer stops every rank collectively. */
 static void die(const char *what, const char *detail)
 {
-    core_log_error("cuda engine: %s failed: %s (device %d); a CUDA error inside a step is a "
-                   "device fault, the process stops",
-                   what, detail, g.device);
-    abort();
+    if (g.failed)
+        return;
+    g.failed = 1;
+    snprintf(g.error, sizeof g.error, "cuda engine: %s failed: %s (device %d)", what, detail,
+             g.device);
+    core_log_error("%s", g.error);
+}
+
+static int cu_status(core_error *err)
+{
+    if (!g.failed)
+        return 0;
+    return core_error_set(err, "%s", g.error);
 }
 
 static void check(cudaError_t rc, const char *what)
@@ -809,6 +822,7 @@ static void fill_table(void)
     cuda_ops.nonfinite = cu_nonfinite;
     cuda_ops.sgd_update = cu_sgd_update;
     cuda_ops.adam_update = cu_adam_update;
+    cuda_ops.status = cu_status;
 }
 
 static int init_state(int device, int flags, core_error *err)
