@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "core/log.h"
 #include "dist/dist.h"
+#include "train/eval.h"
 #include "train/train.h"
 #include "cli/device_flags.h"
 
@@ -65,17 +66,9 @@ static int agree_usage(dist_world *w, int failed, const char *cmd, core_error *e
     int first = dist_first_failed(w, failed);
     if (first < 0)
         return 0;
-    char msg[CORE_ERROR_MAX];
-    memcpy(msg, err->msg, sizeof msg);
-    msg[sizeof msg - 1] = '\0';
-    if (dist_broadcast(w, msg, sizeof msg, first, NULL) != 0)
-        snprintf(msg, sizeof msg, "bad command line (message lost)");
-    if (dist_rank(w) == 0) {
-        if (first == 0)
-            fprintf(stderr, "ringtrain %s: %s\n", cmd, msg);
-        else
-            fprintf(stderr, "ringtrain %s: rank %d: %s\n", cmd, first, msg);
-    }
+    train_report_rank(w, first, err);
+    if (dist_rank(w) == 0)
+        fprintf(stderr, "ringtrain %s: %s\n", cmd, err->msg);
     return -1;
 }
 

@@ -80,11 +80,8 @@ int train_eval_reduce(dist_world *w, train_eval *e, core_error *err)
     return 0;
 }
 
-int train_agree(dist_world *w, int failed, core_error *err)
+int train_report_rank(dist_world *w, int first, core_error *err)
 {
-    int first = dist_first_failed(w, failed);
-    if (first < 0)
-        return 0;
     char msg[CORE_ERROR_MAX];
     memcpy(msg, err->msg, sizeof msg);
     msg[sizeof msg - 1] = '\0';
@@ -93,6 +90,12 @@ int train_agree(dist_world *w, int failed, core_error *err)
     if (dist_size(w) > 1)
         return core_error_set(err, "rank %d: %s", first, msg);
     return core_error_set(err, "%s", msg);
+}
+
+int train_agree(dist_world *w, int failed, core_error *err)
+{
+    int first = dist_first_failed(w, failed);
+    return first < 0 ? 0 : train_report_rank(w, first, err);
 }
 
 int train_eval_loader(dist_world *w, nn_model *m, data_loader *ld, train_eval *e, core_error *err)

@@ -54,5 +54,8 @@ double train_eval_class_accuracy(const train_eval *e, int c);
 /* Collective agreement on failure, as the fit loop does it: when any rank
  * failed, every rank returns -1 with the lowest failed rank's message. */
 int train_agree(dist_world *w, int failed, core_error *err);
+/* Collective: every rank's err becomes rank `first`'s message ("rank r: ..."
+ * when there are several ranks); returns -1. */
+int train_report_rank(dist_world *w, int first, core_error *err);
 
 #endif

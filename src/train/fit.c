@@ -21,6 +21,7 @@
 #include "data/data.h"
 #include "nn/model.h"
 #include "train/checkpoint.h"
+#include "train/eval.h"
 #include "train/device.h"
 #include "train/resize.h"
 #include "train/workflow.h"
@@ -54,23 +55,6 @@ static double now_seconds(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Collective: if any rank failed, every rank returns -1 carrying the message
- * of the lowest failed rank (prefixed with its rank when there are several). */
-static int agree(dist_world *w, int failed, core_error *err)
-{
-    int first = dist_first_failed(w, failed);
-    if (first < 0)
-        return 0;
-    char msg[CORE_ERROR_MAX];
-    memcpy(msg, err->msg, sizeof msg);
-    msg[sizeof msg - 1] = '\0';
-    if (dist_broadcast(w, msg, sizeof msg, first, NULL) != 0)
-        snprintf(msg, sizeof msg, "failed (message lost)");
-    if (dist_size(w) > 1)
-        return core_error_set(err, "rank %d: %s", first, msg);
-    return core_error_set(err, "%s", msg);
 }
 
 static char *read_text_file(const char *path, const char *what, core_error *err)
@@ -249,7 +233,7 @@ static int resume_from(fit_ctx *c, core_error *err)
             core_log_info("resuming from %s (epoch %ld, step %ld)", path, c->prog.epoch + 1,
                           c->prog.step);
     }
-    if (agree(c->w, failed, err) != 0)
+    if (train_agree(c->w, failed, err) != 0)
         return -1;
     size_t n = nn_model_param_count(c->model);
     if (dist_broadcast(c->w, c->opt.m, n * sizeof(float), 0, err) != 0)
@@ -333,8 +317,9 @@ static int setup_comm(fit_ctx *c, core_error *err)
         if (c->size == 1 && bc.kind != DIST_ALLREDUCE_NCCL)
             bc.kind = DIST_ALLREDUCE_RING;
         if (bc.kind == DIST_ALLREDUCE_NCCL &&
-            agree(c->w, dist_nccl_init(c->w, dist_local_rank(c->w), c->dev.e->stream(), err) != 0,
-                  err) != 0)
+            train_agree(c->w,
+                        dist_nccl_init(c->w, dist_local_rank(c->w), c->dev.e->stream(), err) != 0,
+                        err) != 0)
             return -1;
     }
     return dist_buckets_create(c->w, nn_model_grads(c->model), nn_model_param_count(c->model), &bc,
@@ -358,17 +343,18 @@ static int setup(fit_ctx *c, core_error *err)
     read_test_hooks(c);
     c->local_batch = cfg->batch / c->size + (c->rank < cfg->batch % c->size ? 1 : 0);
     if (cfg->batch < c->size)
-        return agree(c->w,
-                     core_error_set(err,
-                                    "--batch-size %d is smaller than the number of ranks (%d); "
-                                    "the global batch is split across ranks",
-                                    cfg->batch, c->size) != 0,
-                     err);
-    if (agree(c->w, setup_model(c, err) != 0, err) != 0)
+        return train_agree(
+            c->w,
+            core_error_set(err,
+                           "--batch-size %d is smaller than the number of ranks (%d); "
+                           "the global batch is split across ranks",
+                           cfg->batch, c->size) != 0,
+            err);
+    if (train_agree(c->w, setup_model(c, err) != 0, err) != 0)
         return -1;
-    if (agree(c->w, setup_data(c, err) != 0, err) != 0)
+    if (train_agree(c->w, setup_data(c, err) != 0, err) != 0)
         return -1;
-    if (agree(c->w, agree_steps(c, err) != 0, err) != 0)
+    if (train_agree(c->w, agree_steps(c, err) != 0, err) != 0)
         return -1;
     if (setup_comm(c, err) != 0)
         return -1;
@@ -377,10 +363,10 @@ static int setup(fit_ctx *c, core_error *err)
     int resume = wants_resume(c, err);
     if (resume < 0 || (resume && resume_from(c, err) != 0))
         return -1;
-    if (agree(c->w,
-              train_resize_prepare(&c->resize, &c->prog, cfg, c->train_ds, c->size, c->rank, err) !=
-                  0,
-              err) != 0)
+    if (train_agree(c->w,
+                    train_resize_prepare(&c->resize, &c->prog, cfg, c->train_ds, c->size, c->rank,
+                                         err) != 0,
+                    err) != 0)
         return -1;
     if (setup_workflow(c, err) != 0)
         return -1;
@@ -449,19 +435,6 @@ static void compute_gradients(fit_ctx *c, const data_batch *b, int failed, nn_st
     }
 }
 
-/* The message of rank `first`, on every rank. */
-static int report_failed_rank(fit_ctx *c, int first, core_error *err)
-{
-    char msg[CORE_ERROR_MAX];
-    memcpy(msg, err->msg, sizeof msg);
-    msg[sizeof msg - 1] = '\0';
-    if (dist_broadcast(c->w, msg, sizeof msg, first, NULL) != 0)
-        snprintf(msg, sizeof msg, "failed (message lost)");
-    if (c->size > 1)
-        return core_error_set(err, "rank %d: %s", first, msg);
-    return core_error_set(err, "%s", msg);
-}
-
 /* One training step. After the gradients are summed, ONE small MAX
  * reduction agrees on three flags: a load failure (every rank stops with its
  * message), a non-finite loss or gradient (skip or stop, per --nonfinite) and
@@ -489,7 +462,7 @@ static int step_once(fit_ctx *c, const data_batch *b, int failed, nn_stats *stat
     if (dist_agree_flags(c->w, c->prog.step, local, first, DIST_FLAG_COUNT, &comm_err) != 0)
         return core_error_set(err, "%s", comm_err.msg);
     if (first[DIST_FLAG_FAILED] >= 0)
-        return report_failed_rank(c, first[DIST_FLAG_FAILED], err);
+        return train_report_rank(c->w, first[DIST_FLAG_FAILED], err);
     *stop = first[DIST_FLAG_PREEMPT] >= 0;
     int decision =
         dist_nonfinite_decide(c->cfg->nonfinite, c->prog.step + 1, first[DIST_FLAG_NONFINITE], err);
@@ -537,7 +510,7 @@ static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
             core_log_warn("%s", err->msg);
         }
     }
-    return agree(c->w, failed, err);
+    return train_agree(c->w, failed, err);
 }
 
 /* Every rank saw the stop flag at the same step boundary: rank 0 saves the
@@ -556,10 +529,10 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
 {
     const train_config *cfg = c->cfg;
     long epoch = c->prog.epoch, steps;
-    if (agree(c->w,
-              train_resize_begin_epoch(&c->resize, c->train_ld, &c->prog, c->steps_per_epoch,
-                                       &steps, err) != 0,
-              err) != 0)
+    if (train_agree(c->w,
+                    train_resize_begin_epoch(&c->resize, c->train_ld, &c->prog, c->steps_per_epoch,
+                                             &steps, err) != 0,
+                    err) != 0)
         return -1;
     nn_stats epoch_stats = {0};
     long first_batch = c->prog.batch_in_epoch;
