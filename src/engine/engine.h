@@ -52,13 +52,18 @@ typedef struct engine_ops {
 
     /* cols[(c*K + ki)*K + kj][(n*OH + oh)*OW + ow] = x(n, c, oh*s - pad_h + ki, ...), 0 outside. */
     void (*im2col)(const float *x, int batch, const engine_conv_geom *g, float *cols);
-    /* dx += the transpose of im2col applied to cols (dx is NOT zeroed here). */
-    void (*col2im)(const float *cols, int batch, const engine_conv_geom *g, float *dx);
+    /* dx += the transpose of im2col applied to cols (dx is NOT zeroed here).
+     * cols is scratch: entries that im2col would have set to zero (padding)
+     * may be overwritten with zero. */
+    void (*col2im)(float *cols, int batch, const engine_conv_geom *g, float *dx);
 
     /* y[o][c][i] = act(y[o][c][i] + bias[c]) in place, for o < outer, c < channels, i < inner.
      * bias may be NULL. */
     void (*bias_act_forward)(float *y, const float *bias, int outer, int channels, int inner,
                              engine_act act);
+    /* y[o][c][i] = bias[c]: the starting value of a GEMM with beta = 1, which
+     * saves OpenBLAS's zeroing pass and a separate bias pass over y. */
+    void (*bias_fill)(float *y, const float *bias, int outer, int channels, int inner);
     /* y = act(x), elementwise; y may equal x. */
     void (*act_forward)(float *y, const float *x, size_t n, engine_act act);
     /* dx = dy * act'(from the output y); dx may equal dy. */
@@ -68,12 +73,19 @@ typedef struct engine_ops {
                           int accumulate);
 
     /* Pooling over `planes` independent H x W planes (any batch/channel order),
-     * output OH x OW per plane, window K, stride S, no padding. */
+     * output OH x OW per plane, window K, stride S, no padding. relu != 0
+     * applies relu to the outputs: pool(relu(x)) == relu(pool(x)), so a conv
+     * followed by relu and maxpool can leave the relu to the 4x smaller
+     * pooled output. */
     void (*maxpool_forward)(float *y, int32_t *argmax, const float *x, int planes, int H, int W,
-                            int K, int S, int OH, int OW);
-    /* dx = scatter of dy through argmax (dx is fully written). */
-    void (*maxpool_backward)(float *dx, const float *dy, const int32_t *argmax, int planes, int H,
-                             int W, int OH, int OW);
+                            int K, int S, int OH, int OW, int relu);
+    /* dx = scatter of dy through argmax (dx is fully written). With relu_y
+     * (the pool's own output y), also applies the derivative of a relu that
+     * produced the pool's input: an output passes gradient only if y > 0,
+     * which holds exactly when its argmax input is > 0. This folds the relu
+     * backward of the layer before into this pass. relu_y may be NULL. */
+    void (*maxpool_backward)(float *dx, const float *dy, const int32_t *argmax, const float *relu_y,
+                             int planes, int H, int W, int K, int S, int OH, int OW);
     void (*avgpool_forward)(float *y, const float *x, int planes, int H, int W, int K, int S,
                             int OH, int OW);
     void (*avgpool_backward)(float *dx, const float *dy, int planes, int H, int W, int K, int S,

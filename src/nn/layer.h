@@ -89,7 +89,14 @@ struct nn_layer {
     float *dx;             /* gradient w.r.t. x (NULL for the first layer unless asked) */
     float *dy;             /* gradient w.r.t. y */
     const int32_t *labels; /* loss layers: labels of the last forward (may be NULL) */
-    double loss_sum;       /* loss layers: output of the last forward */
+
+    /* Set by the model when a conv with a fused relu feeds a maxpool: the
+     * pool applies the relu to its (4x smaller) output, and relu' while it
+     * scatters the gradient; the conv skips both, and its y holds the values
+     * before the relu. */
+    int fold_relu_next; /* conv: relu and relu' are the next layer's */
+    int fold_relu_prev; /* maxpool: relu on the output, relu' in backward */
+    double loss_sum;    /* loss layers: output of the last forward */
     long correct;
 
     /* Set by the model before every forward (nn_model_forward). */

@@ -292,6 +292,19 @@ static int place_buffers(nn_model *m, core_error *err)
     return 0;
 }
 
+/* conv ... relu followed by maxpool: the pool applies relu' in its backward. */
+static void fold_relus(nn_model *m)
+{
+    for (int i = 0; i + 1 < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i], *next = &m->layers[i + 1];
+        if (l->kind == &nn_kind_conv && l->kind->fused_act(l) == ENGINE_ACT_RELU &&
+            next->kind == &nn_kind_maxpool) {
+            l->fold_relu_next = 1;
+            next->fold_relu_prev = 1;
+        }
+    }
+}
+
 int nn_model_create(const char *spec_text, const char *source, int max_batch, nn_model **out,
                     core_error *err)
 {
@@ -323,6 +336,7 @@ int nn_model_create_on(const char *spec_text, const char *source, int max_batch,
     }
     for (int i = 0; i < m->nlayers; i++)
         m->ntensors += m->layers[i].ntensors;
+    fold_relus(m);
     if (place_buffers(m, err)) {
         nn_model_free(m);
         return -1;

@@ -51,14 +51,16 @@ static void maxpool_forward(nn_layer *l, const engine_ops *e, int batch)
 {
     pool_cfg *c = l->priv;
     e->maxpool_forward(l->y, l->iwork, l->x, l->in.d[0] * batch, l->in.d[1], l->in.d[2], c->k,
-                       c->stride, l->out.d[1], l->out.d[2]);
+                       c->stride, l->out.d[1], l->out.d[2], l->fold_relu_prev);
 }
 
 static void maxpool_backward(nn_layer *l, const engine_ops *e, int batch, int need_dx,
                              int accumulate)
 {
+    pool_cfg *c = l->priv;
     if (need_dx)
-        e->maxpool_backward(l->dx, l->dy, l->iwork, l->in.d[0] * batch, l->in.d[1], l->in.d[2],
+        e->maxpool_backward(l->dx, l->dy, l->iwork, l->fold_relu_prev ? l->y : NULL,
+                            l->in.d[0] * batch, l->in.d[1], l->in.d[2], c->k, c->stride,
                             l->out.d[1], l->out.d[2]);
 }
 
