@@ -163,6 +163,12 @@ static void check_acts(void)
             size_t m = (size_t)outer * ch * inner;
             float *v = host_rand(m, 11, -2, 2), *b = host_rand(ch, 12, -1, 1);
             float *dv = dev_f(v, m), *db = dev_f(b, ch);
+            if (a == 0) {
+                C->bias_fill(v, b, outer, ch, inner);
+                G->bias_fill(dv, db, outer, ch, inner);
+                snprintf(name, sizeof name, "bias_fill inner=%d", inner);
+                report(name, v, dv, (size_t)outer * ch * inner);
+            }
             C->bias_act_forward(v, b, outer, ch, inner, (engine_act)a);
             G->bias_act_forward(dv, db, outer, ch, inner, (engine_act)a);
             snprintf(name, sizeof name, "bias_act_forward %s inner=%d", names[a], inner);
@@ -189,16 +195,18 @@ static void check_pool(int K, int S)
     float *dxv = dev_f(x, nx), *dyv = dev_f(y, ny);
     int32_t *dam = dev_copy(am, ny * sizeof *am);
     char name[64];
-    C->maxpool_forward(y, am, x, planes, H, W, K, S, OH, OW);
-    G->maxpool_forward(dyv, dam, dxv, planes, H, W, K, S, OH, OW);
-    snprintf(name, sizeof name, "maxpool_forward K%d S%d", K, S);
-    report(name, y, dyv, ny);
     float *g = host_rand(ny, 14, -1, 1), *dx = host_rand(nx, 0, 0, 0);
     float *dg = dev_f(g, ny), *ddx = dev_f(dx, nx);
-    C->maxpool_backward(dx, g, am, planes, H, W, OH, OW);
-    G->maxpool_backward(ddx, dg, dam, planes, H, W, OH, OW);
-    snprintf(name, sizeof name, "maxpool_backward K%d S%d", K, S);
-    report(name, dx, ddx, nx);
+    for (int relu = 0; relu < 2; relu++) {
+        C->maxpool_forward(y, am, x, planes, H, W, K, S, OH, OW, relu);
+        G->maxpool_forward(dyv, dam, dxv, planes, H, W, K, S, OH, OW, relu);
+        snprintf(name, sizeof name, "maxpool_forward K%d S%d relu%d", K, S, relu);
+        report(name, y, dyv, ny);
+        C->maxpool_backward(dx, g, am, relu ? y : NULL, planes, H, W, K, S, OH, OW);
+        G->maxpool_backward(ddx, dg, dam, relu ? dyv : NULL, planes, H, W, K, S, OH, OW);
+        snprintf(name, sizeof name, "maxpool_backward K%d S%d relu%d", K, S, relu);
+        report(name, dx, ddx, nx);
+    }
     C->avgpool_forward(y, x, planes, H, W, K, S, OH, OW);
     G->avgpool_forward(dyv, dxv, planes, H, W, K, S, OH, OW);
     snprintf(name, sizeof name, "avgpool_forward K%d S%d", K, S);

@@ -246,7 +246,7 @@ __global__ void k_col2im(const float *cols, engine_conv_geom geo, size_t ncols, 
     }
 }
 
-static void cu_col2im(const float *cols, int batch, const engine_conv_geom *geo, float *dx)
+static void cu_col2im(float *cols, int batch, const engine_conv_geom *geo, float *dx)
 {
     size_t ncols = (size_t)batch * geo->OH * geo->OW;
     size_t total = (size_t)batch * geo->C * geo->H * geo->W;
@@ -307,6 +307,23 @@ static void cu_bias_act_forward(float *y, const float *bias, int outer, int chan
     k_bias_act<<<grid_for(total), THREADS, 0, g.stream>>>(y, bias, channels, (size_t)inner, total,
                                                           act);
     check_launch("bias_act_forward");
+}
+
+__global__ void k_bias_fill(float *y, const float *bias, int channels, size_t inner, size_t total)
+{
+    FOR_EACH(i, total)
+    {
+        y[i] = bias[(i / inner) % (size_t)channels];
+    }
+}
+
+static void cu_bias_fill(float *y, const float *bias, int outer, int channels, int inner)
+{
+    size_t total = (size_t)outer * channels * inner;
+    if (!total)
+        return;
+    k_bias_fill<<<grid_for(total), THREADS, 0, g.stream>>>(y, bias, channels, (size_t)inner, total);
+    check_launch("bias_fill");
 }
 
 __global__ void k_act(float *y, const float *x, size_t n, engine_act act)
@@ -385,7 +402,7 @@ static void cu_bias_backward(float *dbias, const float *dy, int outer, int chann
 
 /* Ties keep the first maximum in window order, as the CPU engine does. */
 __global__ void k_maxpool(float *y, int32_t *argmax, const float *x, size_t total, int H, int W,
-                          int K, int S, int OH, int OW)
+                          int K, int S, int OH, int OW, int relu)
 {
     FOR_EACH(i, total)
     {
@@ -402,39 +419,48 @@ __global__ void k_maxpool(float *y, int32_t *argmax, const float *x, size_t tota
                     best = idx;
                 }
             }
-        y[i] = bv;
+        y[i] = relu && !(bv > 0.0f) ? 0.0f : bv;
         argmax[i] = best;
     }
 }
 
 static void cu_maxpool_forward(float *y, int32_t *argmax, const float *x, int planes, int H, int W,
-                               int K, int S, int OH, int OW)
+                               int K, int S, int OH, int OW, int relu)
 {
     size_t total = (size_t)planes * OH * OW;
     if (!total)
         return;
-    k_maxpool<<<grid_for(total), THREADS, 0, g.stream>>>(y, argmax, x, total, H, W, K, S, OH, OW);
+    k_maxpool<<<grid_for(total), THREADS, 0, g.stream>>>(y, argmax, x, total, H, W, K, S, OH, OW,
+                                                         relu);
     check_launch("maxpool_forward");
 }
 
-__global__ void k_maxpool_back(float *dx, const float *dy, const int32_t *argmax, size_t total,
-                               int H, int W, int OH, int OW)
+/* relu_y (may be NULL): the pool's output; an output passes gradient only
+ * where it is > 0 (the folded backward of a relu before the pool). */
+__global__ void k_maxpool_back(float *dx, const float *dy, const int32_t *argmax,
+                               const float *relu_y, size_t total, int H, int W, int OH, int OW)
 {
     FOR_EACH(i, total)
     {
+        if (relu_y && !(relu_y[i] > 0.0f))
+            continue;
         size_t p = i / ((size_t)OH * OW);
         atomicAdd(dx + p * H * W + argmax[i], dy[i]);
     }
 }
 
-static void cu_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, int planes,
-                                int H, int W, int OH, int OW)
+static void cu_maxpool_backward(float *dx, const float *dy, const int32_t *argmax,
+                                const float *relu_y, int planes, int H, int W, int K, int S, int OH,
+                                int OW)
 {
+    (void)K;
+    (void)S;
     cu_zero(dx, (size_t)planes * H * W);
     size_t total = (size_t)planes * OH * OW;
     if (!total)
         return;
-    k_maxpool_back<<<grid_for(total), THREADS, 0, g.stream>>>(dx, dy, argmax, total, H, W, OH, OW);
+    k_maxpool_back<<<grid_for(total), THREADS, 0, g.stream>>>(dx, dy, argmax, relu_y, total, H, W,
+                                                              OH, OW);
     check_launch("maxpool_backward");
 }
 
@@ -799,6 +825,7 @@ static void fill_table(void)
     cuda_ops.im2col = cu_im2col;
     cuda_ops.col2im = cu_col2im;
     cuda_ops.bias_act_forward = cu_bias_act_forward;
+    cuda_ops.bias_fill = cu_bias_fill;
     cuda_ops.act_forward = cu_act_forward;
     cuda_ops.act_backward = cu_act_backward;
     cuda_ops.bias_backward = cu_bias_backward;
