@@ -103,9 +103,55 @@ typedef struct engine_ops {
     /* dlogits = probs - onehot(label): the gradient of the summed loss. */
     void (*softmax_xent_backward)(float *dlogits, const float *probs, const int32_t *labels,
                                   int batch, int classes);
+
+    /* ---- Device memory (GPU engine, docs/GPU.md) ----
+     * With device_memory = 1, buffers from alloc are not host-addressable:
+     * the model and the trainer move data only through these ops. On the CPU
+     * engine the copies are memcpy and sync does nothing. Ops are queued in
+     * order on the engine's one compute stream; an op that returns a value
+     * (sumsq, nonfinite, softmax_xent_forward) waits for it. */
+    int device_memory;
+    /* host -> engine; src may be reused as soon as it returns. */
+    void (*upload)(void *dst, const void *src, size_t bytes);
+    /* engine -> host; waits for the queued work and the copy. */
+    void (*download)(void *dst, const void *src, size_t bytes);
+    /* Waits until every queued op has finished. */
+    void (*sync)(void);
+    /* The native compute stream (cudaStream_t) for the NCCL seam; NULL on the CPU. */
+    void *(*stream)(void);
+    /* x *= a. */
+    void (*scale)(float *x, size_t n, float a);
+    /* y = a * b elementwise; y may equal a or b. */
+    void (*mul)(float *y, const float *a, const float *b, size_t n);
+    /* mask[i] = (uniform_i >= p) / (1 - p), uniform_i the i-th draw of
+     * core_rng_make(seed, stream): the same mask on every engine. */
+    void (*dropout_mask)(float *mask, size_t n, float p, uint64_t seed, uint64_t stream);
+    /* sum of x[i]^2 in double. */
+    double (*sumsq)(const float *x, size_t n);
+    /* 1 when x holds a NaN or an Inf. */
+    int (*nonfinite)(const float *x, size_t n);
+    /* The optimizers' updates over flat buffers, PyTorch's rules (optim/optim.c
+     * is the reference and owns step counting and bias corrections).
+     * SGD: d = g + wd p; buf = mu buf + d (mu > 0); p -= lr (nesterov ? d + mu buf : buf). */
+    void (*sgd_update)(float *p, const float *g, float *buf, size_t n, float lr, float mu, float wd,
+                       int nesterov);
+    /* Adam: p *= decay; d = g + wd p; m = lerp(m, d, 1-b1); v = b2 v + (1-b2) d^2;
+     * p -= step_size m / (sqrt(v) / bc2_sqrt + eps). */
+    void (*adam_update)(float *p, const float *g, float *m, float *v, size_t n, float decay,
+                        float step_size, float bc2_sqrt, float b1, float b2, float eps, float wd);
+    /* Ops cannot fail on the CPU. A device fault (a CUDA or cuBLAS error) is
+     * sticky: later ops do nothing, and status returns -1 with the first
+     * error's message, which the trainer turns into a collective stop. */
+    int (*status)(core_error *err);
 } engine_ops;
 
 /* The reference backend: OpenBLAS sgemm plus plain loops. */
 const engine_ops *engine_cpu(void);
+
+/* The CUDA backend on GPU `device` (engine/cuda/, docs/GPU.md), or NULL with
+ * "ringtrain was built without CUDA" / "no CUDA device ..." in err. One device
+ * per process: a second call must name the same device. flags: ENGINE_CUDA_*. */
+#define ENGINE_CUDA_BF16 1 /* GEMMs on bf16 tensor cores, fp32 storage and accumulation */
+const engine_ops *engine_cuda(int device, int flags, core_error *err);
 
 #endif

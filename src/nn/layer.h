@@ -98,6 +98,11 @@ struct nn_layer {
     int fold_relu_prev; /* maxpool: relu on the output, relu' in backward */
     double loss_sum;    /* loss layers: output of the last forward */
     long correct;
+
+    /* Set by the model before every forward (nn_model_forward). */
+    int training;    /* 1: training forward (dropout active), 0: evaluation */
+    uint64_t seed;   /* seed of this forward (nn_model_set_seed): dropout masks */
+    float in_qscale; /* > 0: the input is rounded to the int8 grid of this scale first */
 };
 
 /* Shape helpers. */
@@ -129,6 +134,9 @@ const char *nn_layer_kind_list(void);
 
 extern const nn_layer_kind nn_kind_conv, nn_kind_maxpool, nn_kind_avgpool, nn_kind_flatten,
     nn_kind_dense, nn_kind_relu, nn_kind_tanh, nn_kind_sigmoid, nn_kind_loss;
+extern const nn_layer_kind nn_kind_dropout;
+/* The RNG stream of a dropout layer's masks (a hash of its name, "dropout1"). */
+uint64_t nn_dropout_stream(const char *layer_name);
 
 /* Internal access for tests and tools. */
 int nn_model_layer_count(const nn_model *m);

@@ -16,7 +16,7 @@
 
 static const nn_layer_kind *const kinds[] = {
     &nn_kind_conv, &nn_kind_maxpool, &nn_kind_avgpool, &nn_kind_flatten, &nn_kind_dense,
-    &nn_kind_relu, &nn_kind_tanh,    &nn_kind_sigmoid, &nn_kind_loss,
+    &nn_kind_relu, &nn_kind_tanh,    &nn_kind_sigmoid, &nn_kind_loss,    &nn_kind_dropout,
 };
 
 const nn_layer_kind *nn_layer_kind_find(const char *name)

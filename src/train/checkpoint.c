@@ -235,6 +235,28 @@ static int attr_write_f64(hid_t obj, const char *name, double v, core_error *err
     return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, err);
 }
 
+static int attr_write_segments(hid_t obj, const train_progress *p, core_error *err)
+{
+    h5_detail_buf d;
+    int64_t v[TRAIN_MAX_SEGMENTS * 3];
+    for (int i = 0; i < p->nseg; i++) {
+        v[3 * i] = p->seg[i].world;
+        v[3 * i + 1] = p->seg[i].batch;
+        v[3 * i + 2] = p->seg[i].steps;
+    }
+    hsize_t dims[2] = {(hsize_t)p->nseg, 3};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t a = sp < 0
+                  ? -1
+                  : H5Acreate2(obj, "epoch_segments", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t st = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, v);
+    if (st < 0)
+        core_error_set(err, "cannot write attribute 'epoch_segments' (%s)", h5_detail(&d));
+    h5_close(&a, H5Aclose);
+    h5_close(&sp, H5Sclose);
+    return st < 0 ? -1 : 0;
+}
+
 /* Variable-length UTF-8, which h5py returns as a Python str. */
 static int attr_write_str(hid_t obj, const char *name, const char *text, core_error *err)
 {
@@ -322,7 +344,12 @@ static int write_root_attrs(hid_t f, const nn_model *m, const optim *o, const tr
         attr_write_str(f, "config", config_text, err) ||
         attr_write_u64(f, "rng_seed", p->rng.seed, err) ||
         attr_write_u64(f, "rng_stream", p->rng.stream, err) ||
-        attr_write_u64(f, "rng_counter", p->rng.counter, err))
+        attr_write_u64(f, "rng_counter", p->rng.counter, err) ||
+        attr_write_i64(f, "world_size", p->world, err) ||
+        attr_write_i64(f, "global_batch", p->batch, err) ||
+        attr_write_u64(f, "train_samples", p->order_samples, err) ||
+        attr_write_u64(f, "loader_mem_cap", p->order_cap, err) ||
+        (p->nseg > 0 && p->seg_epoch == p->epoch && attr_write_segments(f, p, err)))
         return -1;
     return 0;
 }
@@ -656,6 +683,54 @@ static int check_optimizer_kind(hid_t f, const optim *o, core_error *err)
     return rc;
 }
 
+/* The data order attributes, absent from older checkpoints (left 0). */
+static int read_order(hid_t f, train_progress *p, core_error *err)
+{
+    int64_t world, batch;
+    if (H5Aexists(f, "world_size") <= 0)
+        return 0;
+    if (attr_read_i64(f, "world_size", &world, err) ||
+        attr_read_i64(f, "global_batch", &batch, err) ||
+        attr_read_u64(f, "train_samples", &p->order_samples, err) ||
+        attr_read_u64(f, "loader_mem_cap", &p->order_cap, err))
+        return -1;
+    if (world == 0)
+        return 0; /* written without a data order: as the resuming run */
+    if (world < 0 || world > INT32_MAX || batch < world || batch > INT32_MAX)
+        return core_error_set(err, "attributes world_size %lld / global_batch %lld are not valid",
+                              (long long)world, (long long)batch);
+    p->world = (int)world;
+    p->batch = (int)batch;
+    if (H5Aexists(f, "epoch_segments") <= 0)
+        return 0;
+    hid_t a = H5Aopen(f, "epoch_segments", H5P_DEFAULT);
+    hid_t s = a < 0 ? -1 : H5Aget_space(a);
+    hsize_t dims[2] = {0, 0};
+    int ok = s >= 0 && H5Sget_simple_extent_ndims(s) == 2 &&
+             H5Sget_simple_extent_dims(s, dims, NULL) == 2 && dims[1] == 3 && dims[0] >= 1 &&
+             dims[0] <= TRAIN_MAX_SEGMENTS;
+    int64_t v[TRAIN_MAX_SEGMENTS * 3];
+    ok = ok && H5Aread(a, H5T_NATIVE_INT64, v) >= 0;
+    h5_close(&s, H5Sclose);
+    h5_close(&a, H5Aclose);
+    if (!ok)
+        return core_error_set(err,
+                              "attribute 'epoch_segments' has the wrong type or shape "
+                              "(expected int64 (k, 3), k <= %d)",
+                              TRAIN_MAX_SEGMENTS);
+    p->nseg = (int)dims[0];
+    p->seg_epoch = p->epoch;
+    for (int i = 0; i < p->nseg; i++) {
+        if (v[3 * i] <= 0 || v[3 * i] > INT32_MAX || v[3 * i + 1] < v[3 * i] ||
+            v[3 * i + 1] > INT32_MAX || v[3 * i + 2] < 0)
+            return core_error_set(err, "attribute 'epoch_segments' row %d is not valid", i);
+        p->seg[i].world = (int)v[3 * i];
+        p->seg[i].batch = (int)v[3 * i + 1];
+        p->seg[i].steps = (long)v[3 * i + 2];
+    }
+    return 0;
+}
+
 static int read_progress(hid_t f, train_progress *p, int64_t *optim_step, core_error *err)
 {
     int64_t step, epoch, bie;
@@ -669,7 +744,7 @@ static int read_progress(hid_t f, train_progress *p, int64_t *optim_step, core_e
     p->step = (long)step;
     p->epoch = (long)epoch;
     p->batch_in_epoch = (long)bie;
-    return 0;
+    return read_order(f, p, err);
 }
 
 static int check_version(hid_t f, core_error *err)
@@ -946,4 +1021,43 @@ int train_checkpoint_resolve(const char *dir_or_file, char *path, size_t len, co
     if (n < 0 || (size_t)n >= len)
         return core_error_set(err, "%s: path too long", dir_or_file);
     return 0;
+}
+
+int train_checkpoint_prune(const char *dir, int keep, core_error *err)
+{
+    if (keep <= 0)
+        return 0;
+    char current[CKPT_PATH_MAX] = "";
+    if (!from_pointer(dir, current, sizeof current))
+        current[0] = '\0';
+    const char *current_name = strrchr(current, '/');
+    current_name = current_name ? current_name + 1 : current;
+    ckpt_entry *v = NULL;
+    size_t n = 0;
+    if (list_checkpoints(dir, &v, &n, err) != 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = (size_t)keep; i < n; i++) {
+        if (strcmp(v[i].name, current_name) == 0)
+            continue;
+        char path[CKPT_PATH_MAX];
+        if (join_path(path, sizeof path, dir, v[i].name, err) != 0 ||
+            (unlink(path) != 0 && errno != ENOENT)) {
+            rc = core_error_set(err, "%s/%s: cannot remove old checkpoint: %s", dir, v[i].name,
+                                strerror(errno));
+            break;
+        }
+    }
+    free(v);
+    return rc;
+}
+
+int train_checkpoint_any(const char *dir)
+{
+    ckpt_entry *v = NULL;
+    size_t n = 0;
+    if (list_checkpoints(dir, &v, &n, NULL) != 0)
+        return 0;
+    free(v);
+    return n > 0;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "core/rng.h"
 
 static void cpu_zero(float *x, size_t n)
 {
@@ -543,6 +544,94 @@ static void cpu_softmax_xent_backward(float *dlogits, const float *probs, const 
             dlogits[(size_t)b * classes + labels[b]] -= 1.0f;
 }
 
+/* ---- device-memory ops (engine.h): plain memory on the CPU ---- */
+
+static void cpu_transfer(void *dst, const void *src, size_t bytes)
+{
+    if (dst != src && bytes)
+        memcpy(dst, src, bytes);
+}
+
+static void cpu_sync(void) {}
+
+static void *cpu_stream(void)
+{
+    return NULL;
+}
+
+static void cpu_scale(float *x, size_t n, float a)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] *= a;
+}
+
+static void cpu_mul(float *y, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = a[i] * b[i];
+}
+
+static void cpu_dropout_mask(float *mask, size_t n, float p, uint64_t seed, uint64_t stream)
+{
+    core_rng r = core_rng_make(seed, stream);
+    const float keep = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++)
+        mask[i] = core_rng_uniform(&r) >= p ? keep : 0.0f;
+}
+
+static double cpu_sumsq(const float *x, size_t n)
+{
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)x[i] * (double)x[i];
+    return ss;
+}
+
+static int cpu_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 1;
+    return 0;
+}
+
+static void cpu_sgd_update(float *restrict p, const float *restrict g, float *restrict buf,
+                           size_t n, float lr, float mu, float wd, int nesterov)
+{
+    for (size_t i = 0; i < n; i++) {
+        float d = g[i] + wd * p[i];
+        if (mu == 0.0f) {
+            p[i] -= lr * d;
+            continue;
+        }
+        float b = mu * buf[i] + d;
+        buf[i] = b;
+        p[i] -= lr * (nesterov ? d + mu * b : b);
+    }
+}
+
+static int cpu_status(core_error *err)
+{
+    (void)err;
+    return 0;
+}
+
+static void cpu_adam_update(float *restrict p, const float *restrict g, float *restrict m,
+                            float *restrict v, size_t n, float decay, float step_size,
+                            float bc2_sqrt, float b1, float b2, float eps, float wd)
+{
+    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    for (size_t i = 0; i < n; i++) {
+        float pi = p[i] * decay;
+        float d = g[i] + wd * pi;
+        float mi = m[i] + c1 * (d - m[i]);
+        float vi = b2 * v[i] + c2 * (d * d);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+    }
+}
+
 static const engine_ops cpu_ops = {
     .name = "cpu",
     .alloc = core_alloc,
@@ -565,6 +654,19 @@ static const engine_ops cpu_ops = {
     .nc_to_cn = cpu_nc_to_cn,
     .softmax_xent_forward = cpu_softmax_xent_forward,
     .softmax_xent_backward = cpu_softmax_xent_backward,
+    .device_memory = 0,
+    .upload = cpu_transfer,
+    .download = cpu_transfer,
+    .sync = cpu_sync,
+    .stream = cpu_stream,
+    .scale = cpu_scale,
+    .mul = cpu_mul,
+    .dropout_mask = cpu_dropout_mask,
+    .sumsq = cpu_sumsq,
+    .nonfinite = cpu_nonfinite,
+    .sgd_update = cpu_sgd_update,
+    .adam_update = cpu_adam_update,
+    .status = cpu_status,
 };
 
 const engine_ops *engine_cpu(void)
