@@ -55,6 +55,10 @@ static int start_mpi(int *argc, char ***argv, dist_world *w, core_error *err)
         MPI_Query_thread(&w->thread_level);
         w->owns_mpi = 0;
     } else {
+        /* Started without a launcher (a one-rank run, a GPU check): Open MPI's
+         * singleton would spawn a daemon first, most of a 0.5 s start-up. */
+        if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK") && !getenv("PMI_RANK"))
+            setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
         int rc = MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &w->thread_level);
         if (rc != MPI_SUCCESS)
             return core_error_set(err,
