@@ -26,14 +26,14 @@ killed=0 finished=0 resumed=0 i=0
 while [ "$killed" -lt "$kills" ] && [ "$i" -lt $((kills * 3)) ]; do
     i=$((i + 1))
     timeout -k 5 120 mpirun --oversubscribe --allow-run-as-root --mca btl self,vader,tcp \
-        -x OPENBLAS_NUM_THREADS=1 -np 2 "$BIN" "${common[@]}" --checkpoint-dir run \
+        -x OPENBLAS_NUM_THREADS=1 -np 2 "$BIN" "${common[@]}" --checkpoint-dir "$work/run" \
         --resume auto >"seg$i.log" 2>&1 &
     job=$!
     # MPI start-up takes ~1 s and the whole run ~20 s: a kill 0.5 to 2 s
     # after the launch lands in start-up, a step or a checkpoint write.
     sleep "$((RANDOM % 2)).$(printf '%03d' $((RANDOM % 1000)))"
     sleep 0.5
-    ranks=$(pgrep -f "^$BIN train .*--checkpoint-dir run" || true)
+    ranks=$(pgrep -f "^$BIN train .*--checkpoint-dir $work/run" || true)
     if ! kill -0 "$job" 2>/dev/null; then
         set +e
         wait "$job"
@@ -43,7 +43,7 @@ while [ "$killed" -lt "$kills" ] && [ "$i" -lt $((kills * 3)) ]; do
         finished=1
         break
     fi
-    if [ $((i % 4)) -eq 0 ]; then
+    if [ -n "$ranks" ] && [ $((i % 4)) -eq 0 ]; then
         victim=$(echo "$ranks" | shuf -n 1 --random-source=<(yes "$i"))
         kill -9 "$victim" 2>/dev/null || true
         how="one rank ($victim)"
@@ -59,7 +59,9 @@ while [ "$killed" -lt "$kills" ] && [ "$i" -lt $((kills * 3)) ]; do
     set -e
     [ "$rc" -ne 124 ] || fail "segment $i hung after killing $how"
     [ "$rc" -ne 0 ] || fail "segment $i exited 0 after killing $how"
-    pkill -9 -f "^$BIN train .*--checkpoint-dir run" 2>/dev/null || true
+    left=$(pgrep -f "^$BIN train .*--checkpoint-dir $work/run" || true)
+    # shellcheck disable=SC2086
+    [ -z "$left" ] || kill -9 $left 2>/dev/null || true
     killed=$((killed + 1))
     from=$(grep -o 'resuming from [^ ]*' "seg$i.log" || echo "fresh start")
     [ "$from" = "fresh start" ] || resumed=$((resumed + 1))
@@ -67,7 +69,7 @@ while [ "$killed" -lt "$kills" ] && [ "$i" -lt $((kills * 3)) ]; do
 done
 [ "$killed" -ge "$kills" ] || [ "$finished" -eq 1 ] || fail "only $killed kills in $i segments"
 if [ "$finished" -eq 0 ]; then
-    RT_TIMEOUT=200 rt_mpirun 2 "${common[@]}" --checkpoint-dir run --resume auto >final.log 2>&1 ||
+    RT_TIMEOUT=200 rt_mpirun 2 "${common[@]}" --checkpoint-dir "$work/run" --resume auto >final.log 2>&1 ||
         fail "final resume: $(cat final.log)"
 fi
 out="run/$(cat run/latest)"
