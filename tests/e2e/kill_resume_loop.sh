@@ -6,6 +6,8 @@
 # bit. Most kills take down the whole job (mpirun and both ranks at once);
 # every 4th kills one rank only, and the survivor must not hang.
 #   RT_KILLS (default 20) kills; a fixed seed for the kill times (RT_KILL_SEED).
+# Kill times are tied to progress (a new checkpoint), not to the clock, so
+# the loop reaches its 20 kills on a fast or a loaded machine alike.
 BUILD=$1 SRC=$2
 source "$SRC/tests/support/e2e_lib.sh"
 MK="$BUILD/tests/rt_mkh5"
@@ -16,7 +18,7 @@ kills=${RT_KILLS:-20}
 RANDOM=${RT_KILL_SEED:-4242}
 printf 'input 1 8 8\nconv 4 3 same relu\nmaxpool 2\nflatten\ndense 5\nloss softmax_cross_entropy\n' >k.spec
 "$MK" create k.h5 images:u8:512x1x8x8:mod=13 labels:u8:512:mod=5
-common=(train --model k.spec --data k.h5 --batch-size 16 --epochs 400 --seed 5 --log-every 0
+common=(train --model k.spec --data k.h5 --batch-size 16 --epochs 200 --seed 5 --log-every 0
     --progress none --checkpoint-every 4 --keep-checkpoints 3)
 
 RT_TIMEOUT=200 rt_mpirun 2 "${common[@]}" --checkpoint-dir ref >ref.log 2>&1 || fail "reference run: $(cat ref.log)"
@@ -29,10 +31,21 @@ while [ "$killed" -lt "$kills" ] && [ "$i" -lt $((kills * 3)) ]; do
         -x OPENBLAS_NUM_THREADS=1 -np 2 "$BIN" "${common[@]}" --checkpoint-dir "$work/run" \
         --resume auto >"seg$i.log" 2>&1 &
     job=$!
-    # MPI start-up takes ~1 s and the whole run ~20 s: a kill 0.5 to 2 s
-    # after the launch lands in start-up, a step or a checkpoint write.
-    sleep "$((RANDOM % 2)).$(printf '%03d' $((RANDOM % 1000)))"
-    sleep 0.5
+    # Progress-based, so that a fast machine does not finish the run in a
+    # few segments: every 5th kill lands 0-0.8 s after the launch (MPI
+    # start-up, loading the checkpoint); the others 0-0.2 s after the run
+    # has written its first new checkpoint (in a step or a later write).
+    before=$(cat run/latest 2>/dev/null || echo none)
+    if [ $((i % 5)) -eq 0 ]; then
+        sleep "0.$(printf '%03d' $((RANDOM % 800)))"
+    else
+        for _ in $(seq 1200); do
+            now=$(cat run/latest 2>/dev/null || echo none)
+            [ "$now" = "$before" ] && kill -0 "$job" 2>/dev/null || break
+            sleep 0.05
+        done
+        sleep "0.$(printf '%03d' $((RANDOM % 200)))"
+    fi
     ranks=$(pgrep -f "^$BIN train .*--checkpoint-dir $work/run" || true)
     if ! kill -0 "$job" 2>/dev/null; then
         set +e
