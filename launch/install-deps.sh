@@ -8,7 +8,7 @@ packages=(
   openmpi-bin libopenmpi-dev
   libopenblas-dev
   libhdf5-dev hdf5-tools zlib1g-dev
-  libcmocka-dev jq libxml2-utils
+  libcmocka-dev jq libxml2-utils valgrind libclang-rt-14-dev
   dataset-fashion-mnist
   slurm-wlm munge iproute2 iputils-ping util-linux
 )

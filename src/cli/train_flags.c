@@ -14,6 +14,7 @@ int cli_wf_flags(cli_wf_args *a, train_config *cfg, cli_flag *flags, int n, int 
     a->wc = wc;
     a->schedule = "constant";
     a->progress = "auto";
+    a->adamw = 0; /* main.c's cli_wf_args is not zeroed */
     const cli_flag more[] = {
         {"--val-data", "FILE", CLI_STRING, &wc->val_path, "HDF5 validation set", 0, 0},
         {"--val-fraction", "F", CLI_NONNEG_FLOAT, &wc->val_fraction,

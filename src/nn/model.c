@@ -20,8 +20,10 @@
 #include "core/mem.h"
 #include "nn/layer.h"
 
+#ifndef NN_MODEL_LIMIT_BYTES /* tests/fuzz/fuzz_spec.c sets a smaller one */
 #define NN_MODEL_LIMIT_BYTES (16.0 * 1024 * 1024 * 1024)
-#define NN_SAMPLE_MAX        2147483647.0
+#endif
+#define NN_SAMPLE_MAX 2147483647.0
 
 struct nn_model {
     const engine_ops *e;

@@ -41,7 +41,7 @@ int optim_kind_parse(const char *name, optim_kind *out, core_error *err)
         *out = OPTIM_ADAM;
         return 0;
     }
-    return core_error_set(err, "unknown optimizer '%s'; expected 'sgd' or 'adam'",
+    return core_error_set(err, "unknown optimizer '%s'; expected sgd, adam or adamw",
                           name ? name : "(null)");
 }
 

@@ -74,6 +74,9 @@ static const char *h5_detail(h5_detail_buf *b)
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_detail_walk, b);
     if (!b->text[0])
         snprintf(b->text, sizeof b->text, "no detail from HDF5");
+    for (char *c = b->text; *c; c++) /* I/O messages carry a ctime() with its newline */
+        if (*c == '\n')
+            *c = ' ';
     return b->text;
 }
 
@@ -354,25 +357,46 @@ static int write_root_attrs(hid_t f, const nn_model *m, const optim *o, const tr
     return 0;
 }
 
-static int write_h5(const char *tmp, nn_model *m, const optim *o, const train_progress *p,
+/* The file is built in memory (HDF5's core driver, no backing store) and
+ * then written to fd with write(2): a full disk or an I/O error surfaces as
+ * our own errno, and HDF5 never holds a file it cannot close (a failed
+ * H5Fclose on a full disk left a file ID behind that crashed HDF5's exit
+ * handler). Costs the checkpoint's size in memory on rank 0, briefly. */
+static int write_h5(int fd, const char *tmp, nn_model *m, const optim *o, const train_progress *p,
                     const char *config_text, core_error *err)
 {
     h5_detail_buf d;
+    size_t states = o ? (size_t)optim_state_count(o) : 0;
+    size_t guess = nn_model_param_count(m) * (1 + states) * sizeof(float) + ((size_t)1 << 20);
     hid_t fapl = h5_fapl();
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (f < 0) {
-        core_error_set(err, "cannot create HDF5 file (%s)", h5_detail(&d));
+    if (fapl < 0 || H5Pset_fapl_core(fapl, guess, 0) < 0) {
         h5_close(&fapl, H5Pclose);
-        return -1;
+        return core_error_set(err, "cannot set up an in-memory HDF5 file (%s)", h5_detail(&d));
     }
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     h5_close(&fapl, H5Pclose);
+    if (f < 0)
+        return core_error_set(err, "cannot create HDF5 file (%s)", h5_detail(&d));
     int rc = write_root_attrs(f, m, o, p, config_text, err) ||
              write_group(f, "/params", m, nn_model_params(m), err) ||
              (o && write_optim(f, m, o, err));
     if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
-        rc = core_error_set(err, "cannot flush (%s); is the disk full?", h5_detail(&d));
+        rc = core_error_set(err, "cannot flush (%s)", h5_detail(&d));
+    ssize_t size = rc == 0 ? H5Fget_file_image(f, NULL, 0) : -1;
+    char *image = size > 0 ? malloc((size_t)size) : NULL;
+    if (rc == 0 && !image)
+        rc = core_error_set(err, "out of memory for the %zd-byte checkpoint image", size);
+    if (rc == 0 && H5Fget_file_image(f, image, (size_t)size) != size)
+        rc = core_error_set(err, "cannot get the checkpoint image (%s)", h5_detail(&d));
     if (H5Fclose(f) < 0 && rc == 0)
-        rc = core_error_set(err, "cannot close (%s); is the disk full?", h5_detail(&d));
+        rc = core_error_set(err, "cannot close (%s)", h5_detail(&d));
+    errno = 0;
+    if (rc == 0 && write_all(fd, image, (size_t)size) != 0)
+        rc = core_error_set(err, "cannot write %zd bytes: %s", size,
+                            errno ? strerror(errno) : "short write");
+    if (rc == 0 && fsync(fd) != 0)
+        rc = core_error_set(err, "fsync failed: %s", strerror(errno));
+    free(image);
     return rc ? -1 : 0;
 }
 
@@ -402,18 +426,17 @@ int train_checkpoint_write(const char *dir, nn_model *m, const optim *o, const t
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
         return core_error_set(err, "%s: cannot create checkpoint: %s", tmp, strerror(errno));
-    close(fd);
-
     h5_quiet q = h5_quiet_begin();
-    int rc = write_h5(tmp, m, o, p, config_text, err);
+    int rc = write_h5(fd, tmp, m, o, p, config_text, err);
     h5_quiet_end(q);
+    if (close(fd) != 0 && rc == 0)
+        rc = core_error_set(err, "cannot write: %s", strerror(errno));
     if (rc != 0) {
         unlink(tmp);
-        return core_error_prefix(err, "%s", tmp);
-    }
-    if (fsync_path(tmp, 0, err) != 0) {
-        unlink(tmp);
-        return -1;
+        char why[CORE_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", err ? err->msg : "");
+        return core_error_set(
+            err, "%s: %s; the checkpoint was not written (previous ones are kept)", tmp, why);
     }
     if (rename(tmp, final) != 0) {
         int e = errno;
@@ -767,12 +790,13 @@ static hid_t open_h5(const char *path, core_error *err)
         core_error_set(err, "not an HDF5 file (damaged, or not a checkpoint)");
         return -1;
     }
-    hid_t fapl = h5_fapl();
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    /* The default access list: a file already open in this process (the
+     * training data given as --resume) cannot be opened again with another
+     * close degree. */
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) /* before any other HDF5 call clears the error stack */
         core_error_set(err, "cannot open as HDF5, the file is truncated or damaged (%s)",
                        h5_detail(&d));
-    h5_close(&fapl, H5Pclose);
     return f;
 }
 
@@ -882,9 +906,7 @@ static int is_complete(const char *path)
     h5_quiet q = h5_quiet_begin();
     int ok = 0;
     if (H5Fis_hdf5(path) > 0) {
-        hid_t fapl = h5_fapl();
-        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-        h5_close(&fapl, H5Pclose);
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (f >= 0) {
             ok = H5Aexists(f, "format_version") > 0;
             H5Fclose(f);

@@ -544,6 +544,8 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         if (rc == 0)
             core_error_set(err, "%s: loader ended the epoch after %ld of %ld batches",
                            cfg->train_path, b, steps);
+        else if (rc < 0)
+            core_error_prefix(err, "step %ld", c->prog.step + 1);
         int stop = 0;
         nn_stats s = {0};
         if (step_once(c, &batch, rc != 1, &s, &stop, err) != 0)
