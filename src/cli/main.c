@@ -13,6 +13,7 @@
 #include "cli/args.h"
 #include "cli/bench.h"
 #include "cli/commands.h"
+#include "cli/sample.h"
 #include "core/log.h"
 #include "dist/dist.h"
 #include "train/eval.h"
@@ -46,6 +47,7 @@ static void usage(FILE *out)
             "  predict   classify samples of an HDF5 file or image files (PGM)\n"
             "  quantize  post-training int8 quantization of a checkpoint, with a report\n"
             "  plot      draw a metrics file (and its confusion matrix) as SVG\n"
+            "  sample    generate text from a language-model checkpoint\n"
             "  help      this text; 'ringtrain <command> --help' for its flags\n\n"
             "Run under mpirun or srun for several ranks, e.g.\n"
             "  mpirun -np 2 ringtrain train --model models/fashion_cnn.spec \\\n"
@@ -258,6 +260,8 @@ int main(int argc, char **argv)
         return finish(w, cli_predict_main(w, argc, argv));
     if (strcmp(argv[1], "quantize") == 0)
         return finish(w, cli_quantize_main(w, argc, argv));
+    if (strcmp(argv[1], "sample") == 0)
+        return finish(w, cli_sample(w, argc, argv));
     if (dist_rank(w) == 0)
         fprintf(stderr, "ringtrain: unknown command '%s' (try 'ringtrain help')\n", argv[1]);
     return finish(w, EXIT_USAGE);

@@ -31,6 +31,7 @@
 
 #include "core/mem.h"
 #include "core/rng.h"
+#include "data/tokens_internal.h"
 
 #define RING           3
 #define WINDOW_BLOCKS  4
@@ -83,7 +84,17 @@ struct data_loader {
     int stop, active, busy, done, failed;
     int head, filled, held;
     core_error perr;
+
+    data_token_src *tok; /* token windows (tokens.c): every call goes there */
 };
+
+data_loader *data_loader_wrap_tokens(data_token_src *src)
+{
+    data_loader *l = calloc(1, sizeof *l);
+    if (l)
+        l->tok = src;
+    return l;
+}
 
 static uint64_t epoch_stream(const data_loader *l)
 {
@@ -411,6 +422,7 @@ void data_loader_free(data_loader *l)
 {
     if (!l)
         return;
+    data_token_src_free(l->tok);
     if (l->thread_started) {
         pthread_mutex_lock(&l->mu);
         l->stop = 1;
@@ -443,11 +455,15 @@ void data_loader_free(data_loader *l)
 
 size_t data_loader_batches(const data_loader *l)
 {
+    if (l->tok)
+        return data_token_src_batches(l->tok);
     return l->nbatches;
 }
 
 size_t data_loader_mem_bytes(const data_loader *l)
 {
+    if (l->tok)
+        return data_token_src_mem_bytes(l->tok);
     return l->mem_bytes;
 }
 
@@ -458,6 +474,8 @@ int data_loader_streaming(const data_loader *l)
 
 int data_loader_begin_epoch(data_loader *l, long epoch, long skip_batches, core_error *err)
 {
+    if (l->tok)
+        return data_token_src_begin_epoch(l->tok, epoch, skip_batches, err);
     if (epoch < 0 || skip_batches < 0 || (size_t)skip_batches > l->nbatches)
         return core_error_set(err,
                               "%s: cannot start epoch %ld at batch %ld (an epoch has %zu batches)",
@@ -548,6 +566,8 @@ int data_loader_begin_list(data_loader *l, const size_t *idx, size_t count, core
 
 int data_loader_next(data_loader *l, data_batch *b, core_error *err)
 {
+    if (l->tok)
+        return data_token_src_next(l->tok, b, err);
     pthread_mutex_lock(&l->mu);
     if (!l->active) {
         pthread_mutex_unlock(&l->mu);

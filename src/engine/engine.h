@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 
 typedef enum engine_act {
     ENGINE_ACT_NONE = 0,
@@ -143,6 +144,68 @@ typedef struct engine_ops {
      * sticky: later ops do nothing, and status returns -1 with the first
      * error's message, which the trainer turns into a collective stop. */
     int (*status)(core_error *err);
+
+    /* ---- Sequence models (engine/cpu/engine_cpu_seq.c; used by nn/embed.c, posenc.c,
+     * layernorm.c, gelu.c, linear.c, attention.c, block.c, rnn.c, lstm.c, gru.c).
+     * A sequence batch is (B, T, C) sample-major; "rows" is B*T. ---- */
+
+    /* y[i] = table[ids[i]] (rows of D) for i < n; token ids are stored as floats;
+     * ids outside [0, V) read row 0 (the data path rejects them before). */
+    void (*embed_forward)(float *y, const float *ids, const float *table, size_t n, int V, int D);
+    /* dtable[ids[i]] += dy[i]: the caller zeroes dtable unless accumulating. */
+    void (*embed_backward)(float *dtable, const float *dy, const float *ids, size_t n, int V,
+                           int D);
+    /* y = a + b elementwise; y may equal a or b. */
+    void (*add)(float *y, const float *a, const float *b, size_t n);
+    /* y[o][i] = x[o][i] + p[i] for o < outer, i < n (position tables); y may equal x. */
+    void (*add_broadcast)(float *y, const float *x, const float *p, int outer, size_t n);
+    /* mask[i] = 0 with probability p, else 1/(1-p) (inverted dropout), drawn from r
+     * (advancing it): dropout inside attention and residual paths. */
+    void (*dropout_mask_rng)(float *mask, size_t n, float p, core_rng *r);
+    /* Layer normalization over the last axis C of `rows` rows (eps 1e-5, biased
+     * variance, as torch.nn.LayerNorm); keeps mean and 1/std for backward. */
+    void (*layernorm_forward)(float *y, float *mean, float *rstd, const float *x, const float *w,
+                              const float *b, int rows, int C);
+    /* dx += d/dx (dx may be NULL); dw, db (+)= per accumulate. */
+    void (*layernorm_backward)(float *dx, float *dw, float *db, const float *dy, const float *x,
+                               const float *mean, const float *rstd, const float *w, int rows,
+                               int C, int accumulate);
+    /* GELU, tanh approximation (torch.nn.GELU(approximate='tanh')); backward reads
+     * the INPUT x; dx may equal dy. */
+    void (*gelu_forward)(float *y, const float *x, size_t n);
+    void (*gelu_backward)(float *dx, const float *dy, const float *x, size_t n);
+    /* Multi-head self-attention core. qkv (B, T, 3D) holds q | k | v per position,
+     * head h at columns h*D/H of each; out (B, T, D) = concat over heads of
+     * A V with P = softmax(Q K^T / sqrt(D/H)) (causal: key j > query i masked),
+     * A = P, or P * mask when mask (B, H, T, T) is given (attention dropout);
+     * P (B, H, T, T) is kept for backward and Pd receives A when mask is set. */
+    void (*attn_forward)(float *out, float *P, float *Pd, const float *mask, const float *qkv,
+                         int B, int T, int H, int D, int causal);
+    /* dqkv (B, T, 3D) = gradient of the attention core; scratch holds T*T floats. */
+    void (*attn_backward)(float *dqkv, const float *dout, const float *P, const float *Pd,
+                          const float *mask, const float *qkv, float *scratch, int B, int T, int H,
+                          int D, int causal);
+    /* LSTM step for B rows (PyTorch gate order i, f, g, o). g: pre-activations,
+     * row stride ldg, replaced by the activations; c_prev (NULL = zeros), c, h:
+     * row stride ldh. c = f*c_prev + i*g, h = o*tanh(c). */
+    void (*lstm_cell_forward)(float *g, const float *c_prev, float *c, float *h, int B, int H,
+                              size_t ldg, size_t ldh);
+    /* dh (B, H) contiguous: total gradient of h_t; dc (B, H) contiguous: in,
+     * the gradient of c_t from step t+1; out, the gradient of c_{t-1}.
+     * dg (stride ldg) receives the pre-activation gradients. */
+    void (*lstm_cell_backward)(float *dg, float *dc, const float *dh, const float *g,
+                               const float *c_prev, const float *c, int B, int H, size_t ldg,
+                               size_t ldh);
+    /* GRU step (PyTorch gates r, z, n). gx: input pre-activations x W_ih^T + b_ih
+     * (stride ldg), replaced by (r, z, n); gh: h_prev W_hh^T + b_hh (stride ldg);
+     * h_prev NULL = zeros. n = tanh(gx_n + r * gh_n), h = (1-z)*n + z*h_prev. */
+    void (*gru_cell_forward)(float *gx, const float *gh, const float *h_prev, float *h, int B,
+                             int H, size_t ldg, size_t ldh);
+    /* dgx, dgh (stride ldg) receive the pre-activation gradients of the two
+     * projections; dh_prev (B, H) contiguous receives dh * z (the direct path). */
+    void (*gru_cell_backward)(float *dgx, float *dgh, float *dh_prev, const float *dh,
+                              const float *gx, const float *gh, const float *h_prev, int B, int H,
+                              size_t ldg, size_t ldh);
 } engine_ops;
 
 /* The reference backend: OpenBLAS sgemm plus plain loops. */

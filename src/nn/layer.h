@@ -24,7 +24,7 @@
 #include "engine/engine.h"
 #include "nn/model.h"
 
-#define NN_LAYER_MAX_TENSORS 4
+#define NN_LAYER_MAX_TENSORS 16 /* a transformer block has 12 */
 #define NN_MAX_ARGS          16
 
 /* Per-sample shape and how a batch of it lies in memory. */
@@ -101,8 +101,9 @@ struct nn_layer {
 
     /* Set by the model before every forward (nn_model_forward). */
     int training;    /* 1: training forward (dropout active), 0: evaluation */
-    uint64_t seed;   /* seed of this forward (nn_model_set_seed): dropout masks */
+    uint64_t seed;   /* seed of this forward (nn_model_set_seed): dropout layers' masks */
     float in_qscale; /* > 0: the input is rounded to the int8 grid of this scale first */
+    core_rng *rng;   /* sequence layers' dropout (attention, residual paths) draws from it */
 };
 
 /* Shape helpers. */
@@ -137,6 +138,10 @@ extern const nn_layer_kind nn_kind_conv, nn_kind_maxpool, nn_kind_avgpool, nn_ki
 extern const nn_layer_kind nn_kind_dropout;
 /* The RNG stream of a dropout layer's masks (a hash of its name, "dropout1"). */
 uint64_t nn_dropout_stream(const char *layer_name);
+
+/* Sequence layer kinds (see nn/seq.h and docs/SEQUENCE_MODELS.md). */
+extern const nn_layer_kind nn_kind_embed, nn_kind_posenc, nn_kind_layernorm, nn_kind_gelu,
+    nn_kind_linear, nn_kind_attention, nn_kind_block, nn_kind_rnn, nn_kind_lstm, nn_kind_gru;
 
 /* Internal access for tests and tools. */
 int nn_model_layer_count(const nn_model *m);

@@ -5,6 +5,7 @@
  * one line to kinds[] below.
  */
 #include "nn/layer.h"
+#include "nn/seq.h"
 
 #include <errno.h>
 #include <math.h>
@@ -14,10 +15,13 @@
 #include <stdint.h>
 #include <string.h>
 
+/* clang-format off */
 static const nn_layer_kind *const kinds[] = {
     &nn_kind_conv, &nn_kind_maxpool, &nn_kind_avgpool, &nn_kind_flatten, &nn_kind_dense,
     &nn_kind_relu, &nn_kind_tanh,    &nn_kind_sigmoid, &nn_kind_loss,    &nn_kind_dropout,
+    NN_SEQ_KINDS /* sequence models: nn/seq.h */
 };
+/* clang-format on */
 
 const nn_layer_kind *nn_layer_kind_find(const char *name)
 {
@@ -29,7 +33,7 @@ const nn_layer_kind *nn_layer_kind_find(const char *name)
 
 const char *nn_layer_kind_list(void)
 {
-    static char list[256];
+    static char list[512];
     if (list[0])
         return list;
     size_t n = (size_t)snprintf(list, sizeof list, "input");

@@ -51,6 +51,11 @@ struct nn_model {
      * the parameters (nn_model_params), the model input copied in, and the
      * probabilities copied out for nn_model_probs. */
     float *host_params, *xin, *probs_host;
+
+    /* sequence models: labels per sample (T for a loss over a (T, V)
+     * sequence, else 1) and the RNG dropout draws from */
+    int lps;
+    core_rng own_rng, *rng;
 };
 
 /* ---- parsing ---- */
@@ -81,14 +86,16 @@ static int split_words(char *line, char **words, int max)
 static int parse_input(nn_model *m, int argc, char **argv, const nn_parse_ctx *ctx)
 {
     static const char *what[3] = {"channels", "height", "width"};
+    static const char *seq_what[2] = {"length", "features"}; /* input T C: a sequence */
     if (argc < 1)
         return nn_parse_error(ctx, "input: missing sizes (input C H W)");
-    if (argc > NN_MAX_DIMS - 1 || argc == 2)
-        return nn_parse_error(ctx, "input takes C H W (or one size N), got %d numbers", argc);
+    if (argc > NN_MAX_DIMS - 1)
+        return nn_parse_error(ctx, "input takes C H W, T C or one size N, got %d numbers", argc);
     m->input.ndim = argc;
     double total = 1.0;
     for (int i = 0; i < argc; i++) {
-        if (nn_parse_posint(ctx, argc == 1 ? "size" : what[i], argv[i], &m->input.d[i]))
+        const char *name = argc == 1 ? "size" : argc == 2 ? seq_what[i] : what[i];
+        if (nn_parse_posint(ctx, name, argv[i], &m->input.d[i]))
             return -1;
         total *= m->input.d[i];
     }
@@ -234,7 +241,8 @@ static int alloc_host_side(nn_model *m, size_t np, core_error *err)
 static int place_buffers(nn_model *m, core_error *err)
 {
     plan p = make_plan(m);
-    double bytes = 4.0 * (2.0 * p.params + p.act + p.delta + p.work + p.iwork + m->max_batch);
+    double bytes =
+        4.0 * (2.0 * p.params + p.act + p.delta + p.work + p.iwork + (double)m->max_batch * m->lps);
     char h[32], lim[32];
     if (bytes > NN_MODEL_LIMIT_BYTES)
         return core_error_set(err,
@@ -254,7 +262,9 @@ static int place_buffers(nn_model *m, core_error *err)
     m->work =
         m->delta[1] ? e->alloc((size_t)p.work * sizeof(float), "layer work space", err) : NULL;
     m->iwork = m->work ? e->alloc((size_t)p.iwork * sizeof(int32_t), "layer indices", err) : NULL;
-    m->labels = m->iwork ? e->alloc((size_t)m->max_batch * sizeof(int32_t), "labels", err) : NULL;
+    m->labels =
+        m->iwork ? e->alloc((size_t)m->max_batch * (size_t)m->lps * sizeof(int32_t), "labels", err)
+                 : NULL;
     if (m->labels && e->device_memory && alloc_host_side(m, np, err) != 0)
         return core_error_prefix(err, "%s", m->source);
     m->tensors = m->labels ? calloc((size_t)m->ntensors + 1, sizeof *m->tensors) : NULL;
@@ -339,6 +349,10 @@ int nn_model_create_on(const char *spec_text, const char *source, int max_batch,
     for (int i = 0; i < m->nlayers; i++)
         m->ntensors += m->layers[i].ntensors;
     fold_relus(m);
+    const nn_shape *scores = &m->layers[m->nlayers - 1].in;
+    m->lps = scores->ndim == 2 ? scores->d[0] : 1;
+    m->own_rng = core_rng_make(0, 0x64726f70ULL);
+    m->rng = &m->own_rng;
     if (place_buffers(m, err)) {
         nn_model_free(m);
         return -1;
@@ -406,6 +420,7 @@ void nn_model_init_params(nn_model *m, uint64_t seed)
         core_rng r = core_rng_make(seed, 0x6e6e0000u + (uint64_t)i);
         l->kind->init(l, &r, relu_follows(m, i));
     }
+    m->own_rng = core_rng_make(seed, 0x64726f70ULL);
     if (m->host_params) {
         point_params(m, m->params);
         nn_model_params_push(m);
@@ -473,7 +488,18 @@ int nn_model_input_dims(const nn_model *m, int dims[NN_MAX_DIMS])
 
 int nn_model_num_classes(const nn_model *m)
 {
-    return m->layers[m->nlayers - 1].in.d[0];
+    const nn_shape *scores = &m->layers[m->nlayers - 1].in;
+    return scores->d[scores->ndim - 1];
+}
+
+int nn_model_labels_per_sample(const nn_model *m)
+{
+    return m->lps;
+}
+
+void nn_model_set_rng(nn_model *m, core_rng *rng)
+{
+    m->rng = rng ? rng : &m->own_rng;
 }
 
 const char *nn_model_spec_text(const nn_model *m)
@@ -594,7 +620,7 @@ void nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int ba
     m->last_batch = batch;
     m->have_labels = labels != NULL;
     if (labels)
-        m->e->upload(m->labels, labels, (size_t)batch * sizeof *labels);
+        m->e->upload(m->labels, labels, (size_t)batch * (size_t)m->lps * sizeof *labels);
     if (m->xin) {
         m->e->upload(m->xin, x, (size_t)batch * nn_shape_size(&m->input) * sizeof *x);
         x = m->xin;
@@ -606,6 +632,7 @@ void nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int ba
         nn_layer *l = &m->layers[i];
         l->training = training;
         l->seed = m->seed;
+        l->rng = m->rng;
         if (l->in_qscale > 0.0f)
             quantize_input(m, i, batch);
         l->kind->forward(l, m->e, batch);
@@ -613,7 +640,7 @@ void nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int ba
     if (stats && labels) {
         stats->loss_sum += loss->loss_sum;
         stats->correct += loss->correct;
-        stats->count += batch;
+        stats->count += (long)batch * m->lps;
     }
 }
 

@@ -131,4 +131,16 @@ float *nn_model_engine_params(nn_model *m);
 void nn_model_params_pull(nn_model *m);
 void nn_model_params_push(nn_model *m);
 
+/* Sequence models (docs/SEQUENCE_MODELS.md). A loss over a (T, V) sequence
+ * takes T labels per sample: forward's labels then hold batch*T int32s,
+ * sample-major; the loss is the SUM over all tokens and stats->count counts
+ * tokens, so the trainer divides gradients by global batch * T (the global
+ * token count) and loss_sum / count is the mean loss per token. 1 for a
+ * per-sample loss. */
+int nn_model_labels_per_sample(const nn_model *m);
+/* The RNG dropout masks are drawn from (NULL: the model's own, seeded by
+ * nn_model_init_params); the trainer passes the one its checkpoint keeps. */
+struct core_rng;
+void nn_model_set_rng(nn_model *m, struct core_rng *rng);
+
 #endif

@@ -111,7 +111,7 @@ int train_eval_loader(dist_world *w, nn_model *m, data_loader *ld, train_eval *e
             break;
         nn_stats s = {0};
         nn_model_forward(m, b.x, b.y, b.n, 0, &s);
-        train_eval_add(e, nn_model_probs(m), b.y, b.n, s.loss_sum);
+        train_eval_add(e, nn_model_probs(m), b.y, b.n * nn_model_labels_per_sample(m), s.loss_sum);
     }
     if (train_agree(w, failed, err) != 0)
         return -1;

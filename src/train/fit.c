@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "data/data.h"
+#include "data/tokens.h"
 #include "nn/model.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
@@ -135,6 +136,7 @@ static int setup_model(fit_ctx *c, core_error *err)
         nn_model_create_on(c->spec_text, cfg->model_path, max_batch, engine, &c->model, err) != 0)
         return -1;
     nn_model_init_params(c->model, cfg->seed);
+    nn_model_set_rng(c->model, &c->prog.rng); /* dropout draws from the checkpointed RNG */
     if (optim_create(&c->opt, &cfg->optim, nn_model_param_count(c->model), err) != 0)
         return -1;
     c->opt_ready = 1;
@@ -143,9 +145,46 @@ static int setup_model(fit_ctx *c, core_error *err)
     return dist_world_reserve(c->w, nn_model_param_count(c->model), err);
 }
 
+/* ---- token files (language models, docs/SEQUENCE_MODELS.md) ----
+ * A token file feeds windows of the model's input length T: every rank reads
+ * its own contiguous part of the stream; the test file is evaluated on
+ * windows tiling each rank's part. */
+static int token_loader(fit_ctx *c, const char *path, int eval, long limit, data_loader **out,
+                        core_error *err)
+{
+    int dims[NN_MAX_DIMS];
+    if (nn_model_input_dims(c->model, dims) != 1 || nn_model_labels_per_sample(c->model) != dims[0])
+        return core_error_set(err,
+                              "%s is a token file, but %s is not a language model over 'input "
+                              "T' with a loss at every position",
+                              path, c->cfg->model_path);
+    data_token_loader_config tc = {0};
+    tc.T = dims[0];
+    tc.batch = c->local_batch;
+    tc.eval = eval;
+    tc.seed = c->cfg->seed;
+    tc.rank = c->rank;
+    tc.world = c->size;
+    tc.limit = limit > 0 ? (size_t)limit : 0;
+    tc.mem_cap_bytes = c->cfg->loader_mem_cap;
+    return data_loader_create_tokens(path, &tc, nn_model_num_classes(c->model), out, err);
+}
+
+static int setup_token_data(fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    if (token_loader(c, cfg->train_path, 0, cfg->train_limit, &c->train_ld, err) != 0)
+        return -1;
+    if (!cfg->test_path)
+        return 0;
+    return token_loader(c, cfg->test_path, 1, cfg->test_limit, &c->test_ld, err);
+}
+
 static int setup_data(fit_ctx *c, core_error *err)
 {
     const train_config *cfg = c->cfg;
+    if (data_tokens_is_token_file(cfg->train_path))
+        return setup_token_data(c, err);
     if (open_dataset(c, cfg->train_path, &c->train_ds, err) != 0)
         return -1;
     size_t n = data_dataset_count(c->train_ds);
@@ -296,9 +335,10 @@ static int setup_comm(fit_ctx *c, core_error *err)
         return -1;
     char schema[256];
     int dims[DATA_MAX_DIMS] = {0};
-    int nd = data_dataset_sample_dims(c->train_ds, dims);
-    snprintf(schema, sizeof schema, "samples=%zu dims=%d:%d,%d,%d,%d classes=%d", c->n_train, nd,
-             dims[0], dims[1], dims[2], dims[3], nn_model_num_classes(c->model));
+    int nd = c->train_ds ? data_dataset_sample_dims(c->train_ds, dims) : 0;
+    snprintf(schema, sizeof schema, "%s samples=%zu dims=%d:%d,%d,%d,%d classes=%d",
+             c->train_ds ? "samples" : "tokens", c->n_train, nd, dims[0], dims[1], dims[2], dims[3],
+             nn_model_num_classes(c->model));
     if (dist_check_same(c->w, "model spec", c->spec_text, strlen(c->spec_text), err) != 0 ||
         dist_check_same_i64(c->w, "parameter count", (int64_t)nn_model_param_count(c->model),
                             err) != 0 ||
@@ -423,11 +463,14 @@ static void compute_gradients(fit_ctx *c, const data_batch *b, int failed, nn_st
         return;
     }
     size_t in = nn_model_input_size(c->model);
+    size_t lps = (size_t)nn_model_labels_per_sample(c->model);
     int micro = c->micro_batch;
     for (int off = 0; off < b->n; off += micro) {
         int cnt = b->n - off < micro ? b->n - off : micro;
         int last = off + cnt >= b->n;
-        nn_model_forward(c->model, b->x + (size_t)off * in, b->y + off, cnt, 1, stats);
+        nn_model_forward(c->model, b->x + (size_t)off * in, b->y + (size_t)off * lps, cnt, 1,
+                         stats);
+        train_wf_observe(c->wf, b->y + (size_t)off * lps, cnt * (int)lps);
         if (last)
             dist_buckets_begin(c->buckets, c->prog.step);
         nn_model_backward(c->model, off > 0, last ? dist_buckets_on_ready : NULL,
@@ -478,7 +521,8 @@ static int step_once(fit_ctx *c, const data_batch *b, int failed, nn_stats *stat
     }
     size_t n = nn_model_param_count(c->model);
     float *grads = nn_model_grads(c->model);
-    float scale = 1.0f / (float)c->cfg->batch;
+    /* per-position losses sum over tokens: divide by the global token count */
+    float scale = 1.0f / ((float)c->cfg->batch * (float)nn_model_labels_per_sample(c->model));
     if (c->dev.e) {
         double norm = train_device_grad_norm(&c->dev, c->model, scale, c->cfg->wf.clip_norm);
         train_device_step(&c->dev, c->model, &c->opt, train_wf_grad_norm_lr(c->wf, norm));
@@ -563,7 +607,8 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
             return -1;
         if (cfg->wf.eval_every > 0) /* validation may save the best weights */
             train_device_pull(&c->dev, c->model, &c->opt);
-        if (train_wf_after_step(c->wf, b + 1, batch.y, batch.n, s.loss_sum, err) != 0)
+        if (train_wf_after_step(c->wf, b + 1, batch.n * nn_model_labels_per_sample(c->model),
+                                s.loss_sum, err) != 0)
             return -1;
         if (train_wf_should_stop(c->wf))
             break;

@@ -103,6 +103,22 @@ int train_resize_prepare(train_resize *rs, train_progress *p, const train_config
                          data_dataset *ds, int world, int rank, core_error *err)
 {
     memset(rs, 0, sizeof *rs);
+    if (!ds) {
+        /* Token files: each rank draws windows from its own part of the
+         * stream, so there is no global sample order to take a remainder of. */
+        int same = p->world == 0 || (p->world == world && p->batch == cfg->batch);
+        if (!same && p->batch_in_epoch > 0)
+            return core_error_set(err,
+                                  "%s: this checkpoint stopped in the middle of epoch %ld at %d "
+                                  "ranks (global batch %d); a token-file run resumes mid-epoch "
+                                  "only with the same ranks and batch: resume at %d ranks, or "
+                                  "from a checkpoint written at the end of an epoch",
+                                  cfg->train_path, p->epoch + 1, p->world, p->batch, p->world);
+        p->nseg = 0;
+        p->world = world;
+        p->batch = cfg->batch;
+        return 0;
+    }
     rs->samples = train_samples(cfg, ds);
     rs->cap = cfg->loader_mem_cap;
     open_trace(rs, rank);

@@ -416,16 +416,19 @@ static int validate(train_wf *wf, long done, char *line, size_t len, core_error 
     return 0;
 }
 
-int train_wf_after_step(train_wf *wf, long done, const int32_t *labels, int n, double loss_sum,
-                        core_error *err)
+void train_wf_observe(train_wf *wf, const int32_t *labels, int rows)
 {
     const float *probs = nn_model_probs(wf->s.model);
     int classes = nn_model_num_classes(wf->s.model), k5 = classes < 5 ? classes : 5;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < rows; i++) {
         int r = train_eval_label_rank(probs + (size_t)i * (size_t)classes, classes, labels[i]);
         wf->win_top1 += r == 0;
         wf->win_top5 += r < k5;
     }
+}
+
+int train_wf_after_step(train_wf *wf, long done, int n, double loss_sum, core_error *err)
+{
     wf->win_loss += loss_sum;
     wf->win_count += n;
     wf->done = done;

@@ -98,10 +98,12 @@ float train_wf_grad_norm_lr(train_wf *wf, double grad_norm);
 void train_wf_after_update(train_wf *wf);
 
 void train_wf_epoch_begin(train_wf *wf, long epoch, long first_batch);
-/* Collective. After step `done` (1-based within the epoch): metrics, progress,
- * validation every N steps. b is the step's batch (labels for top-5). */
-int train_wf_after_step(train_wf *wf, long done, const int32_t *labels, int n, double loss_sum,
-                        core_error *err);
+/* After each forward of a training step: top-1/top-5 of its `rows` label
+ * rows (samples, or tokens of a sequence loss) from the model's probabilities. */
+void train_wf_observe(train_wf *wf, const int32_t *labels, int rows);
+/* Collective. After step `done` (1-based within the epoch), with its `n`
+ * label rows and summed loss: metrics, progress, validation every N steps. */
+int train_wf_after_step(train_wf *wf, long done, int n, double loss_sum, core_error *err);
 /* Collective. Ends the bar, evaluates the test set (if any) and the
  * validation set (per epoch), writes their records; appends "| test ... |
  * val ..." to line. test_loss / test_acc are set when there is a test set. */

@@ -14,6 +14,7 @@
 
 #include "core/mem.h"
 #include "core/rng.h"
+#include "engine/cpu/engine_cpu_seq.h"
 
 static void cpu_zero(float *x, size_t n)
 {
@@ -632,42 +633,42 @@ static void cpu_adam_update(float *restrict p, const float *restrict g, float *r
     }
 }
 
-static const engine_ops cpu_ops = {
-    .name = "cpu",
-    .alloc = core_alloc,
-    .free = core_free,
-    .zero = cpu_zero,
-    .copy = cpu_copy,
-    .gemm = cpu_gemm,
-    .im2col = cpu_im2col,
-    .col2im = cpu_col2im,
-    .bias_act_forward = cpu_bias_act_forward,
-    .bias_fill = cpu_bias_fill,
-    .act_forward = cpu_act_forward,
-    .act_backward = cpu_act_backward,
-    .bias_backward = cpu_bias_backward,
-    .maxpool_forward = cpu_maxpool_forward,
-    .maxpool_backward = cpu_maxpool_backward,
-    .avgpool_forward = cpu_avgpool_forward,
-    .avgpool_backward = cpu_avgpool_backward,
-    .cn_to_nc = cpu_cn_to_nc,
-    .nc_to_cn = cpu_nc_to_cn,
-    .softmax_xent_forward = cpu_softmax_xent_forward,
-    .softmax_xent_backward = cpu_softmax_xent_backward,
-    .device_memory = 0,
-    .upload = cpu_transfer,
-    .download = cpu_transfer,
-    .sync = cpu_sync,
-    .stream = cpu_stream,
-    .scale = cpu_scale,
-    .mul = cpu_mul,
-    .dropout_mask = cpu_dropout_mask,
-    .sumsq = cpu_sumsq,
-    .nonfinite = cpu_nonfinite,
-    .sgd_update = cpu_sgd_update,
-    .adam_update = cpu_adam_update,
-    .status = cpu_status,
-};
+static const engine_ops cpu_ops = {.name = "cpu",
+                                   .alloc = core_alloc,
+                                   .free = core_free,
+                                   .zero = cpu_zero,
+                                   .copy = cpu_copy,
+                                   .gemm = cpu_gemm,
+                                   .im2col = cpu_im2col,
+                                   .col2im = cpu_col2im,
+                                   .bias_act_forward = cpu_bias_act_forward,
+                                   .bias_fill = cpu_bias_fill,
+                                   .act_forward = cpu_act_forward,
+                                   .act_backward = cpu_act_backward,
+                                   .bias_backward = cpu_bias_backward,
+                                   .maxpool_forward = cpu_maxpool_forward,
+                                   .maxpool_backward = cpu_maxpool_backward,
+                                   .avgpool_forward = cpu_avgpool_forward,
+                                   .avgpool_backward = cpu_avgpool_backward,
+                                   .cn_to_nc = cpu_cn_to_nc,
+                                   .nc_to_cn = cpu_nc_to_cn,
+                                   .softmax_xent_forward = cpu_softmax_xent_forward,
+                                   .softmax_xent_backward = cpu_softmax_xent_backward,
+                                   .device_memory = 0,
+                                   .upload = cpu_transfer,
+                                   .download = cpu_transfer,
+                                   .sync = cpu_sync,
+                                   .stream = cpu_stream,
+                                   .scale = cpu_scale,
+                                   .mul = cpu_mul,
+                                   .dropout_mask = cpu_dropout_mask,
+                                   .sumsq = cpu_sumsq,
+                                   .nonfinite = cpu_nonfinite,
+                                   .sgd_update = cpu_sgd_update,
+                                   .adam_update = cpu_adam_update,
+                                   .status = cpu_status,
+                                   /* sequence models: engine_cpu_seq.c */
+                                   ENGINE_CPU_SEQ_OPS};
 
 const engine_ops *engine_cpu(void)
 {

@@ -1,0 +1,220 @@
+/*
+ * data/tokenizer.c: the byte, char and byte-pair-encoding tokenizers (see
+ * data/tokens.h).
+ *
+ * BPE training counts adjacent pairs over the whole token sequence, merges
+ * the most frequent pair everywhere (left to right, non-overlapping), and
+ * repeats; ties go to the smallest (left, right) pair, so the merges depend
+ * on the corpus alone. Encoding replays the merges in the same order over the
+ * input, which reproduces training's segmentation of the corpus exactly.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "data/tokens.h"
+
+#define BPE_MAX_VOCAB 4096
+
+const char *data_tok_kind_name(data_tok_kind k)
+{
+    return k == DATA_TOK_BYTE ? "byte" : k == DATA_TOK_CHAR ? "char" : "bpe";
+}
+
+int data_tok_kind_parse(const char *s, data_tok_kind *k, core_error *err)
+{
+    for (int i = DATA_TOK_BYTE; i <= DATA_TOK_BPE; i++)
+        if (strcmp(s, data_tok_kind_name((data_tok_kind)i)) == 0) {
+            *k = (data_tok_kind)i;
+            return 0;
+        }
+    return core_error_set(err, "unknown tokenizer '%s' (expected byte, char, bpe)", s);
+}
+
+void data_tokenizer_free(data_tokenizer *t)
+{
+    free(t->bytes);
+    free(t->offsets);
+    free(t->merges);
+    memset(t, 0, sizeof *t);
+}
+
+/* Room for `vocab` tokens of up to total_bytes bytes. */
+static int alloc_vocab(data_tokenizer *t, int vocab, size_t total_bytes, core_error *err)
+{
+    t->vocab = vocab;
+    t->bytes = malloc(total_bytes ? total_bytes : 1);
+    t->offsets = calloc((size_t)vocab + 1, sizeof *t->offsets);
+    if (!t->bytes || !t->offsets)
+        return core_error_set(err, "out of memory building a vocabulary of %d tokens", vocab);
+    return 0;
+}
+
+static int build_bytes(data_tokenizer *t, core_error *err)
+{
+    if (alloc_vocab(t, 256, 256, err))
+        return -1;
+    for (int i = 0; i < 256; i++) {
+        t->bytes[i] = (uint8_t)i;
+        t->offsets[i + 1] = i + 1;
+        t->byte_id[i] = i;
+    }
+    return 0;
+}
+
+static int build_chars(data_tokenizer *t, const uint8_t *text, size_t n, core_error *err)
+{
+    int seen[256] = {0}, v = 0;
+    for (size_t i = 0; i < n; i++)
+        seen[text[i]] = 1;
+    for (int i = 0; i < 256; i++)
+        v += seen[i];
+    if (v == 0)
+        return core_error_set(err, "the corpus is empty: no characters for a vocabulary");
+    if (alloc_vocab(t, v, (size_t)v, err))
+        return -1;
+    int k = 0;
+    for (int i = 0; i < 256; i++) {
+        t->byte_id[i] = -1;
+        if (!seen[i])
+            continue;
+        t->bytes[k] = (uint8_t)i;
+        t->offsets[k + 1] = k + 1;
+        t->byte_id[i] = k++;
+    }
+    return 0;
+}
+
+/* Replaces every (a, b) in seq[0..n) by id, left to right; returns the new length. */
+static size_t apply_merge(int32_t *seq, size_t n, int32_t a, int32_t b, int32_t id)
+{
+    size_t w = 0;
+    for (size_t r = 0; r < n; r++) {
+        if (r + 1 < n && seq[r] == a && seq[r + 1] == b) {
+            seq[w++] = id;
+            r++;
+        } else {
+            seq[w++] = seq[r];
+        }
+    }
+    return w;
+}
+
+/* Token strings of the 256 bytes plus every merge, in id order. */
+static int bpe_vocab(data_tokenizer *t, core_error *err)
+{
+    int V = 256 + t->nmerges;
+    size_t *len = calloc((size_t)V, sizeof *len);
+    if (!len)
+        return core_error_set(err, "out of memory building the BPE vocabulary");
+    size_t total = 256;
+    for (int i = 0; i < 256; i++)
+        len[i] = 1;
+    for (int k = 0; k < t->nmerges; k++) {
+        len[256 + k] = len[t->merges[2 * k]] + len[t->merges[2 * k + 1]];
+        total += len[256 + k];
+    }
+    int rc = alloc_vocab(t, V, total, err);
+    for (int i = 0; rc == 0 && i < V; i++) {
+        t->offsets[i + 1] = t->offsets[i] + (int64_t)len[i];
+        uint8_t *dst = t->bytes + t->offsets[i];
+        if (i < 256) {
+            dst[0] = (uint8_t)i;
+            continue;
+        }
+        int32_t a = t->merges[2 * (i - 256)], b = t->merges[2 * (i - 256) + 1];
+        memcpy(dst, t->bytes + t->offsets[a], len[a]);
+        memcpy(dst + len[a], t->bytes + t->offsets[b], len[b]);
+    }
+    for (int i = 0; i < 256; i++)
+        t->byte_id[i] = i;
+    free(len);
+    return rc;
+}
+
+static int train_bpe(data_tokenizer *t, const uint8_t *text, size_t n, int vocab_size,
+                     core_error *err)
+{
+    if (vocab_size <= 256 || vocab_size > BPE_MAX_VOCAB)
+        return core_error_set(err, "BPE vocabulary size must be in (256, %d], got %d",
+                              BPE_MAX_VOCAB, vocab_size);
+    int32_t *seq = malloc((n ? n : 1) * sizeof *seq);
+    uint32_t *count = calloc((size_t)vocab_size * (size_t)vocab_size, sizeof *count);
+    t->merges = malloc((size_t)(vocab_size - 256) * 2 * sizeof *t->merges);
+    if (!seq || !count || !t->merges) {
+        free(seq);
+        free(count);
+        return core_error_set(err, "out of memory training BPE on %zu bytes", n);
+    }
+    for (size_t i = 0; i < n; i++)
+        seq[i] = text[i];
+    size_t len = n;
+    for (int id = 256; id < vocab_size; id++) {
+        memset(count, 0, (size_t)id * (size_t)vocab_size * sizeof *count);
+        for (size_t i = 0; i + 1 < len; i++)
+            count[(size_t)seq[i] * (size_t)vocab_size + (size_t)seq[i + 1]]++;
+        size_t best = 0;
+        uint32_t best_n = 0;
+        for (size_t p = 0; p < (size_t)id * (size_t)vocab_size; p++)
+            if (count[p] > best_n) { /* strict: the smallest pair wins ties */
+                best_n = count[p];
+                best = p;
+            }
+        if (best_n < 2)
+            break; /* nothing repeats: more merges would only memorize */
+        int32_t a = (int32_t)(best / (size_t)vocab_size), b = (int32_t)(best % (size_t)vocab_size);
+        t->merges[2 * t->nmerges] = a;
+        t->merges[2 * t->nmerges + 1] = b;
+        t->nmerges++;
+        len = apply_merge(seq, len, a, b, id);
+    }
+    free(seq);
+    free(count);
+    return bpe_vocab(t, err);
+}
+
+int data_tokenizer_train(data_tokenizer *t, data_tok_kind kind, const uint8_t *text, size_t n,
+                         int vocab_size, core_error *err)
+{
+    memset(t, 0, sizeof *t);
+    t->kind = kind;
+    int rc = kind == DATA_TOK_BYTE   ? build_bytes(t, err)
+             : kind == DATA_TOK_CHAR ? build_chars(t, text, n, err)
+                                     : train_bpe(t, text, n, vocab_size, err);
+    if (rc)
+        data_tokenizer_free(t);
+    return rc;
+}
+
+long data_tokenizer_encode(const data_tokenizer *t, const uint8_t *text, size_t n, int32_t *out,
+                           core_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[i] = t->byte_id[text[i]];
+        if (out[i] < 0)
+            return core_error_set(err,
+                                  "byte 0x%02x at offset %zu is not in the %d-character "
+                                  "vocabulary",
+                                  text[i], i, t->vocab);
+    }
+    size_t len = n;
+    for (int k = 0; k < t->nmerges; k++)
+        len = apply_merge(out, len, t->merges[2 * k], t->merges[2 * k + 1], 256 + k);
+    return (long)len;
+}
+
+size_t data_tokenizer_decode(const data_tokenizer *t, const int32_t *ids, size_t n, uint8_t *out,
+                             size_t cap)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= t->vocab)
+            continue;
+        int64_t a = t->offsets[ids[i]], b = t->offsets[ids[i] + 1];
+        for (int64_t j = a; j < b; j++, w++)
+            if (w < cap)
+                out[w] = t->bytes[j];
+    }
+    return w;
+}

@@ -1,0 +1,370 @@
+/*
+ * engine/cpu/engine_cpu_seq.c: the CPU implementation of the sequence-model
+ * operations of engine_ops (embedding, layer norm, GELU, attention, LSTM and
+ * GRU cells, dropout masks). engine_cpu.c puts them into its table through
+ * ENGINE_CPU_SEQ_OPS (engine_cpu_seq.h).
+ *
+ * Attention is one sgemm per (sample, head, block of 32 query rows): with the
+ * causal mask, a block of queries only needs the keys up to its last row, so
+ * about 5/8 of the full T x T work is done at T = 128. Masked probabilities
+ * are exact zeros, so the few masked entries a block does compute add nothing.
+ */
+#include "engine/cpu/engine_cpu_seq.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#define ATTN_BLOCK 32
+
+/* exp, tanh and the sigmoid as branch-free float code that -O3 vectorizes
+ * (libm's tanhf/expf are scalar calls and were 40 % of a Transformer step).
+ * exp: x = n ln2 + r, |r| <= ln2/2, e^r by its degree-6 Taylor polynomial
+ * (relative error < 2e-7), 2^n put into the exponent bits. */
+static inline float fast_expf(float x)
+{
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    /* round to nearest by the 1.5 * 2^23 trick (vectorizes, unlike roundf) */
+    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693145752f - n * 1.42860677e-6f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f +
+                                                  r * (4.1666668e-2f +
+                                                       r * (8.3333338e-3f + r * 1.3888889e-3f)))));
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float fast_tanhf(float x)
+{
+    /* 1 - 2 / (e^{2x} + 1): exact limits at +-inf, absolute error ~1e-7 */
+    return 1.0f - 2.0f / (fast_expf(2.0f * x) + 1.0f);
+}
+
+static inline float fast_sigmoidf(float x)
+{
+    return 1.0f / (1.0f + fast_expf(-x));
+}
+
+static size_t token_row(float id, int V)
+{
+    return id >= 0.0f && id < (float)V ? (size_t)id : 0;
+}
+
+void engine_cpu_embed_forward(float *y, const float *ids, const float *table, size_t n, int V,
+                              int D)
+{
+    for (size_t i = 0; i < n; i++)
+        memcpy(y + i * (size_t)D, table + token_row(ids[i], V) * (size_t)D, (size_t)D * sizeof *y);
+}
+
+void engine_cpu_embed_backward(float *dtable, const float *dy, const float *ids, size_t n, int V,
+                               int D)
+{
+    for (size_t i = 0; i < n; i++) {
+        float *row = dtable + token_row(ids[i], V) * (size_t)D;
+        const float *d = dy + i * (size_t)D;
+        for (int j = 0; j < D; j++)
+            row[j] += d[j];
+    }
+}
+
+void engine_cpu_add(float *y, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+}
+
+void engine_cpu_mul(float *y, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = a[i] * b[i];
+}
+
+void engine_cpu_add_broadcast(float *y, const float *x, const float *p, int outer, size_t n)
+{
+    for (int o = 0; o < outer; o++)
+        engine_cpu_add(y + (size_t)o * n, x + (size_t)o * n, p, n);
+}
+
+void engine_cpu_dropout_mask(float *mask, size_t n, float p, core_rng *r)
+{
+    float keep = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++)
+        mask[i] = core_rng_uniform(r) < p ? 0.0f : keep;
+}
+
+void engine_cpu_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
+                                  const float *w, const float *b, int rows, int C)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * C;
+        float *yr = y + (size_t)r * C;
+        float m = 0.0f;
+        for (int i = 0; i < C; i++)
+            m += xr[i];
+        m /= (float)C;
+        float v = 0.0f;
+        for (int i = 0; i < C; i++)
+            v += (xr[i] - m) * (xr[i] - m);
+        float s = 1.0f / sqrtf(v / (float)C + 1e-5f);
+        for (int i = 0; i < C; i++)
+            yr[i] = (xr[i] - m) * s * w[i] + b[i];
+        mean[r] = m;
+        rstd[r] = s;
+    }
+}
+
+void engine_cpu_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                                   const float *mean, const float *rstd, const float *w, int rows,
+                                   int C, int accumulate)
+{
+    if (!accumulate) {
+        memset(dw, 0, (size_t)C * sizeof *dw);
+        memset(db, 0, (size_t)C * sizeof *db);
+    }
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * C, *dr = dy + (size_t)r * C;
+        float m = mean[r], s = rstd[r];
+        float sum_d = 0.0f, sum_dx = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float xh = (xr[i] - m) * s;
+            float dxh = dr[i] * w[i];
+            dw[i] += dr[i] * xh;
+            db[i] += dr[i];
+            sum_d += dxh;
+            sum_dx += dxh * xh;
+        }
+        if (!dx)
+            continue;
+        sum_d /= (float)C;
+        sum_dx /= (float)C;
+        float *o = dx + (size_t)r * C;
+        for (int i = 0; i < C; i++) {
+            float xh = (xr[i] - m) * s;
+            o[i] += s * (dr[i] * w[i] - sum_d - xh * sum_dx);
+        }
+    }
+}
+
+#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+
+void engine_cpu_gelu_forward(float *y, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + fast_tanhf(GELU_K * (v + 0.044715f * v * v * v)));
+    }
+}
+
+void engine_cpu_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float t = fast_tanhf(GELU_K * (v + 0.044715f * v * v * v));
+        float dt = (1.0f - t * t) * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+        dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * dt);
+    }
+}
+
+static void sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+                K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* Row-wise softmax of rows [r0, r1) of a T x T block, keys [0, kend); causal
+ * rows see keys <= their own index. Entries past what a row sees become 0. */
+static void softmax_rows(float *P, int r0, int r1, int kend, int T, int causal)
+{
+    for (int i = r0; i < r1; i++) {
+        float *p = P + (size_t)i * T;
+        int n = causal ? i + 1 : kend;
+        float mx = p[0];
+        for (int j = 1; j < n; j++)
+            mx = p[j] > mx ? p[j] : mx;
+        float sum = 0.0f;
+        for (int j = 0; j < n; j++) {
+            p[j] = fast_expf(p[j] - mx);
+            sum += p[j];
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++)
+            p[j] *= inv;
+        for (int j = n; j < T; j++)
+            p[j] = 0.0f;
+    }
+}
+
+void engine_cpu_attn_forward(float *out, float *P, float *Pd, const float *mask, const float *qkv,
+                             int B, int T, int H, int D, int causal)
+{
+    const int dh = D / H, ld = 3 * D;
+    const float scale = 1.0f / sqrtf((float)dh);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *q = qkv + (size_t)b * T * ld + h * dh;
+            const float *k = q + D, *v = q + 2 * D;
+            size_t pt = ((size_t)b * H + h) * T * T;
+            float *p = P + pt;
+            float *o = out + (size_t)b * T * D + h * dh;
+            for (int r0 = 0; r0 < T; r0 += ATTN_BLOCK) {
+                int r1 = r0 + ATTN_BLOCK < T ? r0 + ATTN_BLOCK : T;
+                int kend = causal ? r1 : T;
+                sgemm(0, 1, r1 - r0, kend, dh, scale, q + (size_t)r0 * ld, ld, k, ld, 0.0f,
+                      p + (size_t)r0 * T, T);
+                softmax_rows(p, r0, r1, kend, T, causal);
+                const float *a = p;
+                if (mask) {
+                    engine_cpu_mul(Pd + pt + (size_t)r0 * T, p + (size_t)r0 * T,
+                                   mask + pt + (size_t)r0 * T, (size_t)(r1 - r0) * T);
+                    a = Pd + pt;
+                }
+                sgemm(0, 0, r1 - r0, dh, kend, 1.0f, a + (size_t)r0 * T, T, v, ld, 0.0f,
+                      o + (size_t)r0 * D, D);
+            }
+        }
+}
+
+void engine_cpu_attn_backward(float *dqkv, const float *dout, const float *P, const float *Pd,
+                              const float *mask, const float *qkv, float *scratch, int B, int T,
+                              int H, int D, int causal)
+{
+    const int dh = D / H, ld = 3 * D;
+    const float scale = 1.0f / sqrtf((float)dh);
+    float *dS = scratch;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            size_t base = (size_t)b * T * ld + h * dh;
+            const float *q = qkv + base, *k = q + D, *v = q + 2 * D;
+            float *dq = dqkv + base, *dk = dq + D, *dv = dq + 2 * D;
+            size_t pt = ((size_t)b * H + h) * T * T;
+            const float *p = P + pt, *a = mask ? Pd + pt : p;
+            const float *dO = dout + (size_t)b * T * D + h * dh;
+            for (int r0 = 0; r0 < T; r0 += ATTN_BLOCK) {
+                int r1 = r0 + ATTN_BLOCK < T ? r0 + ATTN_BLOCK : T;
+                int kend = causal ? r1 : T;
+                /* dA = dO V^T; for key blocks, dV = A^T dO over the rows that see them */
+                sgemm(0, 1, r1 - r0, kend, dh, 1.0f, dO + (size_t)r0 * D, D, v, ld, 0.0f,
+                      dS + (size_t)r0 * T, T);
+                int rows_from = causal ? r0 : 0;
+                sgemm(1, 0, r1 - r0, dh, T - rows_from, 1.0f, a + (size_t)rows_from * T + r0, T,
+                      dO + (size_t)rows_from * D, D, 0.0f, dv + (size_t)r0 * ld, ld);
+                for (int i = r0; i < r1; i++) {
+                    float *d = dS + (size_t)i * T;
+                    const float *pi = p + (size_t)i * T;
+                    int n = causal ? i + 1 : kend;
+                    if (mask)
+                        engine_cpu_mul(d, d, mask + pt + (size_t)i * T, (size_t)n);
+                    float dot = 0.0f;
+                    for (int j = 0; j < n; j++)
+                        dot += pi[j] * d[j];
+                    for (int j = 0; j < n; j++)
+                        d[j] = scale * pi[j] * (d[j] - dot);
+                    for (int j = n; j < kend; j++)
+                        d[j] = 0.0f;
+                }
+                /* dQ = dS K over the keys this block sees */
+                sgemm(0, 0, r1 - r0, dh, kend, 1.0f, dS + (size_t)r0 * T, T, k, ld, 0.0f,
+                      dq + (size_t)r0 * ld, ld);
+            }
+            /* dK = dS^T Q, per key block over the query rows that see it */
+            for (int c0 = 0; c0 < T; c0 += ATTN_BLOCK) {
+                int c1 = c0 + ATTN_BLOCK < T ? c0 + ATTN_BLOCK : T;
+                int rows_from = causal ? c0 : 0;
+                sgemm(1, 0, c1 - c0, dh, T - rows_from, 1.0f, dS + (size_t)rows_from * T + c0, T,
+                      q + (size_t)rows_from * ld, ld, 0.0f, dk + (size_t)c0 * ld, ld);
+            }
+        }
+}
+
+void engine_cpu_lstm_cell_forward(float *g, const float *c_prev, float *c, float *h, int B, int H,
+                                  size_t ldg, size_t ldh)
+{
+    for (int b = 0; b < B; b++) {
+        float *gi = g + (size_t)b * ldg, *gf = gi + H, *gg = gi + 2 * H, *go = gi + 3 * H;
+        const float *cp = c_prev ? c_prev + (size_t)b * ldh : NULL;
+        float *cb = c + (size_t)b * ldh, *hb = h + (size_t)b * ldh;
+        for (int j = 0; j < H; j++) {
+            float i = fast_sigmoidf(gi[j]), f = fast_sigmoidf(gf[j]), gv = fast_tanhf(gg[j]),
+                  o = fast_sigmoidf(go[j]);
+            float cv = i * gv + (cp ? f * cp[j] : 0.0f);
+            gi[j] = i;
+            gf[j] = f;
+            gg[j] = gv;
+            go[j] = o;
+            cb[j] = cv;
+            hb[j] = o * fast_tanhf(cv);
+        }
+    }
+}
+
+void engine_cpu_lstm_cell_backward(float *dg, float *dc, const float *dh, const float *g,
+                                   const float *c_prev, const float *c, int B, int H, size_t ldg,
+                                   size_t ldh)
+{
+    for (int b = 0; b < B; b++) {
+        const float *gi = g + (size_t)b * ldg, *gf = gi + H, *gg = gi + 2 * H, *go = gi + 3 * H;
+        float *di = dg + (size_t)b * ldg, *df = di + H, *dgg = di + 2 * H, *dob = di + 3 * H;
+        const float *cp = c_prev ? c_prev + (size_t)b * ldh : NULL;
+        const float *cb = c + (size_t)b * ldh, *dhb = dh + (size_t)b * H;
+        float *dcb = dc + (size_t)b * H;
+        for (int j = 0; j < H; j++) {
+            float tc = fast_tanhf(cb[j]);
+            float i = gi[j], f = gf[j], gv = gg[j], o = go[j];
+            float dcv = dcb[j] + dhb[j] * o * (1.0f - tc * tc);
+            dob[j] = dhb[j] * tc * o * (1.0f - o);
+            di[j] = dcv * gv * i * (1.0f - i);
+            dgg[j] = dcv * i * (1.0f - gv * gv);
+            df[j] = cp ? dcv * cp[j] * f * (1.0f - f) : 0.0f;
+            dcb[j] = dcv * f;
+        }
+    }
+}
+
+void engine_cpu_gru_cell_forward(float *gx, const float *gh, const float *h_prev, float *h, int B,
+                                 int H, size_t ldg, size_t ldh)
+{
+    for (int b = 0; b < B; b++) {
+        float *xr = gx + (size_t)b * ldg, *xz = xr + H, *xn = xr + 2 * H;
+        const float *hr = gh + (size_t)b * ldg, *hz = hr + H, *hn = hr + 2 * H;
+        const float *hp = h_prev ? h_prev + (size_t)b * ldh : NULL;
+        float *hb = h + (size_t)b * ldh;
+        for (int j = 0; j < H; j++) {
+            float r = fast_sigmoidf(xr[j] + hr[j]), z = fast_sigmoidf(xz[j] + hz[j]);
+            float n = fast_tanhf(xn[j] + r * hn[j]);
+            xr[j] = r;
+            xz[j] = z;
+            xn[j] = n;
+            hb[j] = (1.0f - z) * n + (hp ? z * hp[j] : 0.0f);
+        }
+    }
+}
+
+void engine_cpu_gru_cell_backward(float *dgx, float *dgh, float *dh_prev, const float *dh,
+                                  const float *gx, const float *gh, const float *h_prev, int B,
+                                  int H, size_t ldg, size_t ldh)
+{
+    for (int b = 0; b < B; b++) {
+        const float *r = gx + (size_t)b * ldg, *z = r + H, *n = r + 2 * H;
+        const float *hn = gh + (size_t)b * ldg + 2 * H;
+        float *dxr = dgx + (size_t)b * ldg, *dxz = dxr + H, *dxn = dxr + 2 * H;
+        float *dhr = dgh + (size_t)b * ldg, *dhz = dhr + H, *dhn = dhr + 2 * H;
+        const float *hp = h_prev ? h_prev + (size_t)b * ldh : NULL;
+        const float *d = dh + (size_t)b * H;
+        float *dp = dh_prev + (size_t)b * H;
+        for (int j = 0; j < H; j++) {
+            float hpv = hp ? hp[j] : 0.0f;
+            float dn = d[j] * (1.0f - z[j]) * (1.0f - n[j] * n[j]);
+            float dz = d[j] * (hpv - n[j]) * z[j] * (1.0f - z[j]);
+            float dr = dn * hn[j] * r[j] * (1.0f - r[j]);
+            dxr[j] = dhr[j] = dr;
+            dxz[j] = dhz[j] = dz;
+            dxn[j] = dn;
+            dhn[j] = dn * r[j];
+            dp[j] = d[j] * z[j];
+        }
+    }
+}
