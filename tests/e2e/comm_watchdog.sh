@@ -46,7 +46,7 @@ wd='watchdog: all-reduce of step 3 bucket 0 of [0-9]+ \([^)]*\) has not complete
 stall 2 ring 1 1 "\[rank 0\] $wd rank 1"
 stall 2 hier 1 1 "\[rank 0\] $wd rank 1"
 stall 2 ring 0 1 "\[rank 0\] $wd rank 1"
-stall 3 ring 1 1 "\[rank 2\] $wd rank 1"
+stall 3 ring 1 1 "\[rank [02]\] $wd rank 1"
 stall 2 mpi 1 1 "\[rank [01]\] $wd"
 # Alone, the stalled rank's compute thread catches its own comm thread.
 stall 1 ring 1 0 "\[rank 0\] $wd rank 0's own comm thread"
