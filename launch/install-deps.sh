@@ -8,8 +8,9 @@ packages=(
   openmpi-bin libopenmpi-dev
   libopenblas-dev
   libhdf5-dev hdf5-tools zlib1g-dev
-  libcmocka-dev
+  libcmocka-dev jq libxml2-utils valgrind libclang-rt-14-dev
   dataset-fashion-mnist
+  slurm-wlm munge iproute2 iputils-ping util-linux
 )
 if [ "${RINGTRAIN_EXTRA_PACKAGES:-}" ]; then
   # shellcheck disable=SC2206

@@ -10,3 +10,23 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRINGTRAIN_WERROR=ON >/dev/nu
 cmake --build "$build" -j"$(nproc)"
 export OMPI_MCA_rmaps_base_oversubscribe=1
 ctest --test-dir "$build" --output-on-failure -j"${RINGTRAIN_TEST_JOBS:-1}" "$@"
+
+# Sanitizers and fuzzing: the unit tests again, built by clang with
+# AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer on), and the
+# libFuzzer targets for a bounded time each (docs/HARDENING.md). Skipped
+# when a filter was given to ctest above, or with RINGTRAIN_HARDENING=0.
+if [ $# -eq 0 ] && [ "${RINGTRAIN_HARDENING:-1}" = 1 ]; then
+  san=${build}-asan
+  CC=clang cmake -S . -B "$san" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGTRAIN_WERROR=ON \
+    -DRINGTRAIN_SANITIZE=ON -DRINGTRAIN_FUZZ=ON \
+    -DRINGTRAIN_FUZZ_SECONDS="${RINGTRAIN_FUZZ_SECONDS:-20}" >/dev/null
+  cmake --build "$san" -j"$(nproc)"
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$san" --output-on-failure -R '^(unit|fuzz)\.'
+  # valgrind cannot decode -march=native's AVX-512: a portable build.
+  vg=${build}-valgrind
+  cmake -S . -B "$vg" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGTRAIN_WERROR=ON \
+    -DRINGTRAIN_NATIVE=OFF >/dev/null
+  cmake --build "$vg" -j"$(nproc)" --target ringtrain rt_mkh5
+  bash tests/valgrind/run.sh "$vg"
+fi

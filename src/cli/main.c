@@ -4,17 +4,21 @@
  * rank 0) and picks the exit code.
  *
  * Exit codes: 0 success, 1 the run failed (bad data, model, checkpoint...),
- * 2 bad command line.
+ * 2 bad command line, 75 stopped by a signal after checkpointing (requeue).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/args.h"
+#include "cli/bench.h"
+#include "cli/commands.h"
 #include "cli/sample.h"
 #include "core/log.h"
 #include "dist/dist.h"
+#include "train/eval.h"
 #include "train/train.h"
+#include "cli/device_flags.h"
 
 #define EXIT_USAGE 2
 
@@ -24,7 +28,12 @@ typedef struct train_args {
     const char *allreduce;
     float lr, momentum, weight_decay;
     int loader_mem_mib;
+    const char *stop_signals;
+    const char *nonfinite;
+    float bucket_mib, first_bucket_mib, comm_timeout;
+    int no_overlap;
     int help;
+    const char *device, *precision;
 } train_args;
 
 static void usage(FILE *out)
@@ -33,6 +42,11 @@ static void usage(FILE *out)
             "usage: ringtrain <command> [flags]\n\n"
             "commands:\n"
             "  train     train a model data-parallel over the ranks of the job\n"
+            "  bench     benchmarks: 'bench allreduce' (backends side by side), 'bench idle'\n"
+            "  eval      evaluate a checkpoint (float or int8) on an HDF5 split\n"
+            "  predict   classify samples of an HDF5 file or image files (PGM)\n"
+            "  quantize  post-training int8 quantization of a checkpoint, with a report\n"
+            "  plot      draw a metrics file (and its confusion matrix) as SVG\n"
             "  sample    generate text from a language-model checkpoint\n"
             "  help      this text; 'ringtrain <command> --help' for its flags\n\n"
             "Run under mpirun or srun for several ranks, e.g.\n"
@@ -46,11 +60,18 @@ static int finish(dist_world *w, int code)
     return code;
 }
 
-static int usage_error(dist_world *w, const char *cmd, const core_error *err)
+/* Collective: a bad command line on ANY rank (an MPMD launch can give ranks
+ * different flags) ends every rank with that rank's message, printed once by
+ * rank 0. Returns -1 when some rank failed. */
+static int agree_usage(dist_world *w, int failed, const char *cmd, core_error *err)
 {
+    int first = dist_first_failed(w, failed);
+    if (first < 0)
+        return 0;
+    train_report_rank(w, first, err);
     if (dist_rank(w) == 0)
         fprintf(stderr, "ringtrain %s: %s\n", cmd, err->msg);
-    return finish(w, EXIT_USAGE);
+    return -1;
 }
 
 static int cmd_train(dist_world *w, int argc, char **argv)
@@ -64,7 +85,14 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     a.momentum = optim_config_default(OPTIM_SGD).momentum;
     a.weight_decay = 0.0f;
     a.loader_mem_mib = 256;
-    cli_flag flags[] = {
+    a.stop_signals = "TERM,USR1";
+    a.nonfinite = "skip";
+    a.bucket_mib = (float)DIST_BUCKET_DEFAULT / (1 << 20);
+    a.first_bucket_mib = (float)DIST_FIRST_BUCKET_DEFAULT / (1 << 20);
+    a.comm_timeout = (float)DIST_COMM_TIMEOUT_DEFAULT;
+    a.device = "cpu";
+    a.precision = "fp32";
+    cli_flag base[] = {
         {"--model", "FILE", CLI_STRING, &a.cfg.model_path, "model spec (see docs/MODEL_SPEC.md)", 1,
          0},
         {"--data", "FILE", CLI_STRING, &a.cfg.train_path, "HDF5 training set (docs/DATA_FORMAT.md)",
@@ -75,27 +103,59 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         {"--y-name", "NAME", CLI_STRING, &a.cfg.y_name, "name of the label dataset", 0, 0},
         {"--epochs", "N", CLI_POS_INT, &a.cfg.epochs, "epochs to train", 0, 0},
         {"--batch-size", "N", CLI_POS_INT, &a.cfg.batch, "GLOBAL batch, split across ranks", 0, 0},
-        {"--optimizer", "adam|sgd", CLI_STRING, &a.optimizer, "optimizer", 0, 0},
+        {"--optimizer", "adam|adamw|sgd", CLI_STRING, &a.optimizer, "optimizer", 0, 0},
         {"--lr", "X", CLI_POS_FLOAT, &a.lr, "learning rate (sgd: 0.01)", 0, 0},
         {"--momentum", "X", CLI_NONNEG_FLOAT, &a.momentum, "SGD momentum", 0, 0},
         {"--weight-decay", "X", CLI_NONNEG_FLOAT, &a.weight_decay, "L2 weight decay", 0, 0},
         {"--seed", "N", CLI_U64, &a.cfg.seed, "seed of initialization and shuffling", 0, 0},
         {"--checkpoint-dir", "DIR", CLI_STRING, &a.cfg.ckpt_dir,
          "rank 0 writes a checkpoint here after every epoch", 0, 0},
-        {"--resume", "DIR|FILE", CLI_STRING, &a.cfg.resume,
-         "continue from the latest checkpoint in DIR (or FILE)", 0, 0},
-        {"--allreduce", "ring|mpi", CLI_STRING, &a.allreduce, "gradient all-reduce backend", 0, 0},
+        {"--resume", "DIR|FILE|auto", CLI_STRING, &a.cfg.resume,
+         "continue from the latest checkpoint in DIR (or FILE); auto: from --checkpoint-dir "
+         "when it holds one",
+         0, 0},
+        {"--checkpoint-every", "N", CLI_NONNEG_LONG, &a.cfg.ckpt_every,
+         "also checkpoint every N steps (0: after each epoch only)", 0, 0},
+        {"--keep-checkpoints", "K", CLI_NONNEG_INT, &a.cfg.keep_ckpts,
+         "keep only the newest K checkpoints (0: all)", 0, 0},
+        {"--stop-signals", "LIST", CLI_STRING, &a.stop_signals,
+         "signals that checkpoint and stop with exit 75 (none: disable)", 0, 0},
+        {"--allreduce", "ring|mpi|hier|nccl", CLI_STRING, &a.allreduce,
+         "gradient all-reduce: own ring, MPI_Allreduce, shared memory within a node + ring, or "
+         "NCCL (--device cuda)",
+         0, 0},
+        {"--bucket-mib", "X", CLI_POS_FLOAT, &a.bucket_mib, "all-reduce bucket size", 0, 0},
+        {"--first-bucket-mib", "X", CLI_POS_FLOAT, &a.first_bucket_mib,
+         "size of the first (earliest ready) bucket", 0, 0},
+        {"--no-overlap", NULL, CLI_FLAG, &a.no_overlap,
+         "all-reduce after backward instead of overlapped with it", 0, 0},
+        {"--accumulate", "N", CLI_POS_INT, &a.cfg.accumulate,
+         "compute each local batch in N micro-batches, reduce once", 0, 0},
+        {"--comm-timeout", "S", CLI_POS_FLOAT, &a.comm_timeout,
+         "watchdog: a collective stuck this long ends the job, naming the peer", 0, 0},
+        {"--nonfinite", "skip|stop", CLI_STRING, &a.nonfinite,
+         "NaN/Inf in any rank's loss or gradients: skip the step everywhere, or stop", 0, 0},
         {"--log-every", "N", CLI_NONNEG_INT, &a.cfg.log_every,
-         "progress line every N steps (0: per epoch only)", 0, 0},
+         "progress line and metrics record every N steps (0: per epoch only)", 0, 0},
         {"--train-limit", "N", CLI_NONNEG_LONG, &a.cfg.train_limit,
          "use only the first N training samples (0: all)", 0, 0},
         {"--test-limit", "N", CLI_NONNEG_LONG, &a.cfg.test_limit,
          "use only the first N test samples (0: all)", 0, 0},
         {"--loader-mem", "MiB", CLI_POS_INT, &a.loader_mem_mib,
          "memory cap of each rank's data loader", 0, 0},
-        {"--help", NULL, CLI_FLAG, &a.help, "show this help", 0, 0},
-        {NULL, NULL, 0, NULL, NULL, 0, 0},
+        {"--device", "cpu|cuda", CLI_STRING, &a.device,
+         "compute engine: CPU, or the CUDA engine on the rank's local GPU (docs/GPU.md)", 0, 0},
+        {"--precision", "fp32|bf16", CLI_STRING, &a.precision,
+         "cuda: bf16 GEMMs on tensor cores, fp32 master weights and reductions", 0, 0},
     };
+    /* the workflow's flags (cli/train_flags.c) follow the base table */
+    cli_flag flags[80];
+    cli_wf_args wa;
+    int nf = (int)(sizeof base / sizeof base[0]);
+    memcpy(flags, base, sizeof base);
+    nf = cli_wf_flags(&wa, &a.cfg, flags, nf, 78);
+    flags[nf++] = (cli_flag){"--help", NULL, CLI_FLAG, &a.help, "show this help", 0, 0};
+    flags[nf] = (cli_flag){NULL, NULL, 0, NULL, NULL, 0, 0};
     core_error err = {{0}};
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0) {
@@ -105,31 +165,58 @@ static int cmd_train(dist_world *w, int argc, char **argv)
             }
             return finish(w, 0);
         }
-    if (cli_args_parse(flags, argc, argv, 2, &err) != 0)
-        return usage_error(w, "train", &err);
+    if (cli_args_parse(flags, argc, argv, 2, &err) != 0 ||
+        cli_wf_resolve(&wa, &a.optimizer, &err) != 0)
+        goto bad_usage;
     optim_kind kind;
     if (optim_kind_parse(a.optimizer, &kind, &err) != 0 ||
-        dist_allreduce_kind_parse(a.allreduce, &a.cfg.allreduce, &err) != 0)
-        return usage_error(w, "train", &err);
+        dist_allreduce_kind_parse(a.allreduce, &a.cfg.allreduce, &err) != 0 ||
+        dist_nonfinite_policy_parse(a.nonfinite, &a.cfg.nonfinite, &err) != 0)
+        goto bad_usage;
+    if (cli_device_resolve(a.device, a.precision, &a.cfg, &err) != 0)
+        goto bad_usage;
+    a.cfg.overlap = !a.no_overlap;
+    a.cfg.bucket_bytes = (size_t)((double)a.bucket_mib * (1 << 20));
+    a.cfg.first_bucket_bytes = (size_t)((double)a.first_bucket_mib * (1 << 20));
+    a.cfg.comm_timeout = a.comm_timeout;
     a.cfg.optim = optim_config_default(kind);
     if (cli_args_find(flags, "--lr")->seen)
         a.cfg.optim.lr = a.lr;
     if (cli_args_find(flags, "--momentum")->seen) {
         if (kind != OPTIM_SGD) {
             core_error_set(&err, "--momentum applies to --optimizer sgd only");
-            return usage_error(w, "train", &err);
+            goto bad_usage;
         }
         a.cfg.optim.momentum = a.momentum;
     }
     a.cfg.optim.weight_decay = a.weight_decay;
     a.cfg.loader_mem_cap = (size_t)a.loader_mem_mib << 20;
+    if (a.cfg.resume && strcmp(a.cfg.resume, "auto") == 0) {
+        if (!a.cfg.ckpt_dir) {
+            core_error_set(&err, "--resume auto needs --checkpoint-dir");
+            goto bad_usage;
+        }
+        a.cfg.resume_auto = 1;
+        a.cfg.resume = NULL;
+    }
+    if (a.cfg.ckpt_every > 0 && !a.cfg.ckpt_dir) {
+        core_error_set(&err, "--checkpoint-every needs --checkpoint-dir");
+        goto bad_usage;
+    }
+    if (train_signals_install(a.stop_signals, &err) != 0 ||
+        cli_wf_apply(&wa, flags, &a.cfg, &err) != 0)
+        goto bad_usage;
 
+    if (agree_usage(w, 0, "train", &err) != 0)
+        return finish(w, EXIT_USAGE);
     train_result res;
     if (train_fit(w, &a.cfg, &res, &err) != 0) {
         if (dist_rank(w) == 0)
             fprintf(stderr, "ringtrain: error: %s\n", err.msg);
         return finish(w, EXIT_FAILURE);
     }
+    if (res.preempted)
+        return finish(w, TRAIN_EXIT_PREEMPTED);
     if (res.test_accuracy == res.test_accuracy)
         core_log_info("final: %d epochs, %ld steps, test accuracy %.2f%%, test loss %.4f, "
                       "%.0f images/s",
@@ -139,6 +226,9 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         core_log_info("final: %d epochs, %ld steps, train loss %.4f, %.0f images/s",
                       res.epochs_done, res.steps, res.final_loss, res.images_per_second);
     return finish(w, 0);
+bad_usage:
+    agree_usage(w, 1, "train", &err);
+    return finish(w, EXIT_USAGE);
 }
 
 int main(int argc, char **argv)
@@ -148,6 +238,8 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
+    if (strcmp(argv[1], "plot") == 0)
+        return cli_plot_main(argc, argv); /* no MPI: a picture from a file */
     if (strcmp(argv[1], "--version") == 0) {
         printf("ringtrain 0.1.0\n");
         return 0;
@@ -160,6 +252,14 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "train") == 0)
         return cmd_train(w, argc, argv);
+    if (strcmp(argv[1], "bench") == 0)
+        return cli_bench_main(w, argc, argv);
+    if (strcmp(argv[1], "eval") == 0)
+        return finish(w, cli_eval_main(w, argc, argv));
+    if (strcmp(argv[1], "predict") == 0)
+        return finish(w, cli_predict_main(w, argc, argv));
+    if (strcmp(argv[1], "quantize") == 0)
+        return finish(w, cli_quantize_main(w, argc, argv));
     if (strcmp(argv[1], "sample") == 0)
         return finish(w, cli_sample(w, argc, argv));
     if (dist_rank(w) == 0)

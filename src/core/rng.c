@@ -21,7 +21,8 @@ core_rng core_rng_make(uint64_t seed, uint64_t stream)
 
 uint64_t core_rng_u64(core_rng *r)
 {
-    uint64_t key = mix64(r->seed + 0x9e3779b97f4a7c15ULL) ^ mix64(r->stream * 0xd1b54a32d192ed03ULL);
+    uint64_t key =
+        mix64(r->seed + 0x9e3779b97f4a7c15ULL) ^ mix64(r->stream * 0xd1b54a32d192ed03ULL);
     uint64_t v = mix64(key + (r->counter + 1) * 0x9e3779b97f4a7c15ULL);
     r->counter++;
     return v;

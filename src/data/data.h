@@ -67,8 +67,9 @@ typedef struct data_loader_config {
 } data_loader_config;
 
 typedef struct data_batch {
-    const float *x;   /* n x sample_size */
-    const int32_t *y; /* n */
+    const float *x;    /* n x sample_size */
+    const int32_t *y;  /* n */
+    const size_t *idx; /* n: the samples' global indices in the file */
     int n;
 } data_batch;
 
@@ -89,5 +90,85 @@ int data_loader_next(data_loader *l, data_batch *b, core_error *err);
  * whether the shard is streamed in blocks (1) or held in memory (0). */
 size_t data_loader_mem_bytes(const data_loader *l);
 int data_loader_streaming(const data_loader *l);
+
+/* Starts a list epoch: batches of the local batch size from the samples
+ * idx[0..count) (global indices, served in that order; the short last batch
+ * is dropped when drop_last). The list is copied. Samples are read window by
+ * window (the buffers the shard mode already holds), each window sorted by
+ * index and read in runs of consecutive samples, one hyperslab per run. The
+ * next data_loader_begin_epoch returns to the shard (re-reading it when it
+ * is held in memory). Beyond the cap: 8 bytes per listed sample and 8 per
+ * window sample while the list epoch lasts. */
+int data_loader_begin_list(data_loader *l, const size_t *idx, size_t count, core_error *err);
+
+/*
+ * The epoch order as a pure function (data/order.c), and the remainder of an
+ * epoch interrupted at one world size and continued at another.
+ */
+
+/* How a loader lays out its shard: in memory, or streamed in blocks grouped
+ * into windows. A pure function of the shard, the local batch, the sample
+ * size, the file's chunk size and the memory cap (0 = default 256 MiB);
+ * path only names the file in errors. */
+typedef struct data_layout {
+    int streaming;
+    size_t block, nblocks, wblocks, nwin;
+    size_t base; /* absolute index of block 0's start (chunk-aligned if possible) */
+} data_layout;
+
+int data_layout_plan(const char *path, const data_loader_config *cfg, size_t sample_floats,
+                     size_t chunk, data_layout *out, core_error *err);
+
+/* Global indices of the shard's samples in the order a loader created with
+ * cfg serves epoch `epoch` (cfg->shard_count of them into out). */
+int data_order_epoch(const char *path, const data_loader_config *cfg, size_t sample_floats,
+                     size_t chunk, long epoch, size_t *out, core_error *err);
+
+/* Local batch of rank r when the global batch is split over world ranks:
+ * batch / world, plus one for the first batch % world ranks. */
+int data_local_batch(int batch, int world, int rank);
+
+/* What fixes the order of one training epoch, whatever the world size. */
+typedef struct data_epoch_key {
+    const char *path;     /* for messages */
+    size_t n;             /* training samples: the epoch covers [0, n) */
+    uint64_t seed;        /* shuffle seed */
+    long epoch;           /* 0-based */
+    size_t sample_floats; /* data_dataset_sample_size */
+    size_t chunk;         /* data_dataset_chunk_samples */
+    size_t mem_cap;       /* loader cap of the run that started the epoch (0 = default) */
+} data_epoch_key;
+
+/* A stretch of an epoch run at one world size and global batch. */
+typedef struct data_segment {
+    int world, batch;
+    long steps;
+} data_segment;
+
+/* The samples of the epoch not yet consumed after segs[0..nseg) (nseg >= 1),
+ * in one deterministic order (the same on every rank):
+ *  - segs[0] is the run that started the epoch: its rank r (of world) served
+ *    its shard in data_order_epoch order, steps * local batch of it consumed;
+ *    the remainder is, rank by rank, the unconsumed tail of each shard order;
+ *  - each later segment split the remainder so far with data_remainder_split
+ *    and consumed steps * local batch from the front of each rank's part;
+ *    what it did not consume stays in place, in order (including the tail
+ *    its split left out).
+ * *out (core_alloc'd, n entries at most) receives *count indices. */
+int data_remainder_build(const data_epoch_key *k, const data_segment *segs, int nseg, size_t **out,
+                         size_t *count, core_error *err);
+
+/* Splits a remainder of `count` samples over world ranks for a global batch:
+ * steps = count / batch; rank r gets the contiguous part [from, from + len),
+ * len = steps * its local batch, parts in rank order; the last
+ * count - steps * batch samples are left out. */
+void data_remainder_split(size_t count, int batch, int world, int rank, size_t *from, size_t *len,
+                          long *steps);
+
+/* data_remainder_build + data_remainder_split: rank's part (core_alloc'd),
+ * its length, the steps, and the remainder's size. */
+int data_remainder_part(const data_epoch_key *k, const data_segment *segs, int nseg, int world,
+                        int batch, int rank, size_t **part, size_t *len, long *steps,
+                        size_t *remainder, core_error *err);
 
 #endif

@@ -62,6 +62,9 @@ static const char *hdf5_reason(char buf[256])
     H5Eclear2(H5E_DEFAULT);
     if (!buf[0])
         snprintf(buf, 256, "HDF5 error");
+    for (char *c = buf; *c; c++) /* I/O messages carry a ctime() with its newline */
+        if (*c == '\n')
+            *c = ' ';
     return buf;
 }
 

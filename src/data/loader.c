@@ -14,7 +14,12 @@
  *    into windows of a few blocks, reads a window block by block (one
  *    hyperslab each) and shuffles the samples within the window.
  * RNG: stream = (rank, epoch); the block or sample permutation uses counters
- * from 0 and window w's shuffle counters from (w + 1) << 40.
+ * from 0 and window w's shuffle counters from (w + 1) << 40. The layout is
+ * data_layout_plan's (order.c), and data_order_epoch replays these shuffles.
+ *
+ * A list epoch (data_loader_begin_list, for the remainder of an epoch begun
+ * at another world size) serves an explicit list of samples, reading it in
+ * windows through the same buffers.
  *
  * Every buffer is sized at create; nothing is allocated per batch.
  */
@@ -30,7 +35,6 @@
 
 #define RING           3
 #define WINDOW_BLOCKS  4
-#define DEFAULT_CAP    ((size_t)256 << 20)
 #define WINDOW_COUNTER 40
 
 struct data_loader {
@@ -43,6 +47,7 @@ struct data_loader {
 
     float *bx[RING];
     int32_t *by[RING];
+    size_t *bi[RING];
     int bn[RING];
 
     /* in memory */
@@ -59,6 +64,13 @@ struct data_loader {
     int32_t *wy;
     uint32_t *widx;
     long cur_win;
+    size_t wfirst[WINDOW_BLOCKS], wrow[WINDOW_BLOCKS + 1]; /* the window's blocks */
+
+    /* list epoch: lidx[0..lcount) in serve order; windows of lwin samples */
+    size_t *lidx, lcount, lwin;
+    uint64_t *lsort; /* (index << 32 | position) of one window, sorted */
+    long cur_lwin;
+    int list, reload; /* reload: the in-memory shard was overwritten */
 
     /* epoch state, touched by the producer only while busy */
     long epoch;
@@ -131,14 +143,19 @@ static void setup_epoch(data_loader *l)
 
 static int load_window(data_loader *l, size_t w, core_error *err)
 {
-    size_t off = 0;
+    size_t off = 0, nb = 0;
     l->cur_win = -1;
     for (size_t k = w * l->wblocks; k < (w + 1) * l->wblocks && k < l->nblocks; k++) {
         size_t b = l->bperm[k], n = block_len(l, b);
         if (data_dataset_read(l->d, block_first(l, b), n, l->wx + off * l->ss, l->wy + off, err))
             return -1;
+        l->wfirst[nb] = block_first(l, b);
+        l->wrow[nb++] = off;
         off += n;
     }
+    l->wrow[nb] = off;
+    for (size_t k = nb + 1; k <= WINDOW_BLOCKS; k++)
+        l->wrow[k] = off;
     for (size_t i = 0; i < off; i++)
         l->widx[i] = (uint32_t)i;
     if (l->cfg.shuffle) {
@@ -165,23 +182,92 @@ static size_t find_window(const data_loader *l, size_t p)
     return lo;
 }
 
+/* Global index of row i of the loaded window. */
+static size_t window_sample(const data_loader *l, size_t i)
+{
+    size_t k = 0;
+    while (i >= l->wrow[k + 1])
+        k++;
+    return l->wfirst[k] + (i - l->wrow[k]);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* List window w: its samples sorted by index, read in runs of consecutive
+ * indices (one hyperslab each) into rows in sorted order; the row map
+ * (perm or widx) then sends each list position to its row. */
+static int load_list_window(data_loader *l, size_t w, core_error *err)
+{
+    float *bx = l->streaming ? l->wx : l->mx;
+    int32_t *by = l->streaming ? l->wy : l->my;
+    uint32_t *rowof = l->streaming ? l->widx : l->perm;
+    size_t first = w * l->lwin, n = l->lcount - first < l->lwin ? l->lcount - first : l->lwin;
+    l->cur_lwin = -1;
+    for (size_t j = 0; j < n; j++)
+        l->lsort[j] = ((uint64_t)l->lidx[first + j] << 32) | j;
+    qsort(l->lsort, n, sizeof *l->lsort, cmp_u64);
+    for (size_t s = 0; s < n; s++)
+        rowof[(uint32_t)l->lsort[s]] = (uint32_t)s;
+    for (size_t s = 0, e; s < n; s = e) {
+        size_t start = (size_t)(l->lsort[s] >> 32);
+        for (e = s + 1; e < n && (size_t)(l->lsort[e] >> 32) == start + (e - s); e++) {
+        }
+        if (data_dataset_read(l->d, start, e - s, bx + s * l->ss, by + s, err))
+            return -1;
+    }
+    l->cur_lwin = (long)w;
+    return 0;
+}
+
+static int produce_list(data_loader *l, int n, float *x, int32_t *y, size_t *xi, core_error *err)
+{
+    const float *bx = l->streaming ? l->wx : l->mx;
+    const int32_t *by = l->streaming ? l->wy : l->my;
+    const uint32_t *rowof = l->streaming ? l->widx : l->perm;
+    for (int j = 0; j < n; j++, l->pos++) {
+        size_t w = l->pos / l->lwin;
+        if (l->cur_lwin != (long)w && load_list_window(l, w, err))
+            return -1;
+        size_t r = rowof[l->pos - w * l->lwin];
+        memcpy(x + (size_t)j * l->ss, bx + r * l->ss, l->ss * sizeof(float));
+        y[j] = by[r];
+        xi[j] = l->lidx[l->pos];
+    }
+    return 0;
+}
+
 static int produce(data_loader *l, int slot, core_error *err)
 {
     if (l->need_setup) {
-        setup_epoch(l);
+        if (l->reload && !l->list) {
+            if (data_dataset_read(l->d, l->cfg.shard_start, l->cfg.shard_count, l->mx, l->my, err))
+                return -1;
+            l->reload = 0;
+        }
+        if (!l->list)
+            setup_epoch(l);
         l->need_setup = 0;
     }
     size_t want = l->end - l->pos;
     int n = want < (size_t)l->cfg.batch ? (int)want : l->cfg.batch;
     float *x = l->bx[slot];
     int32_t *y = l->by[slot];
+    size_t *xi = l->bi[slot];
     size_t row = l->ss * sizeof(float);
+    l->bn[slot] = n;
+    if (l->list)
+        return produce_list(l, n, x, y, xi, err);
     int j = 0;
     while (j < n) {
         if (!l->streaming) {
             size_t i = l->cfg.shuffle ? l->perm[l->pos] : l->pos;
             memcpy(x + (size_t)j * l->ss, l->mx + i * l->ss, row);
             y[j] = l->my[i];
+            xi[j] = l->cfg.shard_start + i;
             j++;
             l->pos++;
             continue;
@@ -196,11 +282,11 @@ static int produce(data_loader *l, int slot, core_error *err)
             size_t i = l->widx[l->pos - ws];
             memcpy(x + (size_t)j * l->ss, l->wx + i * l->ss, row);
             y[j] = l->wy[i];
+            xi[j] = window_sample(l, i);
             j++;
             l->pos++;
         }
     }
-    l->bn[slot] = n;
     return 0;
 }
 
@@ -244,56 +330,18 @@ static void *alloc_count(size_t bytes, const char *what, data_loader *l, core_er
     return p;
 }
 
-/* Streaming layout: the largest block (with a window of WINDOW_BLOCKS
- * blocks) whose buffers, with the ring, fit within the cap. */
-static size_t streaming_bytes(size_t count, size_t block, size_t per_sample, size_t *nblocks,
-                              size_t *wblocks, size_t *nwin)
+static int plan(data_loader *l, core_error *err)
 {
-    *nblocks = (count + block - 1) / block;
-    *wblocks = *nblocks < WINDOW_BLOCKS ? *nblocks : WINDOW_BLOCKS;
-    *nwin = (*nblocks + *wblocks - 1) / *wblocks;
-    size_t wn = *wblocks * block;
-    return wn * per_sample + wn * 4 + *nblocks * 4 + (*nwin + 1) * sizeof(size_t) + 5 * 64;
-}
-
-static int plan(data_loader *l, size_t cap, size_t chunk, core_error *err)
-{
-    size_t count = l->cfg.shard_count;
-    size_t per_sample = l->ss * sizeof(float) + sizeof(int32_t);
-    size_t ring = RING * ((size_t)l->cfg.batch * per_sample + 128);
-    char a[32], b[32];
-    if (ring >= cap)
-        return core_error_set(err,
-                              "%s: %d batch buffers of %d samples need %s, over the loader "
-                              "memory cap of %s; lower the batch size or raise the cap",
-                              data_dataset_path(l->d), RING, l->cfg.batch,
-                              core_format_bytes((double)ring, a, sizeof a),
-                              core_format_bytes((double)cap, b, sizeof b));
-    size_t budget = cap - ring;
-    if (count * (per_sample + 4) + 64 * 3 <= budget)
-        return 0;
-    l->streaming = 1;
-    size_t block = budget / (WINDOW_BLOCKS * (per_sample + 4));
-    if (block > count)
-        block = count;
-    /* count + block - 1 bounds the span once blocks are chunk-aligned. */
-    while (block > 0 && streaming_bytes(count + block - 1, block, per_sample, &l->nblocks,
-                                        &l->wblocks, &l->nwin) > budget)
-        block -= block / 16 ? block / 16 : 1;
-    if (block == 0)
-        return core_error_set(err,
-                              "%s: loader memory cap of %s leaves no room to stream samples of "
-                              "%s; raise the cap",
-                              data_dataset_path(l->d), core_format_bytes((double)cap, a, sizeof a),
-                              core_format_bytes((double)per_sample, b, sizeof b));
-    if (chunk > 0 && block > chunk)
-        block -= block % chunk;
-    l->block = block;
-    l->base = l->cfg.shard_start;
-    if (chunk > 0 && block % chunk == 0)
-        l->base -= l->base % chunk;
-    streaming_bytes(l->cfg.shard_start + count - l->base, block, per_sample, &l->nblocks,
-                    &l->wblocks, &l->nwin);
+    data_layout lay;
+    if (data_layout_plan(data_dataset_path(l->d), &l->cfg, l->ss, data_dataset_chunk_samples(l->d),
+                         &lay, err) != 0)
+        return -1;
+    l->streaming = lay.streaming;
+    l->block = lay.block;
+    l->nblocks = lay.nblocks;
+    l->wblocks = lay.wblocks;
+    l->nwin = lay.nwin;
+    l->base = lay.base;
     return 0;
 }
 
@@ -303,7 +351,8 @@ static int allocate(data_loader *l, core_error *err)
     for (int i = 0; i < RING; i++) {
         l->bx[i] = alloc_count(bs * l->ss * sizeof(float), "loader batch", l, err);
         l->by[i] = alloc_count(bs * sizeof(int32_t), "loader batch labels", l, err);
-        if (!l->bx[i] || !l->by[i])
+        l->bi[i] = alloc_count(bs * sizeof(size_t), "loader batch indices", l, err);
+        if (!l->bx[i] || !l->by[i] || !l->bi[i])
             return -1;
     }
     size_t count = l->cfg.shard_count;
@@ -351,8 +400,8 @@ int data_loader_create(data_dataset *d, const data_loader_config *cfg, data_load
     size_t c = cfg->shard_count, b = (size_t)cfg->batch;
     l->nbatches = cfg->drop_last ? c / b : (c + b - 1) / b;
     l->cur_win = -1;
-    size_t cap = cfg->mem_cap_bytes ? cfg->mem_cap_bytes : DEFAULT_CAP;
-    if (plan(l, cap, data_dataset_chunk_samples(d), err) || allocate(l, err)) {
+    l->cur_lwin = -1;
+    if (plan(l, err) || allocate(l, err)) {
         data_loader_free(l);
         return -1;
     }
@@ -389,7 +438,10 @@ void data_loader_free(data_loader *l)
     for (int i = 0; i < RING; i++) {
         core_free(l->bx[i]);
         core_free(l->by[i]);
+        core_free(l->bi[i]);
     }
+    core_free(l->lidx);
+    core_free(l->lsort);
     core_free(l->mx);
     core_free(l->my);
     core_free(l->perm);
@@ -432,6 +484,11 @@ int data_loader_begin_epoch(data_loader *l, long epoch, long skip_batches, core_
     l->active = 0;
     while (l->busy)
         pthread_cond_wait(&l->cv_cons, &l->mu);
+    size_t *lidx = l->lidx;
+    uint64_t *lsort = l->lsort;
+    l->lidx = NULL;
+    l->lsort = NULL;
+    l->list = 0;
     l->epoch = epoch;
     l->need_setup = 1;
     l->pos = (size_t)skip_batches * (size_t)l->cfg.batch;
@@ -444,6 +501,66 @@ int data_loader_begin_epoch(data_loader *l, long epoch, long skip_batches, core_
     l->active = 1;
     pthread_cond_broadcast(&l->cv_prod);
     pthread_mutex_unlock(&l->mu);
+    core_free(lidx);
+    core_free(lsort);
+    return 0;
+}
+
+int data_loader_begin_list(data_loader *l, const size_t *idx, size_t count, core_error *err)
+{
+    const char *path = data_dataset_path(l->d);
+    size_t n = data_dataset_count(l->d);
+    size_t win = l->streaming ? l->wblocks * l->block : l->cfg.shard_count;
+    if (win == 0 && count > 0)
+        return core_error_set(err,
+                              "%s: this rank's loader holds no sample buffer (empty shard), so "
+                              "it cannot serve a list of %zu samples",
+                              path, count);
+    for (size_t i = 0; i < count; i++) {
+        if (idx[i] >= n)
+            return core_error_set(err,
+                                  "%s: list entry %zu names sample %zu, outside the %zu samples",
+                                  path, i, idx[i], n);
+        if (idx[i] > UINT32_MAX)
+            return core_error_set(err,
+                                  "%s: list entry %zu names sample %zu; list epochs serve samples "
+                                  "below 2^32",
+                                  path, i, idx[i]);
+    }
+    size_t nsort = count < win ? count : win;
+    size_t *lidx = core_alloc(count * sizeof *lidx, "loader sample list", err);
+    uint64_t *lsort = lidx ? core_alloc(nsort * sizeof *lsort, "loader list window", err) : NULL;
+    if (!lsort) {
+        core_free(lidx);
+        return -1;
+    }
+    memcpy(lidx, idx, count * sizeof *lidx);
+    pthread_mutex_lock(&l->mu);
+    l->active = 0;
+    while (l->busy)
+        pthread_cond_wait(&l->cv_cons, &l->mu);
+    size_t *old_idx = l->lidx;
+    uint64_t *old_sort = l->lsort;
+    l->lidx = lidx;
+    l->lsort = lsort;
+    l->lcount = count;
+    l->lwin = win;
+    l->cur_lwin = -1;
+    l->cur_win = -1;
+    l->list = 1;
+    if (!l->streaming)
+        l->reload = 1;
+    l->need_setup = 1;
+    l->pos = 0;
+    l->end = l->cfg.drop_last ? count - count % (size_t)l->cfg.batch : count;
+    l->head = l->filled = l->held = 0;
+    l->failed = 0;
+    l->done = l->pos >= l->end;
+    l->active = 1;
+    pthread_cond_broadcast(&l->cv_prod);
+    pthread_mutex_unlock(&l->mu);
+    core_free(old_idx);
+    core_free(old_sort);
     return 0;
 }
 
@@ -469,6 +586,7 @@ int data_loader_next(data_loader *l, data_batch *b, core_error *err)
         int s = l->head;
         b->x = l->bx[s];
         b->y = l->by[s];
+        b->idx = l->bi[s];
         b->n = l->bn[s];
         l->filled--;
         l->held = 1;

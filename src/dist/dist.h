@@ -23,6 +23,8 @@ typedef struct dist_world dist_world;
 typedef enum dist_allreduce_kind {
     DIST_ALLREDUCE_RING = 0, /* ringtrain's own ring over MPI point-to-point */
     DIST_ALLREDUCE_MPI = 1,  /* the MPI library's MPI_Allreduce */
+    DIST_ALLREDUCE_HIER = 2, /* node-local shared memory, then the ring across node leaders */
+    DIST_ALLREDUCE_NCCL = 3, /* NCCL on device buffers (dist/nccl.c, built with NCCL) */
 } dist_allreduce_kind;
 
 /* MPI_Init_thread (MULTIPLE requested, SERIALIZED at least, else an error)
@@ -49,12 +51,33 @@ int dist_world_reserve(dist_world *w, size_t n, core_error *err);
 int dist_world_set_ring_segment(dist_world *w, size_t bytes, core_error *err);
 size_t dist_world_ring_segment(const dist_world *w);
 
+/* Watchdog timeout (default DIST_COMM_TIMEOUT_DEFAULT seconds) of the
+ * watched collectives: bucket all-reduces, dist_agree_flags,
+ * dist_check_same*. Past it, the rank prints what it waited for and on whom,
+ * and the job ends with MPI_Abort (exit code 3). */
+#define DIST_COMM_TIMEOUT_DEFAULT 300.0
+int dist_world_set_comm_timeout(dist_world *w, double seconds, core_error *err);
+double dist_world_comm_timeout(const dist_world *w);
+
+/* Per-call length check in dist_allreduce_sum (default on): every rank's n is
+ * gathered first and a mismatch is an error on every rank. Every rank must
+ * set the same. The bucket scheduler checks its layout once instead. */
+void dist_world_set_length_check(dist_world *w, int on);
+
+/* NCCL (collective, once, before dist_buckets_create with DIST_ALLREDUCE_NCCL):
+ * the unique id from rank 0 over MPI, then the communicator on `device`;
+ * compute_stream is the GPU engine's (engine_ops.stream), on which the bucket
+ * scheduler records each bucket's ready event. Fails with a clear message
+ * when ringtrain was built without NCCL. See docs/GPU.md. */
+int dist_nccl_init(dist_world *w, int device, void *compute_stream, core_error *err);
+
 int dist_allreduce_kind_parse(const char *name, dist_allreduce_kind *out, core_error *err);
 const char *dist_allreduce_kind_name(dist_allreduce_kind k);
 
-/* In-place float sum over all ranks; every rank passes the same n. RING needs
- * n <= the size reserved with dist_world_reserve. RING results are bitwise
- * identical on every rank. */
+/* In-place float sum over all ranks; every rank passes the same n (checked,
+ * see dist_world_set_length_check). RING (and HIER across several nodes)
+ * need n <= the size reserved with dist_world_reserve. RING and HIER results
+ * are bitwise identical on every rank. */
 int dist_allreduce_sum(dist_world *w, dist_allreduce_kind kind, float *buf, size_t n,
                        core_error *err);
 /* The ring itself, on an explicit scratch of at least ceil(n/size) floats
@@ -70,6 +93,113 @@ int dist_barrier(dist_world *w, core_error *err);
 /* Collective agreement on failure: every rank passes whether it failed.
  * Returns the lowest failed rank, or -1 when all succeeded. */
 int dist_first_failed(dist_world *w, int failed);
+
+/*
+ * Start-up consistency check (collective, once): every rank hashes `data`
+ * (FNV-1a 64); if any rank's hash differs from rank 0's, EVERY rank returns
+ * -1 with "dist: rank 1 differs from rank 0 in <what> (hash ..)", naming all
+ * differing ranks. dist_check_same_i64 does the same for one number and
+ * prints the values ("rank 1 has 32, rank 0 has 64").
+ */
+int dist_check_same(dist_world *w, const char *what, const void *data, size_t len, core_error *err);
+int dist_check_same_i64(dist_world *w, const char *what, int64_t value, core_error *err);
+
+/*
+ * Per-step flags (collective, one MAX all-reduce for all of them): local[k]
+ * is this rank's flag k (0/1); first_rank[k] becomes the lowest rank that
+ * raised flag k, or -1, identically on every rank. Suggested indices below;
+ * `step` only labels the watchdog message.
+ */
+#define DIST_MAX_FLAGS 16
+enum { DIST_FLAG_NONFINITE = 0, DIST_FLAG_PREEMPT = 1, DIST_FLAG_FAILED = 2, DIST_FLAG_COUNT = 3 };
+int dist_agree_flags(dist_world *w, long step, const int *local, int *first_rank, int n,
+                     core_error *err);
+/* dist_agree_flags for one flag. */
+int dist_any_nonfinite(dist_world *w, long step, int local_nonfinite, int *first_rank,
+                       core_error *err);
+/* 1 when x[0..n) holds a NaN or an Inf. */
+int dist_has_nonfinite(const float *x, size_t n);
+
+/* What to do when any rank saw a non-finite loss or gradient. */
+typedef enum dist_nonfinite_policy {
+    DIST_NONFINITE_SKIP = 0, /* skip the optimizer step on every rank (count and log it) */
+    DIST_NONFINITE_STOP = 1, /* stop with a message naming the rank and step */
+} dist_nonfinite_policy;
+int dist_nonfinite_policy_parse(const char *name, dist_nonfinite_policy *out, core_error *err);
+/* Given the agreed first_rank (-1: none): 0 take the step, 1 skip it, -1 stop (err set). */
+int dist_nonfinite_decide(dist_nonfinite_policy policy, long step, int first_rank, core_error *err);
+
+/*
+ * The bucket scheduler: gradient all-reduces overlapped with backward.
+ *
+ * The gradient buffer grads[0..n) is cut into buckets [0, first), then
+ * slices of bucket_bytes; bucket i is all-reduced (in place, backend `kind`)
+ * once backward has filled it, in index order on every rank. Per step:
+ *
+ *   dist_buckets_begin(b, step);
+ *   nn_model_backward(m, accumulate, dist_buckets_on_ready, b);
+ *   dist_buckets_wait(b, &err);     // all buckets summed (or error / abort)
+ *
+ * With gradient accumulation, only the last micro-batch's backward gets the
+ * callback and the begin/wait pair; earlier ones run with on_ready = NULL.
+ */
+typedef struct dist_buckets dist_buckets;
+
+#define DIST_FIRST_BUCKET_DEFAULT ((size_t)1 << 20)  /* 1 MiB */
+#define DIST_BUCKET_DEFAULT       ((size_t)25 << 20) /* 25 MiB */
+
+typedef struct dist_bucket_config {
+    dist_allreduce_kind kind;
+    size_t first_bucket_bytes; /* 0: DIST_FIRST_BUCKET_DEFAULT */
+    size_t bucket_bytes;       /* 0: DIST_BUCKET_DEFAULT */
+    double timeout_s;          /* watchdog; <= 0: the world's comm timeout */
+    int overlap;               /* 1: comm thread; 0: buckets reduced inside dist_buckets_wait */
+    int check_finite;          /* 1: scan each bucket for NaN/Inf before reducing it */
+} dist_bucket_config;
+
+/* Collective. Checks on every rank that n and the layout are the same
+ * (dist_check_same: the per-bucket length check), reserves all-reduce scratch
+ * for n floats and starts the comm thread when overlap is on (which needs
+ * MPI_THREAD_MULTIPLE). grads must stay valid until dist_buckets_free. */
+int dist_buckets_create(dist_world *w, float *grads, size_t n, const dist_bucket_config *cfg,
+                        dist_buckets **out, core_error *err);
+void dist_buckets_free(dist_buckets *b);
+int dist_buckets_count(const dist_buckets *b);
+void dist_buckets_bounds(const dist_buckets *b, int i, size_t *begin, size_t *end);
+/* Starts a step; call before the backward whose gradients are reduced. */
+void dist_buckets_begin(dist_buckets *b, long step);
+/* The first `done` gradient floats are final: hands every bucket inside
+ * [0, done) to the comm thread. Cheap and never waits for communication;
+ * a no-op without overlap. */
+void dist_buckets_ready(dist_buckets *b, size_t done);
+/* dist_buckets_ready with nn_grad_ready_fn's signature (ctx = the scheduler). */
+void dist_buckets_on_ready(void *ctx, size_t done);
+/* Hands over whatever is left and waits until every bucket is summed. -1: an
+ * all-reduce failed (the gradient collective is then broken; the caller
+ * reports and calls dist_world_abort). A hang ends in the watchdog. */
+int dist_buckets_wait(dist_buckets *b, core_error *err);
+/* After dist_buckets_wait, with check_finite: whether this rank's own
+ * gradients held a NaN/Inf before reduction (feed to dist_agree_flags). */
+int dist_buckets_nonfinite(const dist_buckets *b);
+
+/* What a waiting comm thread costs compute (collective, >= 2 ranks): rank 0
+ * computes a fixed loop (a) with nothing pending, (b) while its comm thread
+ * waits for peers that are still computing, with the backoff, and (c) the
+ * same with waits that never sleep; prints the median times and ratios. */
+int dist_bench_idle(dist_world *w, dist_allreduce_kind kind, int trials, core_error *err);
+
+/* Benchmark (collective): backends kinds[0..nkinds) side by side (NULL: ring,
+ * mpi, hier) on sizes bytes[0..nsizes) (NULL: 1, 4, 16, 64 MiB), iters timed
+ * calls each (median); prints one row per size on rank 0's stdout: per backend
+ * time/call, algbw, busbw, correct; then each backend's busbw ratio to mpi. */
+typedef struct dist_bench_config {
+    const size_t *bytes;
+    int nsizes;
+    const dist_allreduce_kind *kinds;
+    int nkinds;
+    int iters;
+} dist_bench_config;
+int dist_bench_allreduce_run(dist_world *w, const dist_bench_config *cfg, core_error *err);
 
 /* Benchmark (collective): times the ring and MPI_Allreduce side by side on
  * buffers of bytes[0..nsizes) (NULL: 1, 4, 16, 64 MiB), iters timed calls

@@ -10,6 +10,7 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/error.h"
 #include "dist/dist.h"
@@ -31,12 +32,81 @@ struct dist_world {
     MPI_Comm local;
     int rank, size;
     int local_rank, local_size;
-    int thread_level;  /* what MPI_Init_thread provided */
-    int owns_mpi;      /* 1 when dist_world_init initialized MPI */
-    size_t reserved_n; /* all-reduces of up to this many floats need no allocation */
-    float *scratch;    /* ceil(reserved_n / size) floats */
-    size_t segment;    /* ring segment, in floats */
+    int thread_level;       /* what MPI_Init_thread provided */
+    int owns_mpi;           /* 1 when dist_world_init initialized MPI */
+    size_t reserved_n;      /* all-reduces of up to this many floats need no allocation */
+    float *scratch;         /* ceil(reserved_n / size) floats */
+    size_t segment;         /* ring segment, in floats */
+    int length_check;       /* 1: dist_allreduce_sum checks n across ranks first */
+    int wait_spin;          /* 1: waits never sleep (RINGTRAIN_COMM_WAIT=spin), for comparison */
+    struct dist_hier *hier; /* shared-memory state of the hier backend (hier.c) */
+    uint64_t *lengths;      /* size entries: gather buffer of the length and consistency checks */
+    double timeout_s;       /* watchdog timeout of collectives (dist_world_set_comm_timeout) */
+    struct dist_nccl *nccl; /* NCCL communicator and streams (nccl.c), NULL unless set up */
 };
+
+/* Node-local shared-memory all-reduce state; built at world init. */
+struct dist_hier;
+int dist_hier_init(dist_world *w, core_error *err);
+void dist_hier_free(dist_world *w);
+/* Number of node groups (leaders) the hier backend sees; sizes its scratch. */
+int dist_hier_nodes(const dist_world *w);
+int dist_hier_allreduce(dist_world *w, float *buf, size_t n, core_error *err);
+
+/* The ring over any communicator of the world (the leaders' one for hier). */
+int dist_ring_allreduce_comm(dist_world *w, MPI_Comm comm, float *buf, size_t n, float *scratch,
+                             core_error *err);
+
+/*
+ * Waiting without taking a core (wait.c). A wait first spins for a few tens
+ * of microseconds (a peer that is about to answer costs no sleep), then
+ * sleeps with a doubling nanosleep capped at DIST_WAIT_SLEEP_MAX_NS, so a
+ * waiting comm thread wakes about two thousand times a second at most.
+ *
+ * The watchdog: a thread that runs a watched operation (dist_watch_begin)
+ * has a deadline; a wait past it prints "[rank r] <what> has not completed
+ * after T s; waiting on rank P" and ends the job with MPI_Abort.
+ */
+#define DIST_WAIT_SPIN_NS      50000L
+#define DIST_WAIT_SLEEP_MAX_NS 500000L
+#define DIST_WATCHDOG_EXIT     3
+
+typedef struct dist_backoff {
+    double start; /* when the wait began (seconds, monotonic) */
+    long sleep_ns;
+    unsigned polls;
+} dist_backoff;
+
+double dist_now(void);
+void dist_backoff_start(dist_backoff *b);
+/* One pause of a wait loop; peer is the rank waited on (-1: unknown). Never
+ * returns if the thread's watched operation is past its deadline. */
+void dist_backoff_pause(dist_world *w, dist_backoff *b, int peer);
+/* Waits for req with MPI_Test + dist_backoff_pause; peer names whom the request waits on, for the
+ * watchdog. */
+int dist_wait_req(dist_world *w, MPI_Request *req, int peer, const char *what, core_error *err);
+
+/* The calling thread's watched operation: what (e.g. "all-reduce of step 3
+ * bucket 2 (1.0 MiB)"), timeout_s (<= 0: not watched). dist_watch_end ends it. */
+void dist_watch_begin(const char *what, double timeout_s);
+void dist_watch_end(void);
+int dist_watch_active(void);
+/* Prints the watchdog line and calls MPI_Abort; used by wait loops and the
+ * bucket scheduler's own watch of its comm thread. */
+void dist_watch_fire(dist_world *w, const char *what, double waited_s, const char *on_whom)
+    __attribute__((noreturn));
+/* Gradient all-reduce without the per-call length check (bucket layouts
+ * are checked once at creation). */
+int dist_allreduce_run(dist_world *w, dist_allreduce_kind kind, float *buf, size_t n,
+                       core_error *err);
+
+/* NCCL backend (nccl.c, built with RINGTRAIN_HAVE_NCCL): buf is device memory. */
+int dist_nccl_allreduce(dist_world *w, float *buf, size_t n, core_error *err);
+void dist_nccl_free(dist_world *w);
+/* The bucket scheduler's seam: one event per bucket on the compute stream. */
+int dist_nccl_buckets(dist_world *w, int nb, core_error *err);
+void dist_nccl_mark(dist_world *w, int bucket);
+void dist_nccl_begin_bucket(dist_world *w, int bucket);
 
 /* Fills err with "<what>: <MPI error text> (rank r)" for an MPI return code; returns -1. */
 int dist_mpi_error(const dist_world *w, core_error *err, int rc, const char *what);

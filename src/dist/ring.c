@@ -14,6 +14,10 @@
  * Streaming: each step moves its chunk in segments (dist_world_set_ring_segment)
  * with DIST_RING_WINDOW receives and sends in flight, so a segment is reduced
  * while the next ones are still arriving.
+ *
+ * Waiting: requests are tested, not waited on (dist_wait_req), so a rank
+ * whose peer is late sleeps instead of spinning, and the watchdog can name
+ * the peer (rank-1 for a receive, rank+1 for a send).
  */
 #include "dist/dist_internal.h"
 
@@ -54,6 +58,14 @@ static void ring_add(float *restrict acc, const float *restrict in, size_t n)
         acc[i] += in[i];
 }
 
+/* The ring's communicator and this rank's place in it. */
+typedef struct ring_ctx {
+    dist_world *w;
+    MPI_Comm comm;
+    int rank, size;
+    size_t segment;
+} ring_ctx;
+
 typedef struct ring_step {
     const float *send; /* chunk to send to rank+1 */
     size_t send_n;
@@ -62,28 +74,53 @@ typedef struct ring_step {
     float *acc; /* when not NULL, recv is added into acc segment by segment */
 } ring_step;
 
-static int post_recv(dist_world *w, const ring_step *s, size_t k, MPI_Request *req, core_error *err)
+static int post_recv(const ring_ctx *c, const ring_step *s, size_t k, MPI_Request *req,
+                     core_error *err)
 {
-    int prev = mod(w->rank - 1, w->size);
-    size_t off = k * w->segment;
-    int rc = MPI_Irecv(s->recv + off, (int)seg_len(s->recv_n, w->segment, k), MPI_FLOAT, prev,
-                       RING_TAG, w->grad, req);
-    return rc == MPI_SUCCESS ? 0 : dist_mpi_error(w, err, rc, "MPI_Irecv");
+    int prev = mod(c->rank - 1, c->size);
+    size_t off = k * c->segment;
+    int rc = MPI_Irecv(s->recv + off, (int)seg_len(s->recv_n, c->segment, k), MPI_FLOAT, prev,
+                       RING_TAG, c->comm, req);
+    return rc == MPI_SUCCESS ? 0 : dist_mpi_error(c->w, err, rc, "MPI_Irecv");
 }
 
-static int post_send(dist_world *w, const ring_step *s, size_t k, MPI_Request *req, core_error *err)
+static int post_send(const ring_ctx *c, const ring_step *s, size_t k, MPI_Request *req,
+                     core_error *err)
 {
-    int next = mod(w->rank + 1, w->size);
-    size_t off = k * w->segment;
-    int rc = MPI_Isend(s->send + off, (int)seg_len(s->send_n, w->segment, k), MPI_FLOAT, next,
-                       RING_TAG, w->grad, req);
-    return rc == MPI_SUCCESS ? 0 : dist_mpi_error(w, err, rc, "MPI_Isend");
+    int next = mod(c->rank + 1, c->size);
+    size_t off = k * c->segment;
+    int rc = MPI_Isend(s->send + off, (int)seg_len(s->send_n, c->segment, k), MPI_FLOAT, next,
+                       RING_TAG, c->comm, req);
+    return rc == MPI_SUCCESS ? 0 : dist_mpi_error(c->w, err, rc, "MPI_Isend");
 }
 
-static int wait_req(dist_world *w, MPI_Request *req, const char *what, core_error *err)
+/* The peer's rank in the world, for the watchdog's message. */
+static int world_rank_of(const ring_ctx *c, int r)
 {
-    int rc = MPI_Wait(req, MPI_STATUS_IGNORE);
-    return rc == MPI_SUCCESS ? 0 : dist_mpi_error(w, err, rc, what);
+    if (c->comm == c->w->grad)
+        return r;
+    MPI_Group g, wg;
+    int out = -1;
+    MPI_Comm_group(c->comm, &g);
+    MPI_Comm_group(c->w->grad, &wg);
+    MPI_Group_translate_ranks(g, 1, &r, wg, &out);
+    MPI_Group_free(&g);
+    MPI_Group_free(&wg);
+    return out;
+}
+
+static int wait_req(const ring_ctx *c, MPI_Request *req, int peer, const char *what,
+                    core_error *err)
+{
+    int done = 0;
+    /* Most segments have already arrived: test first, and translate the
+     * peer's rank only for a wait that may reach the watchdog. */
+    int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS)
+        return dist_mpi_error(c->w, err, rc, what);
+    if (done)
+        return 0;
+    return dist_wait_req(c->w, req, world_rank_of(c, peer), what, err);
 }
 
 /*
@@ -92,45 +129,51 @@ static int wait_req(dist_world *w, MPI_Request *req, const char *what, core_erro
  * same tag. Segment k's slot in the window is k % DIST_RING_WINDOW; a slot is
  * reused only after its previous request completed.
  */
-static int ring_step_run(dist_world *w, const ring_step *s, core_error *err)
+static int ring_step_run(const ring_ctx *c, const ring_step *s, core_error *err)
 {
     MPI_Request rreq[DIST_RING_WINDOW], sreq[DIST_RING_WINDOW];
-    size_t nrecv = seg_count(s->recv_n, w->segment);
-    size_t nsend = seg_count(s->send_n, w->segment);
+    size_t seg = c->segment;
+    size_t nrecv = seg_count(s->recv_n, seg);
+    size_t nsend = seg_count(s->send_n, seg);
     size_t nmax = nrecv > nsend ? nrecv : nsend;
+    int prev = mod(c->rank - 1, c->size), next = mod(c->rank + 1, c->size);
     for (size_t k = 0; k < DIST_RING_WINDOW && k < nrecv; k++)
-        if (post_recv(w, s, k, &rreq[k], err) != 0)
+        if (post_recv(c, s, k, &rreq[k], err) != 0)
             return -1;
     for (size_t k = 0; k < DIST_RING_WINDOW && k < nsend; k++)
-        if (post_send(w, s, k, &sreq[k], err) != 0)
+        if (post_send(c, s, k, &sreq[k], err) != 0)
             return -1;
     for (size_t k = 0; k < nmax; k++) {
         size_t slot = k % DIST_RING_WINDOW;
         if (k < nrecv) {
-            if (wait_req(w, &rreq[slot], "waiting for a receive", err) != 0)
+            if (wait_req(c, &rreq[slot], prev, "waiting for a receive", err) != 0)
                 return -1;
             if (k + DIST_RING_WINDOW < nrecv &&
-                post_recv(w, s, k + DIST_RING_WINDOW, &rreq[slot], err) != 0)
+                post_recv(c, s, k + DIST_RING_WINDOW, &rreq[slot], err) != 0)
                 return -1;
             if (s->acc) {
-                size_t off = k * w->segment;
-                ring_add(s->acc + off, s->recv + off, seg_len(s->recv_n, w->segment, k));
+                size_t off = k * seg;
+                ring_add(s->acc + off, s->recv + off, seg_len(s->recv_n, seg, k));
             }
         }
         if (k < nsend) {
-            if (wait_req(w, &sreq[slot], "waiting for a send", err) != 0)
+            if (wait_req(c, &sreq[slot], next, "waiting for a send", err) != 0)
                 return -1;
             if (k + DIST_RING_WINDOW < nsend &&
-                post_send(w, s, k + DIST_RING_WINDOW, &sreq[slot], err) != 0)
+                post_send(c, s, k + DIST_RING_WINDOW, &sreq[slot], err) != 0)
                 return -1;
         }
     }
     return 0;
 }
 
-int dist_ring_allreduce(dist_world *w, float *buf, size_t n, float *scratch, core_error *err)
+int dist_ring_allreduce_comm(dist_world *w, MPI_Comm comm, float *buf, size_t n, float *scratch,
+                             core_error *err)
 {
-    int p = w->size, r = w->rank;
+    ring_ctx c = {w, comm, 0, 1, w->segment};
+    MPI_Comm_rank(comm, &c.rank);
+    MPI_Comm_size(comm, &c.size);
+    int p = c.size, r = c.rank;
     if (p == 1 || n == 0)
         return 0;
     if (!buf || !scratch)
@@ -141,7 +184,7 @@ int dist_ring_allreduce(dist_world *w, float *buf, size_t n, float *scratch, cor
         int cs = mod(r - t, p), cr = mod(r - t - 1, p);
         ring_step s = {buf + chunk_start(n, p, cs), chunk_len(n, p, cs), scratch,
                        chunk_len(n, p, cr), buf + chunk_start(n, p, cr)};
-        if (ring_step_run(w, &s, err) != 0)
+        if (ring_step_run(&c, &s, err) != 0)
             return core_error_prefix(err, "dist/ring: reduce-scatter step %d of %d", t + 1, p - 1);
     }
     /* All-gather: rank r now owns chunk r+1; at step t, pass chunk r+1-t on and
@@ -150,8 +193,13 @@ int dist_ring_allreduce(dist_world *w, float *buf, size_t n, float *scratch, cor
         int cs = mod(r + 1 - t, p), cr = mod(r - t, p);
         ring_step s = {buf + chunk_start(n, p, cs), chunk_len(n, p, cs),
                        buf + chunk_start(n, p, cr), chunk_len(n, p, cr), NULL};
-        if (ring_step_run(w, &s, err) != 0)
+        if (ring_step_run(&c, &s, err) != 0)
             return core_error_prefix(err, "dist/ring: all-gather step %d of %d", t + 1, p - 1);
     }
     return 0;
+}
+
+int dist_ring_allreduce(dist_world *w, float *buf, size_t n, float *scratch, core_error *err)
+{
+    return dist_ring_allreduce_comm(w, w->grad, buf, n, scratch, err);
 }

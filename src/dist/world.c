@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/log.h"
 #include "core/mem.h"
@@ -54,6 +55,10 @@ static int start_mpi(int *argc, char ***argv, dist_world *w, core_error *err)
         MPI_Query_thread(&w->thread_level);
         w->owns_mpi = 0;
     } else {
+        /* Started without a launcher (a one-rank run, a GPU check): Open MPI's
+         * singleton would spawn a daemon first, most of a 0.5 s start-up. */
+        if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK") && !getenv("PMI_RANK"))
+            setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
         int rc = MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &w->thread_level);
         if (rc != MPI_SUCCESS)
             return core_error_set(err,
@@ -76,6 +81,9 @@ static int start_mpi(int *argc, char ***argv, dist_world *w, core_error *err)
 
 static int make_comms(dist_world *w, core_error *err)
 {
+    w->lengths = calloc((size_t)w->size, sizeof *w->lengths);
+    if (!w->lengths)
+        return core_error_set(err, "dist: out of memory (rank %d)", w->rank);
     int rc = MPI_Comm_dup(MPI_COMM_WORLD, &w->ctl);
     if (rc == MPI_SUCCESS)
         rc = MPI_Comm_set_errhandler(w->ctl, MPI_ERRORS_RETURN);
@@ -93,7 +101,7 @@ static int make_comms(dist_world *w, core_error *err)
         return dist_mpi_error(w, err, rc, "dist: splitting the node-local communicator");
     MPI_Comm_rank(w->local, &w->local_rank);
     MPI_Comm_size(w->local, &w->local_size);
-    return 0;
+    return dist_hier_init(w, err);
 }
 
 int dist_world_init(int *argc, char ***argv, dist_world **out, core_error *err)
@@ -104,6 +112,10 @@ int dist_world_init(int *argc, char ***argv, dist_world **out, core_error *err)
         return core_error_set(err, "dist: out of memory for the world");
     w->ctl = w->grad = w->local = MPI_COMM_NULL;
     w->segment = DIST_RING_SEGMENT_DEFAULT;
+    w->length_check = 1;
+    w->timeout_s = DIST_COMM_TIMEOUT_DEFAULT;
+    const char *wait = getenv("RINGTRAIN_COMM_WAIT");
+    w->wait_spin = wait && strcmp(wait, "spin") == 0;
     if (start_mpi(argc, argv, w, err) != 0) {
         /* Every rank got the same thread level, so every rank is here and
          * MPI can be finalized cleanly (if this call started it). */
@@ -135,7 +147,11 @@ void dist_world_finalize(dist_world *w)
         return;
     int finalized = 0;
     MPI_Finalized(&finalized);
+#ifdef RINGTRAIN_HAVE_NCCL
+    dist_nccl_free(w);
+#endif
     if (!finalized) {
+        dist_hier_free(w);
         free_comm(&w->local);
         free_comm(&w->grad);
         free_comm(&w->ctl);
@@ -143,6 +159,7 @@ void dist_world_finalize(dist_world *w)
             MPI_Finalize();
     }
     core_free(w->scratch);
+    free(w->lengths);
     free(w);
 }
 
@@ -181,7 +198,10 @@ int dist_world_reserve(dist_world *w, size_t n, core_error *err)
 {
     if (n <= w->reserved_n)
         return 0;
-    size_t floats = n / (size_t)w->size + (n % (size_t)w->size != 0);
+    /* The ring over all ranks needs ceil(n/size); hier's ring over the node
+     * leaders needs ceil(n/nodes), which is larger when there are several. */
+    size_t groups = (size_t)(dist_hier_nodes(w) > 1 ? dist_hier_nodes(w) : w->size);
+    size_t floats = n / groups + (n % groups != 0);
     float *s = NULL;
     if (w->size > 1) {
         s = core_alloc(floats * sizeof(float), "all-reduce scratch", err);
@@ -192,6 +212,25 @@ int dist_world_reserve(dist_world *w, size_t n, core_error *err)
     w->scratch = s;
     w->reserved_n = n;
     return 0;
+}
+
+int dist_world_set_comm_timeout(dist_world *w, double seconds, core_error *err)
+{
+    if (!(seconds > 0.0) || seconds > 1e7)
+        return core_error_set(err, "dist: comm timeout of %g s is out of range (0 .. 1e7 s)",
+                              seconds);
+    w->timeout_s = seconds;
+    return 0;
+}
+
+double dist_world_comm_timeout(const dist_world *w)
+{
+    return w->timeout_s;
+}
+
+void dist_world_set_length_check(dist_world *w, int on)
+{
+    w->length_check = on != 0;
 }
 
 int dist_world_set_ring_segment(dist_world *w, size_t bytes, core_error *err)

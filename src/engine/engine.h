@@ -53,13 +53,18 @@ typedef struct engine_ops {
 
     /* cols[(c*K + ki)*K + kj][(n*OH + oh)*OW + ow] = x(n, c, oh*s - pad_h + ki, ...), 0 outside. */
     void (*im2col)(const float *x, int batch, const engine_conv_geom *g, float *cols);
-    /* dx += the transpose of im2col applied to cols (dx is NOT zeroed here). */
-    void (*col2im)(const float *cols, int batch, const engine_conv_geom *g, float *dx);
+    /* dx += the transpose of im2col applied to cols (dx is NOT zeroed here).
+     * cols is scratch: entries that im2col would have set to zero (padding)
+     * may be overwritten with zero. */
+    void (*col2im)(float *cols, int batch, const engine_conv_geom *g, float *dx);
 
     /* y[o][c][i] = act(y[o][c][i] + bias[c]) in place, for o < outer, c < channels, i < inner.
      * bias may be NULL. */
     void (*bias_act_forward)(float *y, const float *bias, int outer, int channels, int inner,
                              engine_act act);
+    /* y[o][c][i] = bias[c]: the starting value of a GEMM with beta = 1, which
+     * saves OpenBLAS's zeroing pass and a separate bias pass over y. */
+    void (*bias_fill)(float *y, const float *bias, int outer, int channels, int inner);
     /* y = act(x), elementwise; y may equal x. */
     void (*act_forward)(float *y, const float *x, size_t n, engine_act act);
     /* dx = dy * act'(from the output y); dx may equal dy. */
@@ -69,12 +74,19 @@ typedef struct engine_ops {
                           int accumulate);
 
     /* Pooling over `planes` independent H x W planes (any batch/channel order),
-     * output OH x OW per plane, window K, stride S, no padding. */
+     * output OH x OW per plane, window K, stride S, no padding. relu != 0
+     * applies relu to the outputs: pool(relu(x)) == relu(pool(x)), so a conv
+     * followed by relu and maxpool can leave the relu to the 4x smaller
+     * pooled output. */
     void (*maxpool_forward)(float *y, int32_t *argmax, const float *x, int planes, int H, int W,
-                            int K, int S, int OH, int OW);
-    /* dx = scatter of dy through argmax (dx is fully written). */
-    void (*maxpool_backward)(float *dx, const float *dy, const int32_t *argmax, int planes, int H,
-                             int W, int OH, int OW);
+                            int K, int S, int OH, int OW, int relu);
+    /* dx = scatter of dy through argmax (dx is fully written). With relu_y
+     * (the pool's own output y), also applies the derivative of a relu that
+     * produced the pool's input: an output passes gradient only if y > 0,
+     * which holds exactly when its argmax input is > 0. This folds the relu
+     * backward of the layer before into this pass. relu_y may be NULL. */
+    void (*maxpool_backward)(float *dx, const float *dy, const int32_t *argmax, const float *relu_y,
+                             int planes, int H, int W, int K, int S, int OH, int OW);
     void (*avgpool_forward)(float *y, const float *x, int planes, int H, int W, int K, int S,
                             int OH, int OW);
     void (*avgpool_backward)(float *dx, const float *dy, int planes, int H, int W, int K, int S,
@@ -92,6 +104,47 @@ typedef struct engine_ops {
     /* dlogits = probs - onehot(label): the gradient of the summed loss. */
     void (*softmax_xent_backward)(float *dlogits, const float *probs, const int32_t *labels,
                                   int batch, int classes);
+
+    /* ---- Device memory (GPU engine, docs/GPU.md) ----
+     * With device_memory = 1, buffers from alloc are not host-addressable:
+     * the model and the trainer move data only through these ops. On the CPU
+     * engine the copies are memcpy and sync does nothing. Ops are queued in
+     * order on the engine's one compute stream; an op that returns a value
+     * (sumsq, nonfinite, softmax_xent_forward) waits for it. */
+    int device_memory;
+    /* host -> engine; src may be reused as soon as it returns. */
+    void (*upload)(void *dst, const void *src, size_t bytes);
+    /* engine -> host; waits for the queued work and the copy. */
+    void (*download)(void *dst, const void *src, size_t bytes);
+    /* Waits until every queued op has finished. */
+    void (*sync)(void);
+    /* The native compute stream (cudaStream_t) for the NCCL seam; NULL on the CPU. */
+    void *(*stream)(void);
+    /* x *= a. */
+    void (*scale)(float *x, size_t n, float a);
+    /* y = a * b elementwise; y may equal a or b. */
+    void (*mul)(float *y, const float *a, const float *b, size_t n);
+    /* mask[i] = (uniform_i >= p) / (1 - p), uniform_i the i-th draw of
+     * core_rng_make(seed, stream): the same mask on every engine. */
+    void (*dropout_mask)(float *mask, size_t n, float p, uint64_t seed, uint64_t stream);
+    /* sum of x[i]^2 in double. */
+    double (*sumsq)(const float *x, size_t n);
+    /* 1 when x holds a NaN or an Inf. */
+    int (*nonfinite)(const float *x, size_t n);
+    /* The optimizers' updates over flat buffers, PyTorch's rules (optim/optim.c
+     * is the reference and owns step counting and bias corrections).
+     * SGD: d = g + wd p; buf = mu buf + d (mu > 0); p -= lr (nesterov ? d + mu buf : buf). */
+    void (*sgd_update)(float *p, const float *g, float *buf, size_t n, float lr, float mu, float wd,
+                       int nesterov);
+    /* Adam: p *= decay; d = g + wd p; m = lerp(m, d, 1-b1); v = b2 v + (1-b2) d^2;
+     * p -= step_size m / (sqrt(v) / bc2_sqrt + eps). */
+    void (*adam_update)(float *p, const float *g, float *m, float *v, size_t n, float decay,
+                        float step_size, float bc2_sqrt, float b1, float b2, float eps, float wd);
+    /* Ops cannot fail on the CPU. A device fault (a CUDA or cuBLAS error) is
+     * sticky: later ops do nothing, and status returns -1 with the first
+     * error's message, which the trainer turns into a collective stop. */
+    int (*status)(core_error *err);
+
     /* ---- Sequence models (engine/cpu/engine_cpu_seq.c; used by nn/embed.c, posenc.c,
      * layernorm.c, gelu.c, linear.c, attention.c, block.c, rnn.c, lstm.c, gru.c).
      * A sequence batch is (B, T, C) sample-major; "rows" is B*T. ---- */
@@ -104,12 +157,11 @@ typedef struct engine_ops {
                            int D);
     /* y = a + b elementwise; y may equal a or b. */
     void (*add)(float *y, const float *a, const float *b, size_t n);
-    /* y = a * b elementwise (dropout masks); y may equal a or b. */
-    void (*mul)(float *y, const float *a, const float *b, size_t n);
     /* y[o][i] = x[o][i] + p[i] for o < outer, i < n (position tables); y may equal x. */
     void (*add_broadcast)(float *y, const float *x, const float *p, int outer, size_t n);
-    /* mask[i] = 0 with probability p, else 1/(1-p) (inverted dropout), drawn from r. */
-    void (*dropout_mask)(float *mask, size_t n, float p, core_rng *r);
+    /* mask[i] = 0 with probability p, else 1/(1-p) (inverted dropout), drawn from r
+     * (advancing it): dropout inside attention and residual paths. */
+    void (*dropout_mask_rng)(float *mask, size_t n, float p, core_rng *r);
     /* Layer normalization over the last axis C of `rows` rows (eps 1e-5, biased
      * variance, as torch.nn.LayerNorm); keeps mean and 1/std for backward. */
     void (*layernorm_forward)(float *y, float *mean, float *rstd, const float *x, const float *w,
@@ -158,5 +210,11 @@ typedef struct engine_ops {
 
 /* The reference backend: OpenBLAS sgemm plus plain loops. */
 const engine_ops *engine_cpu(void);
+
+/* The CUDA backend on GPU `device` (engine/cuda/, docs/GPU.md), or NULL with
+ * "ringtrain was built without CUDA" / "no CUDA device ..." in err. One device
+ * per process: a second call must name the same device. flags: ENGINE_CUDA_*. */
+#define ENGINE_CUDA_BF16 1 /* GEMMs on bf16 tensor cores, fp32 storage and accumulation */
+const engine_ops *engine_cuda(int device, int flags, core_error *err);
 
 #endif

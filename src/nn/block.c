@@ -131,7 +131,7 @@ static void block_forward(nn_layer *l, const engine_ops *e, int batch)
     e->layernorm_forward(c->ln1, c->mean1, c->rstd1, l->x, p[LN1_W], p[LN1_B], rows, D);
     nn_attn_forward(&c->a, e, &c->ab, &p[QKV_W], c->x1, c->ln1, batch, l->training, l->rng);
     if (c->masked) {
-        e->dropout_mask(c->mask_a, n, c->a.dropout, l->rng);
+        e->dropout_mask_rng(c->mask_a, n, c->a.dropout, l->rng);
         e->mul(c->x1, c->x1, c->mask_a, n);
     }
     e->add(c->x1, c->x1, l->x, n);
@@ -141,7 +141,7 @@ static void block_forward(nn_layer *l, const engine_ops *e, int batch)
     e->gelu_forward(c->g, c->h, (size_t)rows * c->M);
     nn_linear_forward(e, l->y, c->g, p[MPROJ_W], p[MPROJ_B], rows, c->M, D);
     if (c->masked) {
-        e->dropout_mask(c->mask_m, n, c->a.dropout, l->rng);
+        e->dropout_mask_rng(c->mask_m, n, c->a.dropout, l->rng);
         e->mul(l->y, l->y, c->mask_m, n);
     }
     e->add(l->y, l->y, c->x1, n);

@@ -89,13 +89,21 @@ struct nn_layer {
     float *dx;             /* gradient w.r.t. x (NULL for the first layer unless asked) */
     float *dy;             /* gradient w.r.t. y */
     const int32_t *labels; /* loss layers: labels of the last forward (may be NULL) */
-    double loss_sum;       /* loss layers: output of the last forward */
+
+    /* Set by the model when a conv with a fused relu feeds a maxpool: the
+     * pool applies the relu to its (4x smaller) output, and relu' while it
+     * scatters the gradient; the conv skips both, and its y holds the values
+     * before the relu. */
+    int fold_relu_next; /* conv: relu and relu' are the next layer's */
+    int fold_relu_prev; /* maxpool: relu on the output, relu' in backward */
+    double loss_sum;    /* loss layers: output of the last forward */
     long correct;
 
-    /* Set by the model before every forward: training (dropout on) and the
-     * RNG that dropout masks are drawn from (the trainer's, or the model's own). */
-    int training;
-    core_rng *rng;
+    /* Set by the model before every forward (nn_model_forward). */
+    int training;    /* 1: training forward (dropout active), 0: evaluation */
+    uint64_t seed;   /* seed of this forward (nn_model_set_seed): dropout layers' masks */
+    float in_qscale; /* > 0: the input is rounded to the int8 grid of this scale first */
+    core_rng *rng;   /* sequence layers' dropout (attention, residual paths) draws from it */
 };
 
 /* Shape helpers. */
@@ -127,6 +135,9 @@ const char *nn_layer_kind_list(void);
 
 extern const nn_layer_kind nn_kind_conv, nn_kind_maxpool, nn_kind_avgpool, nn_kind_flatten,
     nn_kind_dense, nn_kind_relu, nn_kind_tanh, nn_kind_sigmoid, nn_kind_loss;
+extern const nn_layer_kind nn_kind_dropout;
+/* The RNG stream of a dropout layer's masks (a hash of its name, "dropout1"). */
+uint64_t nn_dropout_stream(const char *layer_name);
 
 /* Sequence layer kinds (see nn/seq.h and docs/SEQUENCE_MODELS.md). */
 extern const nn_layer_kind nn_kind_embed, nn_kind_posenc, nn_kind_layernorm, nn_kind_gelu,

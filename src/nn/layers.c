@@ -18,7 +18,7 @@
 /* clang-format off */
 static const nn_layer_kind *const kinds[] = {
     &nn_kind_conv, &nn_kind_maxpool, &nn_kind_avgpool, &nn_kind_flatten, &nn_kind_dense,
-    &nn_kind_relu, &nn_kind_tanh,    &nn_kind_sigmoid, &nn_kind_loss,
+    &nn_kind_relu, &nn_kind_tanh,    &nn_kind_sigmoid, &nn_kind_loss,    &nn_kind_dropout,
     NN_SEQ_KINDS /* sequence models: nn/seq.h */
 };
 /* clang-format on */

@@ -12,6 +12,7 @@
 #include "nn/model.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,10 @@
 #include "core/mem.h"
 #include "nn/layer.h"
 
+#ifndef NN_MODEL_LIMIT_BYTES /* tests/fuzz/fuzz_spec.c sets a smaller one */
 #define NN_MODEL_LIMIT_BYTES (16.0 * 1024 * 1024 * 1024)
-#define NN_SAMPLE_MAX        2147483647.0
+#endif
+#define NN_SAMPLE_MAX 2147483647.0
 
 struct nn_model {
     const engine_ops *e;
@@ -41,6 +44,13 @@ struct nn_model {
     int input_grad;
     int last_batch;
     int have_labels;
+    uint64_t seed; /* of the next forward (dropout masks) */
+    float *qinput; /* the input on the int8 grid, when layer 0 quantizes its input */
+
+    /* Engines with device memory only (e->device_memory): the host view of
+     * the parameters (nn_model_params), the model input copied in, and the
+     * probabilities copied out for nn_model_probs. */
+    float *host_params, *xin, *probs_host;
 
     /* sequence models: labels per sample (T for a loss over a (T, V)
      * sequence, else 1) and the RNG dropout draws from */
@@ -215,6 +225,19 @@ static plan make_plan(const nn_model *m)
     return p;
 }
 
+/* Device engines: the host view of the parameters, the input staging
+ * buffer and the probabilities' host copy. */
+static int alloc_host_side(nn_model *m, size_t np, core_error *err)
+{
+    const nn_layer *loss = &m->layers[m->nlayers - 1];
+    size_t nin = nn_shape_size(&m->input) * (size_t)m->max_batch;
+    size_t nprob = nn_shape_size(&loss->out) * (size_t)m->max_batch;
+    m->host_params = core_alloc(np * sizeof(float), "parameters (host view)", err);
+    m->xin = m->host_params ? m->e->alloc(nin * sizeof(float), "model input", err) : NULL;
+    m->probs_host = m->xin ? core_alloc(nprob * sizeof(float), "probabilities (host)", err) : NULL;
+    return m->probs_host ? 0 : -1;
+}
+
 static int place_buffers(nn_model *m, core_error *err)
 {
     plan p = make_plan(m);
@@ -242,6 +265,8 @@ static int place_buffers(nn_model *m, core_error *err)
     m->labels =
         m->iwork ? e->alloc((size_t)m->max_batch * (size_t)m->lps * sizeof(int32_t), "labels", err)
                  : NULL;
+    if (m->labels && e->device_memory && alloc_host_side(m, np, err) != 0)
+        return core_error_prefix(err, "%s", m->source);
     m->tensors = m->labels ? calloc((size_t)m->ntensors + 1, sizeof *m->tensors) : NULL;
     if (!m->tensors) {
         if (m->labels)
@@ -279,8 +304,27 @@ static int place_buffers(nn_model *m, core_error *err)
     return 0;
 }
 
+/* conv ... relu followed by maxpool: the pool applies relu' in its backward. */
+static void fold_relus(nn_model *m)
+{
+    for (int i = 0; i + 1 < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i], *next = &m->layers[i + 1];
+        if (l->kind == &nn_kind_conv && l->kind->fused_act(l) == ENGINE_ACT_RELU &&
+            next->kind == &nn_kind_maxpool) {
+            l->fold_relu_next = 1;
+            next->fold_relu_prev = 1;
+        }
+    }
+}
+
 int nn_model_create(const char *spec_text, const char *source, int max_batch, nn_model **out,
                     core_error *err)
+{
+    return nn_model_create_on(spec_text, source, max_batch, engine_cpu(), out, err);
+}
+
+int nn_model_create_on(const char *spec_text, const char *source, int max_batch,
+                       const engine_ops *engine, nn_model **out, core_error *err)
 {
     *out = NULL;
     if (!source)
@@ -290,7 +334,7 @@ int nn_model_create(const char *spec_text, const char *source, int max_batch, nn
     nn_model *m = calloc(1, sizeof *m);
     if (!m)
         return core_error_set(err, "%s: out of memory", source);
-    m->e = engine_cpu();
+    m->e = engine ? engine : engine_cpu();
     m->max_batch = max_batch;
     snprintf(m->source, sizeof m->source, "%s", source);
     m->spec = strdup(spec_text ? spec_text : "");
@@ -304,6 +348,7 @@ int nn_model_create(const char *spec_text, const char *source, int max_batch, nn
     }
     for (int i = 0; i < m->nlayers; i++)
         m->ntensors += m->layers[i].ntensors;
+    fold_relus(m);
     const nn_shape *scores = &m->layers[m->nlayers - 1].in;
     m->lps = scores->ndim == 2 ? scores->d[0] : 1;
     m->own_rng = core_rng_make(0, 0x64726f70ULL);
@@ -333,6 +378,10 @@ void nn_model_free(nn_model *m)
     e->free(m->work);
     e->free(m->iwork);
     e->free(m->labels);
+    e->free(m->qinput);
+    e->free(m->xin);
+    core_free(m->host_params);
+    core_free(m->probs_host);
     free(m->spec);
     free(m);
 }
@@ -347,8 +396,22 @@ static int relu_follows(const nn_model *m, int i)
     return next->kind == &nn_kind_relu;
 }
 
+/* Points every layer's parameters into base (the engine buffer or the host view). */
+static void point_params(nn_model *m, float *base)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        for (int t = 0; t < l->ntensors; t++)
+            l->param[t] = base + l->tensor[t].offset;
+    }
+}
+
 void nn_model_init_params(nn_model *m, uint64_t seed)
 {
+    /* Initializers write host memory: on a device engine they fill the host
+     * view, which is then copied to the device. */
+    if (m->host_params)
+        point_params(m, m->host_params);
     for (int i = 0; i < m->nlayers; i++) {
         nn_layer *l = &m->layers[i];
         if (!l->kind->init)
@@ -358,6 +421,32 @@ void nn_model_init_params(nn_model *m, uint64_t seed)
         l->kind->init(l, &r, relu_follows(m, i));
     }
     m->own_rng = core_rng_make(seed, 0x64726f70ULL);
+    if (m->host_params) {
+        point_params(m, m->params);
+        nn_model_params_push(m);
+    }
+}
+
+const engine_ops *nn_model_engine(const nn_model *m)
+{
+    return m->e;
+}
+
+float *nn_model_engine_params(nn_model *m)
+{
+    return m->params;
+}
+
+void nn_model_params_pull(nn_model *m)
+{
+    if (m->host_params)
+        m->e->download(m->host_params, m->params, m->nparams * sizeof(float));
+}
+
+void nn_model_params_push(nn_model *m)
+{
+    if (m->host_params)
+        m->e->upload(m->params, m->host_params, m->nparams * sizeof(float));
 }
 
 size_t nn_model_param_count(const nn_model *m)
@@ -367,7 +456,7 @@ size_t nn_model_param_count(const nn_model *m)
 
 float *nn_model_params(nn_model *m)
 {
-    return m->params;
+    return m->host_params ? m->host_params : m->params;
 }
 
 float *nn_model_grads(nn_model *m)
@@ -462,6 +551,65 @@ const float *nn_model_input_grad(const nn_model *m)
     return m->input_grad ? m->delta[1] : NULL;
 }
 
+/* ---- seeds and quantized inference ---- */
+
+void nn_model_set_seed(nn_model *m, uint64_t seed)
+{
+    m->seed = seed;
+}
+
+static float round_to_grid(float v, float inv, float scale)
+{
+    float q = nearbyintf(v * inv);
+    q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
+    return q * scale;
+}
+
+/* Rounds layer i's input to the symmetric int8 grid of its scale, in place
+ * (the previous layer's output is not needed again in inference), or into
+ * qinput for the model input, which belongs to the caller. */
+static void quantize_input(nn_model *m, int i, int batch)
+{
+    nn_layer *l = &m->layers[i];
+    size_t n = (size_t)batch * nn_shape_size(&l->in);
+    float scale = l->in_qscale, inv = 1.0f / scale;
+    float *dst = i ? m->layers[i - 1].y : m->qinput;
+    const float *src = i ? m->layers[i - 1].y : l->x;
+    for (size_t k = 0; k < n; k++)
+        dst[k] = round_to_grid(src[k], inv, scale);
+    l->x = dst;
+}
+
+int nn_model_set_input_qscale(nn_model *m, int layer, float scale, core_error *err)
+{
+    if (layer < 0 || layer >= m->nlayers)
+        return core_error_set(err, "%s: no layer %d", m->source, layer);
+    if (m->e->device_memory && scale > 0.0f)
+        return core_error_set(err, "%s: quantized inference runs on the CPU engine only",
+                              m->source);
+    if (layer == 0 && scale > 0.0f && !m->qinput) {
+        size_t n = nn_shape_size(&m->input) * (size_t)m->max_batch;
+        m->qinput = m->e->alloc(n * sizeof(float), "quantized input", err);
+        if (!m->qinput)
+            return -1;
+    }
+    m->layers[layer].in_qscale = scale > 0.0f ? scale : 0.0f;
+    return 0;
+}
+
+float nn_model_input_absmax(const nn_model *m, int layer, const float *x, int batch)
+{
+    const nn_layer *l = &m->layers[layer];
+    const float *in = layer ? m->layers[layer - 1].y : x;
+    size_t n = (size_t)batch * nn_shape_size(&l->in);
+    float mx = 0.0f;
+    for (size_t k = 0; k < n; k++) {
+        float a = fabsf(in[k]);
+        mx = a > mx ? a : mx;
+    }
+    return mx;
+}
+
 /* ---- forward and backward ---- */
 
 void nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int batch, int training,
@@ -472,14 +620,22 @@ void nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int ba
     m->last_batch = batch;
     m->have_labels = labels != NULL;
     if (labels)
-        memcpy(m->labels, labels, (size_t)batch * (size_t)m->lps * sizeof *labels);
+        m->e->upload(m->labels, labels, (size_t)batch * (size_t)m->lps * sizeof *labels);
+    if (m->xin) {
+        m->e->upload(m->xin, x, (size_t)batch * nn_shape_size(&m->input) * sizeof *x);
+        x = m->xin;
+    }
     m->layers[0].x = x;
     nn_layer *loss = &m->layers[m->nlayers - 1];
     loss->labels = labels ? m->labels : NULL;
     for (int i = 0; i < m->nlayers; i++) {
-        m->layers[i].training = training;
-        m->layers[i].rng = m->rng;
-        m->layers[i].kind->forward(&m->layers[i], m->e, batch);
+        nn_layer *l = &m->layers[i];
+        l->training = training;
+        l->seed = m->seed;
+        l->rng = m->rng;
+        if (l->in_qscale > 0.0f)
+            quantize_input(m, i, batch);
+        l->kind->forward(l, m->e, batch);
     }
     if (stats && labels) {
         stats->loss_sum += loss->loss_sum;
@@ -490,7 +646,12 @@ void nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int ba
 
 const float *nn_model_probs(const nn_model *m)
 {
-    return m->layers[m->nlayers - 1].y;
+    const nn_layer *loss = &m->layers[m->nlayers - 1];
+    if (!m->probs_host)
+        return loss->y;
+    m->e->download(m->probs_host, loss->y,
+                   (size_t)m->last_batch * nn_shape_size(&loss->out) * sizeof(float));
+    return m->probs_host;
 }
 
 void nn_model_backward(nn_model *m, int accumulate, nn_grad_ready_fn on_ready, void *ctx)

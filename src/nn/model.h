@@ -13,6 +13,7 @@
  *   input C H W          conv F K [stride S] [same|valid] [relu|tanh|sigmoid]
  *   maxpool K [stride S] avgpool K [stride S]     flatten
  *   dense N [relu|tanh|sigmoid]                   relu | tanh | sigmoid
+ *   dropout P
  *   loss softmax_cross_entropy
  *
  * Loss convention: forward returns the SUM of per-sample losses over the local
@@ -97,6 +98,38 @@ int nn_model_max_batch(const nn_model *m);
  * and stays valid until the next forward. */
 void nn_model_set_input_grad(nn_model *m, int on);
 const float *nn_model_input_grad(const nn_model *m);
+
+/* Seed of the next forward: dropout masks are a function of it (and of the
+ * layer), so the trainer sets it from (run seed, rank, step) before each step. */
+void nn_model_set_seed(nn_model *m, uint64_t seed);
+/* Quantized inference (train/quantize.c): scale > 0 makes layer `layer`
+ * round its input to the symmetric int8 grid q * scale, q in [-127, 127],
+ * before its forward; 0 switches it off. */
+int nn_model_set_input_qscale(nn_model *m, int layer, float scale, core_error *err);
+/* max |input| of layer `layer` in the last forward of `batch` samples (x: the
+ * model input of that forward, used when layer == 0): activation calibration. */
+float nn_model_input_absmax(const nn_model *m, int layer, const float *x, int batch);
+
+/* ---- Engines (docs/GPU.md) ----
+ * nn_model_create builds on the CPU engine. nn_model_create_on builds on any
+ * engine; with a device engine (e->device_memory) every buffer - parameters,
+ * gradients, activations - is device memory, and:
+ *   - nn_model_params is a HOST VIEW of the parameters, current after
+ *     nn_model_params_pull; after writing it, nn_model_params_push copies it
+ *     to the device (init_params does both itself). On the CPU engine the
+ *     view IS the parameter buffer and pull/push do nothing.
+ *   - nn_model_grads and nn_model_engine_params are engine memory: only the
+ *     engine's ops may touch them.
+ *   - forward copies x and labels in; nn_model_probs copies the
+ *     probabilities out (host memory, valid until the next call).
+ *   - quantized inference (nn_model_set_input_qscale) is CPU only. */
+struct engine_ops;
+int nn_model_create_on(const char *spec_text, const char *source, int max_batch,
+                       const struct engine_ops *engine, nn_model **out, core_error *err);
+const struct engine_ops *nn_model_engine(const nn_model *m);
+float *nn_model_engine_params(nn_model *m);
+void nn_model_params_pull(nn_model *m);
+void nn_model_params_push(nn_model *m);
 
 /* Sequence models (docs/SEQUENCE_MODELS.md). A loss over a (T, V) sequence
  * takes T labels per sample: forward's labels then hold batch*T int32s,

@@ -29,12 +29,11 @@ static int pool_parse(nn_layer *l, int argc, char **argv, const nn_parse_ctx *ct
     if (nn_parse_posint(ctx, "window size", argv[0], &c->k))
         return -1;
     c->stride = c->k;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         if (strcmp(argv[i], "stride") != 0)
             return nn_parse_error(ctx, "unknown %s option '%s' (expected stride S)", kind, argv[i]);
         if (nn_parse_posint(ctx, "stride", i + 1 < argc ? argv[i + 1] : NULL, &c->stride))
             return -1;
-        i++;
     }
     if (c->k > l->in.d[1] || c->k > l->in.d[2])
         return nn_parse_error(ctx, "%s window %d is larger than its input %s", kind, c->k,
@@ -51,14 +50,16 @@ static void maxpool_forward(nn_layer *l, const engine_ops *e, int batch)
 {
     pool_cfg *c = l->priv;
     e->maxpool_forward(l->y, l->iwork, l->x, l->in.d[0] * batch, l->in.d[1], l->in.d[2], c->k,
-                       c->stride, l->out.d[1], l->out.d[2]);
+                       c->stride, l->out.d[1], l->out.d[2], l->fold_relu_prev);
 }
 
 static void maxpool_backward(nn_layer *l, const engine_ops *e, int batch, int need_dx,
                              int accumulate)
 {
+    pool_cfg *c = l->priv;
     if (need_dx)
-        e->maxpool_backward(l->dx, l->dy, l->iwork, l->in.d[0] * batch, l->in.d[1], l->in.d[2],
+        e->maxpool_backward(l->dx, l->dy, l->iwork, l->fold_relu_prev ? l->y : NULL,
+                            l->in.d[0] * batch, l->in.d[1], l->in.d[2], c->k, c->stride,
                             l->out.d[1], l->out.d[2]);
 }
 

@@ -131,7 +131,7 @@ void nn_attn_forward(const nn_attn *a, const engine_ops *e, nn_attn_buf *buf, fl
     nn_linear_forward(e, buf->qkv, x, p[0], p[1], rows, D, 3 * D);
     buf->masked = training && a->dropout > 0.0f;
     if (buf->masked)
-        e->dropout_mask(buf->mask, probs_floats(a, B), a->dropout, rng);
+        e->dropout_mask_rng(buf->mask, probs_floats(a, B), a->dropout, rng);
     e->attn_forward(buf->ctx, buf->P, buf->Pd, buf->masked ? buf->mask : NULL, buf->qkv, B, a->T,
                     a->H, D, a->causal);
     nn_linear_forward(e, y, buf->ctx, p[2], p[3], rows, D, D);

@@ -41,7 +41,7 @@ int optim_kind_parse(const char *name, optim_kind *out, core_error *err)
         *out = OPTIM_ADAM;
         return 0;
     }
-    return core_error_set(err, "unknown optimizer '%s'; expected 'sgd' or 'adam'",
+    return core_error_set(err, "unknown optimizer '%s'; expected sgd, adam or adamw",
                           name ? name : "(null)");
 }
 
@@ -146,10 +146,27 @@ static void adam_update(size_t n, float *restrict p, const float *restrict g, fl
     }
 }
 
+static void decay(size_t n, float *restrict p, float factor)
+{
+    if (factor == 1.0f)
+        return;
+    for (size_t i = 0; i < n; i++)
+        p[i] *= factor;
+}
+
 void optim_step(optim *o, float *params, const float *grads, float lr)
 {
     const optim_config *c = &o->cfg;
     o->step++;
+    if (c->kind == OPTIM_ADAM && c->decoupled) {
+        /* torch.optim.AdamW: p *= 1 - lr wd, then Adam without L2 */
+        double bc1 = 1.0 - pow((double)c->beta1, (double)o->step);
+        double bc2 = 1.0 - pow((double)c->beta2, (double)o->step);
+        decay(o->n, params, 1.0f - lr * c->weight_decay);
+        adam_update(o->n, params, grads, o->m, o->v, (float)((double)lr / bc1), (float)sqrt(bc2),
+                    c->beta1, c->beta2, c->eps, 0.0f);
+        return;
+    }
     if (c->kind == OPTIM_ADAM) {
         double bc1 = 1.0 - pow((double)c->beta1, (double)o->step);
         double bc2 = 1.0 - pow((double)c->beta2, (double)o->step);

@@ -20,23 +20,25 @@ typedef enum optim_kind { OPTIM_SGD = 0, OPTIM_ADAM = 1 } optim_kind;
 typedef struct optim_config {
     optim_kind kind;
     float lr;
-    float momentum; /* SGD */
-    int nesterov;   /* SGD */
+    float momentum;          /* SGD */
+    int nesterov;            /* SGD */
     float beta1, beta2, eps; /* Adam */
     float weight_decay;      /* L2 added to the gradient (coupled) */
+    int decoupled;           /* Adam only: weight_decay is AdamW's p -= lr wd p, not L2 */
 } optim_config;
 
 typedef struct optim {
     optim_config cfg;
     size_t n;
-    long step;  /* steps taken so far */
-    float *m;   /* SGD momentum buffer / Adam first moment */
-    float *v;   /* Adam second moment (NULL for SGD) */
+    long step; /* steps taken so far */
+    float *m;  /* SGD momentum buffer / Adam first moment */
+    float *v;  /* Adam second moment (NULL for SGD) */
 } optim;
 
 /* Fills defaults for the kind. */
 optim_config optim_config_default(optim_kind kind);
-/* Parses "sgd" / "adam"; returns -1 with a message for anything else. */
+/* Parses "sgd" / "adam"; returns -1 with a message for anything else
+ * ("adamw" is Adam with decoupled = 1: see optim_config_parse in cli). */
 int optim_kind_parse(const char *name, optim_kind *out, core_error *err);
 const char *optim_kind_name(optim_kind kind);
 
@@ -47,5 +49,14 @@ void optim_step(optim *o, float *params, const float *grads, float lr);
 
 /* Number of state buffers the checkpoint must save (1 for SGD, 2 for Adam). */
 int optim_state_count(const optim *o);
+
+/* Regularizers and clipping on the averaged gradient (optim/regularize.c),
+ * applied by the trainer after the all-reduce, so every rank computes the
+ * same values. */
+/* g += l1 * sign(p): the gradient of l1 * sum |p| (sign(0) = 0). */
+void optim_add_l1(float *grads, const float *params, size_t n, float l1);
+/* torch.nn.utils.clip_grad_norm_: if the global L2 norm exceeds max_norm,
+ * g *= max_norm / (norm + 1e-6). Returns the norm before clipping. */
+double optim_clip_grad_norm(float *grads, size_t n, float max_norm);
 
 #endif

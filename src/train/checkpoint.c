@@ -74,6 +74,9 @@ static const char *h5_detail(h5_detail_buf *b)
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_detail_walk, b);
     if (!b->text[0])
         snprintf(b->text, sizeof b->text, "no detail from HDF5");
+    for (char *c = b->text; *c; c++) /* I/O messages carry a ctime() with its newline */
+        if (*c == '\n')
+            *c = ' ';
     return b->text;
 }
 
@@ -235,6 +238,28 @@ static int attr_write_f64(hid_t obj, const char *name, double v, core_error *err
     return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, err);
 }
 
+static int attr_write_segments(hid_t obj, const train_progress *p, core_error *err)
+{
+    h5_detail_buf d;
+    int64_t v[TRAIN_MAX_SEGMENTS * 3];
+    for (int i = 0; i < p->nseg; i++) {
+        v[3 * i] = p->seg[i].world;
+        v[3 * i + 1] = p->seg[i].batch;
+        v[3 * i + 2] = p->seg[i].steps;
+    }
+    hsize_t dims[2] = {(hsize_t)p->nseg, 3};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t a = sp < 0
+                  ? -1
+                  : H5Acreate2(obj, "epoch_segments", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t st = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, v);
+    if (st < 0)
+        core_error_set(err, "cannot write attribute 'epoch_segments' (%s)", h5_detail(&d));
+    h5_close(&a, H5Aclose);
+    h5_close(&sp, H5Sclose);
+    return st < 0 ? -1 : 0;
+}
+
 /* Variable-length UTF-8, which h5py returns as a Python str. */
 static int attr_write_str(hid_t obj, const char *name, const char *text, core_error *err)
 {
@@ -322,30 +347,56 @@ static int write_root_attrs(hid_t f, const nn_model *m, const optim *o, const tr
         attr_write_str(f, "config", config_text, err) ||
         attr_write_u64(f, "rng_seed", p->rng.seed, err) ||
         attr_write_u64(f, "rng_stream", p->rng.stream, err) ||
-        attr_write_u64(f, "rng_counter", p->rng.counter, err))
+        attr_write_u64(f, "rng_counter", p->rng.counter, err) ||
+        attr_write_i64(f, "world_size", p->world, err) ||
+        attr_write_i64(f, "global_batch", p->batch, err) ||
+        attr_write_u64(f, "train_samples", p->order_samples, err) ||
+        attr_write_u64(f, "loader_mem_cap", p->order_cap, err) ||
+        (p->nseg > 0 && p->seg_epoch == p->epoch && attr_write_segments(f, p, err)))
         return -1;
     return 0;
 }
 
-static int write_h5(const char *tmp, nn_model *m, const optim *o, const train_progress *p,
+/* The file is built in memory (HDF5's core driver, no backing store) and
+ * then written to fd with write(2): a full disk or an I/O error surfaces as
+ * our own errno, and HDF5 never holds a file it cannot close (a failed
+ * H5Fclose on a full disk left a file ID behind that crashed HDF5's exit
+ * handler). Costs the checkpoint's size in memory on rank 0, briefly. */
+static int write_h5(int fd, const char *tmp, nn_model *m, const optim *o, const train_progress *p,
                     const char *config_text, core_error *err)
 {
     h5_detail_buf d;
+    size_t states = o ? (size_t)optim_state_count(o) : 0;
+    size_t guess = nn_model_param_count(m) * (1 + states) * sizeof(float) + ((size_t)1 << 20);
     hid_t fapl = h5_fapl();
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (f < 0) {
-        core_error_set(err, "cannot create HDF5 file (%s)", h5_detail(&d));
+    if (fapl < 0 || H5Pset_fapl_core(fapl, guess, 0) < 0) {
         h5_close(&fapl, H5Pclose);
-        return -1;
+        return core_error_set(err, "cannot set up an in-memory HDF5 file (%s)", h5_detail(&d));
     }
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     h5_close(&fapl, H5Pclose);
+    if (f < 0)
+        return core_error_set(err, "cannot create HDF5 file (%s)", h5_detail(&d));
     int rc = write_root_attrs(f, m, o, p, config_text, err) ||
              write_group(f, "/params", m, nn_model_params(m), err) ||
              (o && write_optim(f, m, o, err));
     if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
-        rc = core_error_set(err, "cannot flush (%s); is the disk full?", h5_detail(&d));
+        rc = core_error_set(err, "cannot flush (%s)", h5_detail(&d));
+    ssize_t size = rc == 0 ? H5Fget_file_image(f, NULL, 0) : -1;
+    char *image = size > 0 ? malloc((size_t)size) : NULL;
+    if (rc == 0 && !image)
+        rc = core_error_set(err, "out of memory for the %zd-byte checkpoint image", size);
+    if (rc == 0 && H5Fget_file_image(f, image, (size_t)size) != size)
+        rc = core_error_set(err, "cannot get the checkpoint image (%s)", h5_detail(&d));
     if (H5Fclose(f) < 0 && rc == 0)
-        rc = core_error_set(err, "cannot close (%s); is the disk full?", h5_detail(&d));
+        rc = core_error_set(err, "cannot close (%s)", h5_detail(&d));
+    errno = 0;
+    if (rc == 0 && write_all(fd, image, (size_t)size) != 0)
+        rc = core_error_set(err, "cannot write %zd bytes: %s", size,
+                            errno ? strerror(errno) : "short write");
+    if (rc == 0 && fsync(fd) != 0)
+        rc = core_error_set(err, "fsync failed: %s", strerror(errno));
+    free(image);
     return rc ? -1 : 0;
 }
 
@@ -375,18 +426,17 @@ int train_checkpoint_write(const char *dir, nn_model *m, const optim *o, const t
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
         return core_error_set(err, "%s: cannot create checkpoint: %s", tmp, strerror(errno));
-    close(fd);
-
     h5_quiet q = h5_quiet_begin();
-    int rc = write_h5(tmp, m, o, p, config_text, err);
+    int rc = write_h5(fd, tmp, m, o, p, config_text, err);
     h5_quiet_end(q);
+    if (close(fd) != 0 && rc == 0)
+        rc = core_error_set(err, "cannot write: %s", strerror(errno));
     if (rc != 0) {
         unlink(tmp);
-        return core_error_prefix(err, "%s", tmp);
-    }
-    if (fsync_path(tmp, 0, err) != 0) {
-        unlink(tmp);
-        return -1;
+        char why[CORE_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", err ? err->msg : "");
+        return core_error_set(
+            err, "%s: %s; the checkpoint was not written (previous ones are kept)", tmp, why);
     }
     if (rename(tmp, final) != 0) {
         int e = errno;
@@ -656,6 +706,54 @@ static int check_optimizer_kind(hid_t f, const optim *o, core_error *err)
     return rc;
 }
 
+/* The data order attributes, absent from older checkpoints (left 0). */
+static int read_order(hid_t f, train_progress *p, core_error *err)
+{
+    int64_t world, batch;
+    if (H5Aexists(f, "world_size") <= 0)
+        return 0;
+    if (attr_read_i64(f, "world_size", &world, err) ||
+        attr_read_i64(f, "global_batch", &batch, err) ||
+        attr_read_u64(f, "train_samples", &p->order_samples, err) ||
+        attr_read_u64(f, "loader_mem_cap", &p->order_cap, err))
+        return -1;
+    if (world == 0)
+        return 0; /* written without a data order: as the resuming run */
+    if (world < 0 || world > INT32_MAX || batch < world || batch > INT32_MAX)
+        return core_error_set(err, "attributes world_size %lld / global_batch %lld are not valid",
+                              (long long)world, (long long)batch);
+    p->world = (int)world;
+    p->batch = (int)batch;
+    if (H5Aexists(f, "epoch_segments") <= 0)
+        return 0;
+    hid_t a = H5Aopen(f, "epoch_segments", H5P_DEFAULT);
+    hid_t s = a < 0 ? -1 : H5Aget_space(a);
+    hsize_t dims[2] = {0, 0};
+    int ok = s >= 0 && H5Sget_simple_extent_ndims(s) == 2 &&
+             H5Sget_simple_extent_dims(s, dims, NULL) == 2 && dims[1] == 3 && dims[0] >= 1 &&
+             dims[0] <= TRAIN_MAX_SEGMENTS;
+    int64_t v[TRAIN_MAX_SEGMENTS * 3];
+    ok = ok && H5Aread(a, H5T_NATIVE_INT64, v) >= 0;
+    h5_close(&s, H5Sclose);
+    h5_close(&a, H5Aclose);
+    if (!ok)
+        return core_error_set(err,
+                              "attribute 'epoch_segments' has the wrong type or shape "
+                              "(expected int64 (k, 3), k <= %d)",
+                              TRAIN_MAX_SEGMENTS);
+    p->nseg = (int)dims[0];
+    p->seg_epoch = p->epoch;
+    for (int i = 0; i < p->nseg; i++) {
+        if (v[3 * i] <= 0 || v[3 * i] > INT32_MAX || v[3 * i + 1] < v[3 * i] ||
+            v[3 * i + 1] > INT32_MAX || v[3 * i + 2] < 0)
+            return core_error_set(err, "attribute 'epoch_segments' row %d is not valid", i);
+        p->seg[i].world = (int)v[3 * i];
+        p->seg[i].batch = (int)v[3 * i + 1];
+        p->seg[i].steps = (long)v[3 * i + 2];
+    }
+    return 0;
+}
+
 static int read_progress(hid_t f, train_progress *p, int64_t *optim_step, core_error *err)
 {
     int64_t step, epoch, bie;
@@ -669,7 +767,7 @@ static int read_progress(hid_t f, train_progress *p, int64_t *optim_step, core_e
     p->step = (long)step;
     p->epoch = (long)epoch;
     p->batch_in_epoch = (long)bie;
-    return 0;
+    return read_order(f, p, err);
 }
 
 static int check_version(hid_t f, core_error *err)
@@ -692,12 +790,13 @@ static hid_t open_h5(const char *path, core_error *err)
         core_error_set(err, "not an HDF5 file (damaged, or not a checkpoint)");
         return -1;
     }
-    hid_t fapl = h5_fapl();
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    /* The default access list: a file already open in this process (the
+     * training data given as --resume) cannot be opened again with another
+     * close degree. */
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) /* before any other HDF5 call clears the error stack */
         core_error_set(err, "cannot open as HDF5, the file is truncated or damaged (%s)",
                        h5_detail(&d));
-    h5_close(&fapl, H5Pclose);
     return f;
 }
 
@@ -807,9 +906,7 @@ static int is_complete(const char *path)
     h5_quiet q = h5_quiet_begin();
     int ok = 0;
     if (H5Fis_hdf5(path) > 0) {
-        hid_t fapl = h5_fapl();
-        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-        h5_close(&fapl, H5Pclose);
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (f >= 0) {
             ok = H5Aexists(f, "format_version") > 0;
             H5Fclose(f);
@@ -946,4 +1043,43 @@ int train_checkpoint_resolve(const char *dir_or_file, char *path, size_t len, co
     if (n < 0 || (size_t)n >= len)
         return core_error_set(err, "%s: path too long", dir_or_file);
     return 0;
+}
+
+int train_checkpoint_prune(const char *dir, int keep, core_error *err)
+{
+    if (keep <= 0)
+        return 0;
+    char current[CKPT_PATH_MAX] = "";
+    if (!from_pointer(dir, current, sizeof current))
+        current[0] = '\0';
+    const char *current_name = strrchr(current, '/');
+    current_name = current_name ? current_name + 1 : current;
+    ckpt_entry *v = NULL;
+    size_t n = 0;
+    if (list_checkpoints(dir, &v, &n, err) != 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = (size_t)keep; i < n; i++) {
+        if (strcmp(v[i].name, current_name) == 0)
+            continue;
+        char path[CKPT_PATH_MAX];
+        if (join_path(path, sizeof path, dir, v[i].name, err) != 0 ||
+            (unlink(path) != 0 && errno != ENOENT)) {
+            rc = core_error_set(err, "%s/%s: cannot remove old checkpoint: %s", dir, v[i].name,
+                                strerror(errno));
+            break;
+        }
+    }
+    free(v);
+    return rc;
+}
+
+int train_checkpoint_any(const char *dir)
+{
+    ckpt_entry *v = NULL;
+    size_t n = 0;
+    if (list_checkpoints(dir, &v, &n, NULL) != 0)
+        return 0;
+    free(v);
+    return n > 0;
 }

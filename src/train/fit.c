@@ -22,6 +22,10 @@
 #include "data/tokens.h"
 #include "nn/model.h"
 #include "train/checkpoint.h"
+#include "train/eval.h"
+#include "train/device.h"
+#include "train/resize.h"
+#include "train/workflow.h"
 
 typedef struct fit_ctx {
     dist_world *w;
@@ -36,7 +40,15 @@ typedef struct fit_ctx {
     data_loader *train_ld, *test_ld;
     long steps_per_epoch;
     train_progress prog;
-    char config_text[2048];
+    char config_text[4096];
+    size_t n_total, n_train; /* training samples, and those not held out for validation */
+    train_wf *wf;
+    train_resize resize;
+    dist_buckets *buckets; /* the gradient buffer's all-reduce buckets */
+    int micro_batch;       /* samples per forward/backward (local batch / --accumulate) */
+    long skipped_steps;    /* steps skipped for non-finite values */
+    long test_nan_step;    /* test-only: RINGTRAIN_TEST_NAN_RANK/_STEP poison this step's loss */
+    train_device dev;      /* --device cuda: device optimizer state (train/device.h) */
 } fit_ctx;
 
 static double now_seconds(void)
@@ -44,23 +56,6 @@ static double now_seconds(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Collective: if any rank failed, every rank returns -1 carrying the message
- * of the lowest failed rank (prefixed with its rank when there are several). */
-static int agree(dist_world *w, int failed, core_error *err)
-{
-    int first = dist_first_failed(w, failed);
-    if (first < 0)
-        return 0;
-    char msg[CORE_ERROR_MAX];
-    memcpy(msg, err->msg, sizeof msg);
-    msg[sizeof msg - 1] = '\0';
-    if (dist_broadcast(w, msg, sizeof msg, first, NULL) != 0)
-        snprintf(msg, sizeof msg, "failed (message lost)");
-    if (dist_size(w) > 1)
-        return core_error_set(err, "rank %d: %s", first, msg);
-    return core_error_set(err, "%s", msg);
 }
 
 static char *read_text_file(const char *path, const char *what, core_error *err)
@@ -131,14 +126,22 @@ static int setup_model(fit_ctx *c, core_error *err)
     c->spec_text = read_text_file(cfg->model_path, "model spec", err);
     if (!c->spec_text)
         return -1;
-    int max_batch = c->local_batch > 0 ? c->local_batch : 1;
-    if (nn_model_create(c->spec_text, cfg->model_path, max_batch, &c->model, err) != 0)
+    int acc = cfg->accumulate > 0 ? cfg->accumulate : 1;
+    c->micro_batch = (c->local_batch + acc - 1) / acc;
+    if (c->micro_batch < 1)
+        c->micro_batch = 1;
+    int max_batch = c->micro_batch;
+    const engine_ops *engine = train_device_engine(cfg, c->w, err);
+    if (!engine ||
+        nn_model_create_on(c->spec_text, cfg->model_path, max_batch, engine, &c->model, err) != 0)
         return -1;
     nn_model_init_params(c->model, cfg->seed);
     nn_model_set_rng(c->model, &c->prog.rng); /* dropout draws from the checkpointed RNG */
     if (optim_create(&c->opt, &cfg->optim, nn_model_param_count(c->model), err) != 0)
         return -1;
     c->opt_ready = 1;
+    if (train_device_create(&c->dev, engine, &c->opt, err) != 0)
+        return -1;
     return dist_world_reserve(c->w, nn_model_param_count(c->model), err);
 }
 
@@ -187,6 +190,8 @@ static int setup_data(fit_ctx *c, core_error *err)
     size_t n = data_dataset_count(c->train_ds);
     if (cfg->train_limit > 0 && (size_t)cfg->train_limit < n)
         n = (size_t)cfg->train_limit;
+    c->n_total = n;
+    n = c->n_train = train_wf_train_count(&cfg->wf, n);
     if (n < (size_t)cfg->batch)
         return core_error_set(err,
                               "%s: %zu training samples are fewer than one global batch of %d; "
@@ -234,6 +239,26 @@ static int agree_steps(fit_ctx *c, core_error *err)
     return 0;
 }
 
+static const char *resume_source(const train_config *cfg)
+{
+    return cfg->resume_auto ? cfg->ckpt_dir : cfg->resume;
+}
+
+/* With --resume auto: rank 0 looks whether the checkpoint directory holds a
+ * checkpoint, and every rank follows its answer. */
+static int wants_resume(fit_ctx *c, core_error *err)
+{
+    if (!c->cfg->resume_auto)
+        return c->cfg->resume != NULL;
+    int32_t any = c->rank == 0 && c->cfg->ckpt_dir && train_checkpoint_any(c->cfg->ckpt_dir);
+    if (dist_max_i32(c->w, &any, 1, err) != 0)
+        return -1;
+    if (!any)
+        core_log_info("--resume auto: no checkpoint in %s yet, starting fresh",
+                      c->cfg->ckpt_dir ? c->cfg->ckpt_dir : "(none)");
+    return any;
+}
+
 /* Rank 0 reads the checkpoint; its parameters, optimizer state and progress
  * are then broadcast, so other ranks need not see the checkpoint file. */
 static int resume_from(fit_ctx *c, core_error *err)
@@ -241,13 +266,13 @@ static int resume_from(fit_ctx *c, core_error *err)
     int failed = 0;
     if (c->rank == 0) {
         char path[1024];
-        failed = train_checkpoint_resolve(c->cfg->resume, path, sizeof path, err) != 0 ||
+        failed = train_checkpoint_resolve(resume_source(c->cfg), path, sizeof path, err) != 0 ||
                  train_checkpoint_read(path, c->model, &c->opt, &c->prog, err) != 0;
         if (!failed)
             core_log_info("resuming from %s (epoch %ld, step %ld)", path, c->prog.epoch + 1,
                           c->prog.step);
     }
-    if (agree(c->w, failed, err) != 0)
+    if (train_agree(c->w, failed, err) != 0)
         return -1;
     size_t n = nn_model_param_count(c->model);
     if (dist_broadcast(c->w, c->opt.m, n * sizeof(float), 0, err) != 0)
@@ -272,44 +297,142 @@ static void format_config(fit_ctx *c)
              (unsigned long long)cfg->seed, c->size, dist_allreduce_kind_name(cfg->allreduce));
 }
 
+static int setup_workflow(fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    train_wf_setup s = {c->w,
+                        &cfg->wf,
+                        c->model,
+                        &c->opt,
+                        &c->prog,
+                        c->config_text,
+                        cfg->ckpt_dir,
+                        c->train_ds,
+                        cfg->train_path,
+                        cfg->x_name,
+                        cfg->y_name,
+                        c->n_total,
+                        c->n_train,
+                        c->local_batch,
+                        c->steps_per_epoch,
+                        cfg->epochs,
+                        cfg->batch,
+                        cfg->log_every,
+                        cfg->seed,
+                        cfg->resume != NULL,
+                        cfg->loader_mem_cap,
+                        c->test_ld};
+    return train_wf_create(&c->wf, &s, err);
+}
+
+/* Collective: every rank checks that it agrees with rank 0 on what must be
+ * identical (a mismatch fails every rank with the ranks named, never a
+ * deadlock), then the gradient buckets and their comm thread are set up. */
+static int setup_comm(fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    if (dist_world_set_comm_timeout(c->w, cfg->comm_timeout, err) != 0)
+        return -1;
+    char schema[256];
+    int dims[DATA_MAX_DIMS] = {0};
+    int nd = c->train_ds ? data_dataset_sample_dims(c->train_ds, dims) : 0;
+    snprintf(schema, sizeof schema, "%s samples=%zu dims=%d:%d,%d,%d,%d classes=%d",
+             c->train_ds ? "samples" : "tokens", c->n_train, nd, dims[0], dims[1], dims[2], dims[3],
+             nn_model_num_classes(c->model));
+    if (dist_check_same(c->w, "model spec", c->spec_text, strlen(c->spec_text), err) != 0 ||
+        dist_check_same_i64(c->w, "parameter count", (int64_t)nn_model_param_count(c->model),
+                            err) != 0 ||
+        dist_check_same_i64(c->w, "global batch (--batch-size)", cfg->batch, err) != 0 ||
+        dist_check_same_i64(c->w, "--accumulate", cfg->accumulate, err) != 0 ||
+        dist_check_same(c->w, "training data (samples, shape, classes)", schema, strlen(schema),
+                        err) != 0)
+        return -1;
+    dist_bucket_config bc = {
+        cfg->allreduce, cfg->first_bucket_bytes, cfg->bucket_bytes, 0.0, cfg->overlap, 1};
+    if (c->dev.e) {
+        /* Device gradients: the non-finite scan is an engine op after the
+         * wait, and one rank has nothing to reduce (no host backend may touch
+         * device memory). */
+        bc.check_finite = 0;
+        if (c->size == 1 && bc.kind != DIST_ALLREDUCE_NCCL)
+            bc.kind = DIST_ALLREDUCE_RING;
+        if (bc.kind == DIST_ALLREDUCE_NCCL &&
+            train_agree(c->w,
+                        dist_nccl_init(c->w, dist_local_rank(c->w), c->dev.e->stream(), err) != 0,
+                        err) != 0)
+            return -1;
+    }
+    return dist_buckets_create(c->w, nn_model_grads(c->model), nn_model_param_count(c->model), &bc,
+                               &c->buckets, err);
+}
+
+/* Test-only hook: RINGTRAIN_TEST_NAN_RANK=r RINGTRAIN_TEST_NAN_STEP=s make
+ * rank r's loss NaN at step s (1-based), to test the non-finite policy end
+ * to end. The gradient scan itself is tested in tests/mpi/test_comm.c. */
+static void read_test_hooks(fit_ctx *c)
+{
+    const char *r = getenv("RINGTRAIN_TEST_NAN_RANK"), *st = getenv("RINGTRAIN_TEST_NAN_STEP");
+    c->test_nan_step = -1;
+    if (r && st && atoi(r) == c->rank)
+        c->test_nan_step = atol(st);
+}
+
 static int setup(fit_ctx *c, core_error *err)
 {
     const train_config *cfg = c->cfg;
+    read_test_hooks(c);
     c->local_batch = cfg->batch / c->size + (c->rank < cfg->batch % c->size ? 1 : 0);
     if (cfg->batch < c->size)
-        return agree(c->w,
-                     core_error_set(err,
-                                    "--batch-size %d is smaller than the number of ranks (%d); "
-                                    "the global batch is split across ranks",
-                                    cfg->batch, c->size) != 0,
-                     err);
-    if (agree(c->w, setup_model(c, err) != 0, err) != 0)
+        return train_agree(
+            c->w,
+            core_error_set(err,
+                           "--batch-size %d is smaller than the number of ranks (%d); "
+                           "the global batch is split across ranks",
+                           cfg->batch, c->size) != 0,
+            err);
+    if (train_agree(c->w, setup_model(c, err) != 0, err) != 0)
         return -1;
-    if (agree(c->w, setup_data(c, err) != 0, err) != 0)
+    if (train_agree(c->w, setup_data(c, err) != 0, err) != 0)
         return -1;
-    if (agree(c->w, agree_steps(c, err) != 0, err) != 0)
+    if (train_agree(c->w, agree_steps(c, err) != 0, err) != 0)
+        return -1;
+    if (setup_comm(c, err) != 0)
         return -1;
     c->prog.seed = cfg->seed;
     c->prog.rng = core_rng_make(cfg->seed, 0x7472616eULL + (uint64_t)c->rank);
-    if (cfg->resume && resume_from(c, err) != 0)
+    int resume = wants_resume(c, err);
+    if (resume < 0 || (resume && resume_from(c, err) != 0))
+        return -1;
+    if (train_agree(c->w,
+                    train_resize_prepare(&c->resize, &c->prog, cfg, c->train_ds, c->size, c->rank,
+                                         err) != 0,
+                    err) != 0)
+        return -1;
+    if (setup_workflow(c, err) != 0)
         return -1;
     /* Same seed gives the same parameters everywhere, but rank 0's copy is
      * the definition: broadcasting it guards against any divergence. */
     if (dist_broadcast(c->w, nn_model_params(c->model),
                        nn_model_param_count(c->model) * sizeof(float), 0, err) != 0)
         return -1;
+    train_device_push(&c->dev, c->model, &c->opt);
     format_config(c);
+    train_wf_config_text(c->wf, c->config_text, sizeof c->config_text);
     return 0;
 }
 
 static void teardown(fit_ctx *c)
 {
+    dist_buckets_free(c->buckets);
+    train_wf_free(c->wf);
     data_loader_free(c->train_ld);
     data_loader_free(c->test_ld);
     data_dataset_close(c->train_ds);
     data_dataset_close(c->test_ds);
+    train_resize_free(&c->resize);
     if (c->opt_ready)
         optim_destroy(&c->opt);
+    train_device_free(&c->dev);
     nn_model_free(c->model);
     free(c->spec_text);
 }
@@ -326,37 +449,91 @@ static int reduce_stats(dist_world *w, const nn_stats *local, nn_stats *global, 
     return 0;
 }
 
-static int evaluate(fit_ctx *c, nn_stats *out, core_error *err)
+/* Forward and backward over the local batch in micro-batches; only the last
+ * backward feeds the bucket scheduler, which all-reduces each bucket as soon
+ * as backward has filled it. A rank whose batch failed to load contributes
+ * zeros, so nobody is left waiting in the all-reduce. */
+static void compute_gradients(fit_ctx *c, const data_batch *b, int failed, nn_stats *stats)
 {
-    nn_stats local = {0};
-    int failed = data_loader_begin_epoch(c->test_ld, 0, 0, err) != 0;
-    for (;;) {
-        data_batch b = {0};
-        int rc = failed ? -1 : data_loader_next(c->test_ld, &b, err);
-        if (rc < 0)
-            failed = 1;
-        if (rc <= 0)
-            break;
-        nn_model_forward(c->model, b.x, b.y, b.n, 0, &local);
+    size_t n = nn_model_param_count(c->model);
+    if (failed) {
+        nn_model_engine(c->model)->zero(nn_model_grads(c->model), n);
+        dist_buckets_begin(c->buckets, c->prog.step);
+        dist_buckets_ready(c->buckets, n);
+        return;
     }
-    if (agree(c->w, failed, err) != 0)
-        return -1;
-    return reduce_stats(c->w, &local, out, err);
+    size_t in = nn_model_input_size(c->model);
+    size_t lps = (size_t)nn_model_labels_per_sample(c->model);
+    int micro = c->micro_batch;
+    for (int off = 0; off < b->n; off += micro) {
+        int cnt = b->n - off < micro ? b->n - off : micro;
+        int last = off + cnt >= b->n;
+        nn_model_forward(c->model, b->x + (size_t)off * in, b->y + (size_t)off * lps, cnt, 1,
+                         stats);
+        train_wf_observe(c->wf, b->y + (size_t)off * lps, cnt * (int)lps);
+        if (last)
+            dist_buckets_begin(c->buckets, c->prog.step);
+        nn_model_backward(c->model, off > 0, last ? dist_buckets_on_ready : NULL,
+                          last ? c->buckets : NULL);
+    }
 }
 
-static int step_once(fit_ctx *c, const data_batch *b, nn_stats *stats, core_error *err)
+/* One training step. After the gradients are summed, ONE small MAX
+ * reduction agrees on three flags: a load failure (every rank stops with its
+ * message), a non-finite loss or gradient (skip or stop, per --nonfinite) and
+ * a stop signal (*stop: checkpoint after this step). The optimizer state
+ * never sees a non-finite gradient. */
+static int step_once(fit_ctx *c, const data_batch *b, int failed, nn_stats *stats, int *stop,
+                     core_error *err)
 {
-    nn_model_forward(c->model, b->x, b->y, b->n, 1, stats);
-    nn_model_backward(c->model, 0, NULL, NULL);
-    float *grads = nn_model_grads(c->model);
-    size_t n = nn_model_param_count(c->model);
-    if (dist_allreduce_sum(c->w, c->cfg->allreduce, grads, n, err) != 0)
+    train_wf_before_step(c->wf, c->prog.step);
+    compute_gradients(c, b, failed, stats);
+    core_error comm_err;
+    if (dist_buckets_wait(c->buckets, &comm_err) != 0) {
+        core_log_error("%s", comm_err.msg);
+        dist_world_abort(c->w, 1);
+        return core_error_set(err, "%s", comm_err.msg);
+    }
+    int local[DIST_FLAG_COUNT] = {0}, first[DIST_FLAG_COUNT];
+    if (c->test_nan_step == c->prog.step + 1)
+        stats->loss_sum = NAN;
+    int grads_nonfinite =
+        c->dev.e ? train_device_nonfinite(&c->dev, c->model) : dist_buckets_nonfinite(c->buckets);
+    local[DIST_FLAG_NONFINITE] = !failed && (grads_nonfinite || !isfinite(stats->loss_sum));
+    local[DIST_FLAG_PREEMPT] = train_signals_pending() != 0;
+    local[DIST_FLAG_FAILED] = failed || (c->dev.e && c->dev.e->status(err) != 0);
+    if (dist_agree_flags(c->w, c->prog.step, local, first, DIST_FLAG_COUNT, &comm_err) != 0)
+        return core_error_set(err, "%s", comm_err.msg);
+    if (first[DIST_FLAG_FAILED] >= 0)
+        return train_report_rank(c->w, first[DIST_FLAG_FAILED], err);
+    *stop = first[DIST_FLAG_PREEMPT] >= 0;
+    int decision =
+        dist_nonfinite_decide(c->cfg->nonfinite, c->prog.step + 1, first[DIST_FLAG_NONFINITE], err);
+    if (decision < 0)
         return -1;
+    if (decision > 0) {
+        c->skipped_steps++;
+        memset(stats, 0, sizeof *stats);
+        core_log_info("step %ld: non-finite loss or gradient on rank %d; step skipped on every "
+                      "rank (%ld skipped so far)",
+                      c->prog.step + 1, first[DIST_FLAG_NONFINITE], c->skipped_steps);
+        return 0;
+    }
+    size_t n = nn_model_param_count(c->model);
+    float *grads = nn_model_grads(c->model);
     /* per-position losses sum over tokens: divide by the global token count */
     float scale = 1.0f / ((float)c->cfg->batch * (float)nn_model_labels_per_sample(c->model));
+    if (c->dev.e) {
+        double norm = train_device_grad_norm(&c->dev, c->model, scale, c->cfg->wf.clip_norm);
+        train_device_step(&c->dev, c->model, &c->opt, train_wf_grad_norm_lr(c->wf, norm));
+        train_wf_after_update(c->wf);
+        return 0;
+    }
     for (size_t i = 0; i < n; i++)
         grads[i] *= scale;
-    optim_step(&c->opt, nn_model_params(c->model), grads, c->cfg->optim.lr);
+    float lr = train_wf_update_grads(c->wf, grads, n);
+    optim_step(&c->opt, nn_model_params(c->model), grads, lr);
+    train_wf_after_update(c->wf);
     return 0;
 }
 
@@ -364,6 +541,7 @@ static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
 {
     if (!c->cfg->ckpt_dir)
         return 0;
+    train_device_pull(&c->dev, c->model, &c->opt);
     int failed = 0;
     if (c->rank == 0) {
         failed =
@@ -371,50 +549,69 @@ static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
                                    res->last_checkpoint, sizeof res->last_checkpoint, err) != 0;
         if (!failed)
             core_log_info("checkpoint: %s", res->last_checkpoint);
+        if (!failed && c->cfg->keep_ckpts > 0 &&
+            train_checkpoint_prune(c->cfg->ckpt_dir, c->cfg->keep_ckpts, err) != 0) {
+            core_log_warn("%s", err->msg);
+        }
     }
-    return agree(c->w, failed, err);
+    return train_agree(c->w, failed, err);
+}
+
+/* Every rank saw the stop flag at the same step boundary: rank 0 saves the
+ * exact position (after the step that saw the signal) and all return. */
+static int stop_for_signal(fit_ctx *c, train_result *res, core_error *err)
+{
+    core_log_info("stop requested by signal at step %ld (epoch %ld, batch %ld): saving a "
+                  "checkpoint and exiting with %d so the job can be requeued",
+                  c->prog.step, c->prog.epoch + 1, c->prog.batch_in_epoch, TRAIN_EXIT_PREEMPTED);
+    res->preempted = 1;
+    res->steps = c->prog.step;
+    return write_checkpoint(c, res, err);
 }
 
 static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
 {
     const train_config *cfg = c->cfg;
-    long epoch = c->prog.epoch;
-    if (agree(c->w, data_loader_begin_epoch(c->train_ld, epoch, c->prog.batch_in_epoch, err) != 0,
-              err) != 0)
+    long epoch = c->prog.epoch, steps;
+    if (train_agree(c->w,
+                    train_resize_begin_epoch(&c->resize, c->train_ld, &c->prog, c->steps_per_epoch,
+                                             &steps, err) != 0,
+                    err) != 0)
         return -1;
-    nn_stats epoch_stats = {0}, window = {0};
+    nn_stats epoch_stats = {0};
     long first_batch = c->prog.batch_in_epoch;
-    double t0 = now_seconds(), tw = t0;
-    for (long b = first_batch; b < c->steps_per_epoch; b++) {
+    double t0 = now_seconds();
+    train_wf_epoch_begin(c->wf, epoch, first_batch);
+    for (long b = first_batch; b < steps; b++) {
         data_batch batch = {0};
         int rc = data_loader_next(c->train_ld, &batch, err);
         if (rc == 0)
             core_error_set(err, "%s: loader ended the epoch after %ld of %ld batches",
-                           cfg->train_path, b, c->steps_per_epoch);
-        if (agree(c->w, rc != 1, err) != 0)
-            return -1;
+                           cfg->train_path, b, steps);
+        else if (rc < 0)
+            core_error_prefix(err, "step %ld", c->prog.step + 1);
+        int stop = 0;
         nn_stats s = {0};
-        if (step_once(c, &batch, &s, err) != 0)
+        if (step_once(c, &batch, rc != 1, &s, &stop, err) != 0)
             return -1;
+        train_resize_trace(&c->resize, &batch, &c->prog);
         epoch_stats.loss_sum += s.loss_sum;
         epoch_stats.correct += s.correct;
         epoch_stats.count += s.count;
-        window.loss_sum += s.loss_sum;
-        window.correct += s.correct;
-        window.count += s.count;
         c->prog.step++;
         c->prog.batch_in_epoch = b + 1;
-        if (cfg->log_every > 0 && c->prog.step % cfg->log_every == 0) {
-            nn_stats g;
-            if (reduce_stats(c->w, &window, &g, err) != 0)
-                return -1;
-            double t = now_seconds();
-            core_log_info("epoch %ld/%d step %ld/%ld  loss %.4f  acc %.2f%%  %.0f img/s", epoch + 1,
-                          cfg->epochs, b + 1, c->steps_per_epoch, g.loss_sum / (double)g.count,
-                          100.0 * (double)g.correct / (double)g.count, (double)g.count / (t - tw));
-            tw = t;
-            memset(&window, 0, sizeof window);
-        }
+        if (stop)
+            return stop_for_signal(c, res, err);
+        if (cfg->ckpt_every > 0 && c->prog.step % cfg->ckpt_every == 0 && b + 1 < steps &&
+            write_checkpoint(c, res, err) != 0)
+            return -1;
+        if (cfg->wf.eval_every > 0) /* validation may save the best weights */
+            train_device_pull(&c->dev, c->model, &c->opt);
+        if (train_wf_after_step(c->wf, b + 1, batch.n * nn_model_labels_per_sample(c->model),
+                                s.loss_sum, err) != 0)
+            return -1;
+        if (train_wf_should_stop(c->wf))
+            break;
     }
     double train_seconds = now_seconds() - t0;
     nn_stats g;
@@ -426,15 +623,11 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
     int len = snprintf(line, sizeof line, "epoch %ld/%d  train loss %.4f acc %.2f%%", epoch + 1,
                        cfg->epochs, res->final_loss,
                        g.count ? 100.0 * (double)g.correct / (double)g.count : 0.0);
-    if (c->test_ld) {
-        nn_stats t;
-        if (evaluate(c, &t, err) != 0)
-            return -1;
-        res->test_loss = t.loss_sum / (double)t.count;
-        res->test_accuracy = (double)t.correct / (double)t.count;
-        len += snprintf(line + len, sizeof line - (size_t)len, "  |  test loss %.4f acc %.2f%%",
-                        res->test_loss, 100.0 * res->test_accuracy);
-    }
+    train_device_pull(&c->dev, c->model, &c->opt);
+    if (train_wf_epoch_end(c->wf, line, sizeof line, &res->test_loss, &res->test_accuracy, err) !=
+        0)
+        return -1;
+    len = (int)strlen(line);
     snprintf(line + len, sizeof line - (size_t)len, "  |  %.0f img/s (%.1f s)",
              res->images_per_second, train_seconds);
     core_log_info("%s", line);
@@ -456,6 +649,11 @@ void train_config_defaults(train_config *cfg)
     cfg->seed = 1;
     cfg->allreduce = DIST_ALLREDUCE_RING;
     cfg->log_every = 100;
+    cfg->accumulate = 1;
+    cfg->overlap = 1;
+    cfg->comm_timeout = DIST_COMM_TIMEOUT_DEFAULT;
+    cfg->nonfinite = DIST_NONFINITE_SKIP;
+    train_wf_config_defaults(&cfg->wf);
 }
 
 int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_error *err)
@@ -477,11 +675,17 @@ int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_er
                       (double)cfg->optim.lr, dist_allreduce_kind_name(cfg->allreduce));
         if (c.rank == 0)
             nn_model_describe(c.model, describe_line);
+        train_wf_describe(c.wf);
         res->steps = c.prog.step;
         res->epochs_done = (int)c.prog.epoch;
     }
-    while (rc == 0 && c.prog.epoch < cfg->epochs)
+    while (rc == 0 && !res->preempted && c.prog.epoch < cfg->epochs && !train_wf_should_stop(c.wf))
         rc = run_epoch(&c, res, err);
+    res->skipped_steps = c.skipped_steps;
+    if (rc == 0 && !res->preempted) {
+        train_device_pull(&c.dev, c.model, &c.opt);
+        rc = train_wf_finish(c.wf, &res->test_loss, &res->test_accuracy, err);
+    }
     teardown(&c);
     return rc;
 }

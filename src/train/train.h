@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "dist/dist.h"
 #include "optim/optim.h"
+#include "train/workflow.h"
 
 typedef struct train_config {
     const char *model_path; /* model spec file */
@@ -34,7 +35,23 @@ typedef struct train_config {
     dist_allreduce_kind allreduce;
     int log_every;         /* progress line every N steps (0 = only per epoch) */
     size_t loader_mem_cap; /* bytes; 0 = the loader's default */
+    long ckpt_every;       /* also checkpoint every N steps (0 = after each epoch only) */
+    int keep_ckpts;        /* keep the newest K checkpoints (0 = all) */
+    int resume_auto;       /* resume from ckpt_dir when it holds a checkpoint, else start fresh */
+    int accumulate;        /* compute each local batch in N micro-batches, reduce once */
+    int overlap;           /* all-reduce buckets on the comm thread while backward runs */
+    size_t bucket_bytes;   /* 0: DIST_BUCKET_DEFAULT (25 MiB) */
+    size_t first_bucket_bytes;       /* 0: DIST_FIRST_BUCKET_DEFAULT (1 MiB) */
+    double comm_timeout;             /* watchdog seconds for a collective */
+    dist_nonfinite_policy nonfinite; /* NaN/Inf on any rank: skip the step or stop */
+    train_wf_config wf; /* validation, metrics, regularization, schedules... (workflow.h) */
+    int device_cuda;    /* --device cuda: the CUDA engine on the rank's local GPU (docs/GPU.md) */
+    int bf16;           /* --precision bf16: GEMMs on bf16 tensor cores, fp32 master weights */
 } train_config;
+
+/* Exit code of a run stopped by a signal after writing its checkpoint
+ * (EX_TEMPFAIL): batch scripts requeue the job on it. */
+#define TRAIN_EXIT_PREEMPTED 75
 
 typedef struct train_result {
     long steps;
@@ -44,10 +61,18 @@ typedef struct train_result {
     double test_accuracy;       /* in [0, 1] (NAN if none) */
     double images_per_second;   /* whole job, training steps only, last epoch */
     char last_checkpoint[1024]; /* empty if none written */
+    int preempted;              /* stopped by a signal, checkpoint written */
+    long skipped_steps;         /* steps skipped for non-finite values */
 } train_result;
 
 void train_config_defaults(train_config *cfg);
 
 int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_error *err);
+
+/* Preemption signals ("TERM,USR1", "none"): the handler only sets a flag that
+ * train_fit agrees on across ranks at the next step boundary. */
+int train_signals_install(const char *spec, core_error *err);
+/* The signal received (0 if none). */
+int train_signals_pending(void);
 
 #endif

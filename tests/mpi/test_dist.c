@@ -155,9 +155,9 @@ static void test_allreduce_sum_both_kinds(void **state)
     size_t n = 50021;
     assert_int_equal(dist_world_reserve(world, n, &err), 0);
     float *a = alloc_floats(n), *want = alloc_floats(n);
-    dist_allreduce_kind kinds[] = {DIST_ALLREDUCE_RING, DIST_ALLREDUCE_MPI};
+    dist_allreduce_kind kinds[] = {DIST_ALLREDUCE_RING, DIST_ALLREDUCE_MPI, DIST_ALLREDUCE_HIER};
     float *tmp = alloc_floats(n);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         for (size_t len = 0; len <= n; len += n / 3 + 1) {
             memset(want, 0, n * sizeof(float));
             for (int r = 0; r < size; r++) {
@@ -204,9 +204,16 @@ static void test_kind_parse(void **state)
     assert_int_equal(k, DIST_ALLREDUCE_MPI);
     assert_string_equal(dist_allreduce_kind_name(DIST_ALLREDUCE_RING), "ring");
     assert_string_equal(dist_allreduce_kind_name(DIST_ALLREDUCE_MPI), "mpi");
+#ifdef RINGTRAIN_HAVE_NCCL
+    assert_int_equal(dist_allreduce_kind_parse("nccl", &k, &err), 0);
+    assert_int_equal(k, DIST_ALLREDUCE_NCCL);
+#else
     assert_int_equal(dist_allreduce_kind_parse("nccl", &k, &err), -1);
-    assert_string_equal(err.msg,
-                        "dist: unknown all-reduce backend 'nccl'; expected 'ring' or 'mpi'");
+    assert_non_null(strstr(err.msg, "built without NCCL"));
+#endif
+    assert_int_equal(dist_allreduce_kind_parse("nvlink", &k, &err), -1);
+    assert_string_equal(err.msg, "dist: unknown all-reduce backend 'nvlink'; expected 'ring', "
+                                 "'mpi', 'hier' or 'nccl'");
     assert_int_equal(dist_allreduce_kind_parse("Ring", &k, &err), -1);
     assert_int_equal(dist_allreduce_kind_parse("", &k, &err), -1);
     assert_int_equal(dist_allreduce_kind_parse(NULL, &k, &err), -1);

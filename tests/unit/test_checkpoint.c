@@ -510,6 +510,49 @@ static void test_unwritable_target_keeps_previous(void **state)
     fixture_free(&b);
 }
 
+/* The data order and the epoch's segments survive a round trip; segments
+ * of an earlier epoch are not written. */
+static void test_data_order_round_trip(void **state)
+{
+    const char *dir = test_tmpdir("ckpt_order");
+    fixture a;
+    fixture_make(&a, SPEC, OPTIM_ADAM, 1, 2);
+    train_progress p = progress_at(4);
+    p.world = 3;
+    p.batch = 48;
+    p.order_samples = 960;
+    p.order_cap = 12345;
+    p.nseg = 2;
+    p.seg_epoch = p.epoch;
+    p.seg[0] = (data_segment){2, 48, 7};
+    p.seg[1] = (data_segment){5, 50, 1};
+    char path[1024];
+    core_error err = {{0}};
+    assert_int_equal(
+        train_checkpoint_write(dir, a.model, &a.opt, &p, CONFIG, path, sizeof path, &err), 0);
+    train_progress q;
+    memset(&q, 0, sizeof q);
+    if (train_checkpoint_read(path, a.model, &a.opt, &q, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(q.world, 3);
+    assert_int_equal(q.batch, 48);
+    assert_true(q.order_samples == 960 && q.order_cap == 12345);
+    assert_int_equal(q.nseg, 2);
+    assert_int_equal(q.seg_epoch, q.epoch);
+    assert_memory_equal(q.seg, p.seg, 2 * sizeof p.seg[0]);
+
+    p.step = 5;
+    p.seg_epoch = p.epoch - 1;
+    assert_int_equal(
+        train_checkpoint_write(dir, a.model, &a.opt, &p, CONFIG, path, sizeof path, &err), 0);
+    memset(&q, 0, sizeof q);
+    if (train_checkpoint_read(path, a.model, &a.opt, &q, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(q.nseg, 0);
+    assert_int_equal(q.world, 3);
+    fixture_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -522,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_optimizer_kind_mismatch),
         cmocka_unit_test(test_version_dtype_and_missing_state),
         cmocka_unit_test(test_unwritable_target_keeps_previous),
+        cmocka_unit_test(test_data_order_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -244,7 +244,7 @@ static void test_drop_last_and_small_shards(void **state)
     /* Unshuffled: the shard in file order. */
     c = base_config(1, 4, 10);
     c.shuffle = 0;
-    c.mem_cap_bytes = 2048;
+    c.mem_cap_bytes = 2560; /* batch buffers hold samples, labels and indices */
     l = make(d, &c);
     assert_int_equal(data_loader_streaming(l), 1);
     int *ids = malloc(N * sizeof *ids);

@@ -2,7 +2,8 @@
  * tests/unit/test_engine_cpu.c: the CPU engine op by op against naive
  * references: convolution (im2col + one sgemm) against direct convolution in
  * both batch layouts, col2im as the exact adjoint of im2col, the layout
- * transposes, and the conv layer's fused bias + relu output.
+ * transposes, the conv layer's fused bias + relu output, and max pooling
+ * (with and without the folded relu) against a naive loop.
  */
 #include "test_support.h"
 
@@ -89,13 +90,15 @@ static void test_conv_vs_direct(void **state)
 {
     static const conv_case cases[] = {
         /* N  C  H  W  F  K  S  ph pw OH OW */
-        {3, 2, 6, 6, 4, 3, 1, 1, 1, 6, 6}, /* same, stride 1 */
-        {2, 3, 7, 5, 2, 3, 1, 0, 0, 5, 3}, /* valid */
-        {2, 2, 7, 7, 3, 3, 2, 1, 1, 4, 4}, /* same, stride 2, odd */
-        {2, 2, 6, 6, 3, 3, 2, 0, 0, 3, 3}, /* same, stride 2, even: pad (0, 1) */
-        {1, 1, 9, 8, 2, 4, 3, 0, 0, 2, 2}, /* valid, stride 3, even kernel */
-        {2, 3, 5, 5, 5, 1, 1, 0, 0, 5, 5}, /* 1x1 */
-        {2, 1, 5, 5, 2, 5, 1, 2, 2, 5, 5}, /* kernel = input, same */
+        {3, 2, 6, 6, 4, 3, 1, 1, 1, 6, 6},     /* same, stride 1 */
+        {2, 3, 7, 5, 2, 3, 1, 0, 0, 5, 3},     /* valid */
+        {2, 2, 7, 7, 3, 3, 2, 1, 1, 4, 4},     /* same, stride 2, odd */
+        {2, 2, 6, 6, 3, 3, 2, 0, 0, 3, 3},     /* same, stride 2, even: pad (0, 1) */
+        {1, 1, 9, 8, 2, 4, 3, 0, 0, 2, 2},     /* valid, stride 3, even kernel */
+        {2, 3, 5, 5, 5, 1, 1, 0, 0, 5, 5},     /* 1x1 */
+        {2, 1, 5, 5, 2, 5, 1, 2, 2, 5, 5},     /* kernel = input, same */
+        {3, 3, 12, 10, 4, 3, 1, 1, 1, 12, 10}, /* same, H != W */
+        {2, 2, 8, 9, 3, 5, 1, 2, 2, 8, 9},     /* same, 5x5 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_conv(&cases[i], 0);
@@ -147,12 +150,79 @@ static void test_conv_layer_output(void **state)
     nn_model_free(m);
 }
 
+/* Max pooling against a naive loop: outputs, argmax (the first maximum in
+ * window order), the backward scatter, and the scatter with relu folded in
+ * (gradient only where the pooled output is > 0). Sizes cover the blocked
+ * rows (output widths 4..14, both even and odd), the last row, and windows
+ * that do not tile the input. Inputs are distinct within a window. */
+static void check_maxpool(int planes, int H, int W, int K, int S)
+{
+    const engine_ops *e = engine_cpu();
+    int OH = (H - K) / S + 1, OW = (W - K) / S + 1;
+    size_t nx = (size_t)planes * H * W, ny = (size_t)planes * OH * OW;
+    float *x = malloc(nx * sizeof *x), *dx = malloc(nx * sizeof *dx), *ref = malloc(nx * 4);
+    float *y = malloc(ny * sizeof *y), *dy = malloc(ny * sizeof *dy);
+    int32_t *am = malloc(ny * sizeof *am);
+    test_fill_uniform(x, nx, 5, -1.0f, 1.0f);
+    test_fill_uniform(dy, ny, 6, -1.0f, 1.0f);
+    e->maxpool_forward(y, am, x, planes, H, W, K, S, OH, OW, 0);
+    for (int p = 0; p < planes; p++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                const float *in = x + (size_t)p * H * W;
+                int best = oh * S * W + ow * S;
+                for (int ki = 0; ki < K; ki++)
+                    for (int kj = 0; kj < K; kj++) {
+                        int idx = (oh * S + ki) * W + ow * S + kj;
+                        if (in[idx] > in[best])
+                            best = idx;
+                    }
+                size_t o = ((size_t)p * OH + oh) * OW + ow;
+                assert_int_equal(am[o], best);
+                assert_true(y[o] == in[best]);
+            }
+    /* relu on the output: same argmax, outputs max(y, 0) */
+    float *yr = malloc(ny * sizeof *yr);
+    int32_t *amr = malloc(ny * sizeof *amr);
+    e->maxpool_forward(yr, amr, x, planes, H, W, K, S, OH, OW, 1);
+    for (size_t o = 0; o < ny; o++) {
+        assert_int_equal(amr[o], am[o]);
+        assert_true(yr[o] == (y[o] > 0.0f ? y[o] : 0.0f));
+    }
+    free(yr), free(amr);
+    for (int relu = 0; relu < 2; relu++) {
+        memset(ref, 0, nx * sizeof *ref);
+        for (int p = 0; p < planes; p++)
+            for (int i = 0; i < OH * OW; i++) {
+                size_t o = (size_t)p * OH * OW + i;
+                if (!relu || y[o] > 0.0f)
+                    ref[(size_t)p * H * W + am[o]] += dy[o];
+            }
+        e->maxpool_backward(dx, dy, am, relu ? y : NULL, planes, H, W, K, S, OH, OW);
+        assert_memory_equal(dx, ref, nx * sizeof *dx);
+    }
+    free(x), free(dx), free(ref), free(y), free(dy), free(am);
+}
+
+static void test_maxpool_vs_naive(void **state)
+{
+    static const int sizes[][2] = {{28, 28}, {14, 14}, {8, 8}, {10, 12}, {18, 16},
+                                   {4, 4},   {2, 6},   {7, 7}, {9, 15},  {3, 3}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        check_maxpool(3, sizes[i][0], sizes[i][1], 2, 2);
+        check_maxpool(1, sizes[i][0], sizes[i][1], 2, 2);
+    }
+    check_maxpool(2, 7, 7, 3, 2);
+    check_maxpool(2, 9, 8, 3, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_vs_direct),
         cmocka_unit_test(test_layout_transpose),
         cmocka_unit_test(test_conv_layer_output),
+        cmocka_unit_test(test_maxpool_vs_naive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

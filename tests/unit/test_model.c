@@ -190,7 +190,7 @@ static void test_parse_errors(void **state)
 {
     expect_error("input 1 28 28\nconv2d 3 3\n", 1,
                  "models/x.spec:2: unknown layer 'conv2d' (expected input, conv, maxpool, "
-                 "avgpool, flatten, dense, relu, tanh, sigmoid, loss, embed");
+                 "avgpool, flatten, dense, relu, tanh, sigmoid, loss, dropout, embed");
     expect_error("input 1 8 8\nconv x3 3\n", 1,
                  "models/x.spec:2: expected a positive integer for filters, got 'x3'");
     expect_error("input 1 8 8\nconv 0 3\n", 1,

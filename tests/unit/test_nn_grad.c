@@ -165,9 +165,54 @@ static void test_avgpool(void **state)
 
 static void test_whole_model(void **state)
 {
+    /* conv+relu feeding maxpool (relu' folded into the pool's backward), with
+     * pooled rows of 9 outputs: the blocked pooling path and its last row */
+    gradcheck("input 1 10 18\nconv 2 3 same relu\nmaxpool 2\nflatten\ndense 3\n"
+              "loss softmax_cross_entropy\n",
+              1, 1, TOL);
     gradcheck("input 2 6 6\nconv 3 3 same relu\nmaxpool 2\nflatten\ndense 5 tanh\ndense 4\n"
               "loss softmax_cross_entropy\n",
               2, 0, TOL);
+}
+
+/* A conv big enough to run in several image groups (see nn/conv.c), at a
+ * batch that leaves a partial last group, against the same model run one
+ * sample at a time (one group each) with accumulated gradients: outputs,
+ * parameter gradients and input gradients must agree. */
+static void test_conv_groups(void **state)
+{
+    const char *spec = "input 8 24 24\nconv 4 5 same relu\nmaxpool 2\nconv 3 3 same tanh\n"
+                       "flatten\ndense 5\nloss softmax_cross_entropy\n";
+    enum { MAXB = 7, B = 5 };
+    core_error err = {{0}};
+    nn_model *big = NULL, *one = NULL;
+    assert_int_equal(nn_model_create(spec, "g.spec", MAXB, &big, &err), 0);
+    assert_int_equal(nn_model_create(spec, "g.spec", 1, &one, &err), 0);
+    nn_model_init_params(big, 3);
+    nn_model_init_params(one, 3);
+    nn_model_set_input_grad(big, 1);
+    nn_model_set_input_grad(one, 1);
+    size_t in = nn_model_input_size(big), np = nn_model_param_count(big);
+    int classes = nn_model_num_classes(big);
+    float *x = malloc(B * in * sizeof *x), *dx = malloc(B * in * sizeof *dx);
+    float *probs = malloc((size_t)B * classes * sizeof *probs);
+    int32_t y[B] = {0, 3, 1, 4, 2};
+    test_fill_uniform(x, B * in, 12, -1.0f, 1.0f);
+    nn_model_forward(big, x, y, B, 1, NULL);
+    nn_model_backward(big, 0, NULL, NULL);
+    memcpy(dx, nn_model_input_grad(big), B * in * sizeof *dx);
+    memcpy(probs, nn_model_probs(big), (size_t)B * classes * sizeof *probs);
+    for (int b = 0; b < B; b++) {
+        nn_model_forward(one, x + b * in, y + b, 1, 1, NULL);
+        nn_model_backward(one, b > 0, NULL, NULL);
+        assert_true(test_max_rel_diff(probs + (size_t)b * classes, nn_model_probs(one),
+                                      (size_t)classes) < 1e-4);
+        assert_true(test_max_rel_diff(dx + b * in, nn_model_input_grad(one), in) < 1e-3);
+    }
+    assert_true(test_max_rel_diff(nn_model_grads(big), nn_model_grads(one), np) < 1e-3);
+    free(x), free(dx), free(probs);
+    nn_model_free(big);
+    nn_model_free(one);
 }
 
 int main(void)
@@ -182,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_avgpool),
         cmocka_unit_test(test_whole_model),
+        cmocka_unit_test(test_conv_groups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

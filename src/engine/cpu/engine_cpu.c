@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "core/rng.h"
 #include "engine/cpu/engine_cpu_seq.h"
 
 static void cpu_zero(float *x, size_t n)
@@ -46,8 +47,93 @@ static void valid_range(int OW, int W, int s, int off, int *lo, int *hi)
     *hi = b;
 }
 
+/* Stride 1 with the output as large as the input ('same' padding, odd K) and
+ * the images of one channel contiguous (channel-major, or one channel): then a
+ * row (c, ki, kj) of the column matrix is channel c of the whole batch shifted
+ * by d = (ki - pad_h) * W + (kj - pad_w) floats, except at the positions whose
+ * source pixel lies outside its image. One long copy per row instead of one
+ * short copy per image row. */
+static int flat_shift_ok(int batch, const engine_conv_geom *g)
+{
+    size_t plane = (size_t)g->H * g->W;
+    return g->stride == 1 && g->OH == g->H && g->OW == g->W && g->n_stride == plane &&
+           g->pad_h < g->K && g->pad_w < g->K && (size_t)batch * plane < ((size_t)1 << 31);
+}
+
+/* Zeroes the positions of one row (c, ki, kj) whose source pixel is outside
+ * its image: whole output rows oh outside [oh_lo, oh_hi), and in the others
+ * the columns outside [lo, hi). */
+static void zero_outside(float *row, int batch, const engine_conv_geom *g, int ki, int kj)
+{
+    const int OH = g->OH, OW = g->OW;
+    int oh_lo, oh_hi, lo, hi;
+    valid_range(OH, g->H, 1, ki - g->pad_h, &oh_lo, &oh_hi);
+    valid_range(OW, g->W, 1, kj - g->pad_w, &lo, &hi);
+    if (oh_lo == 0 && oh_hi == OH && lo == 0 && hi == OW)
+        return;
+    for (int n = 0; n < batch; n++) {
+        float *img = row + (size_t)n * OH * OW;
+        for (int i = 0; i < oh_lo * OW; i++)
+            img[i] = 0.0f;
+        for (int i = oh_hi * OW; i < OH * OW; i++)
+            img[i] = 0.0f;
+        for (int oh = oh_lo; oh < oh_hi; oh++) {
+            float *r = img + (size_t)oh * OW;
+            for (int ow = 0; ow < lo; ow++)
+                r[ow] = 0.0f;
+            for (int ow = hi; ow < OW; ow++)
+                r[ow] = 0.0f;
+        }
+    }
+}
+
+static void im2col_flat(const float *x, int batch, const engine_conv_geom *g, float *cols)
+{
+    const int K = g->K;
+    const long np = (long)batch * g->H * g->W;
+    for (int c = 0; c < g->C; c++) {
+        const float *xc = x + (size_t)c * g->c_stride;
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                float *row = cols + ((size_t)(c * K + ki) * K + kj) * (size_t)np;
+                long d = (long)(ki - g->pad_h) * g->W + (kj - g->pad_w);
+                long p0 = d < 0 ? -d : 0, p1 = d > 0 ? np - d : np;
+                memset(row, 0, (size_t)p0 * sizeof *row);
+                memcpy(row + p0, xc + p0 + d, (size_t)(p1 - p0) * sizeof *row);
+                memset(row + p1, 0, (size_t)(np - p1) * sizeof *row);
+                zero_outside(row, batch, g, ki, kj);
+            }
+    }
+}
+
+/* The adjoint of im2col_flat. The outside positions of cols are zeroed first
+ * (cols is scratch), so the whole row is one shifted add. */
+static void col2im_flat(float *cols, int batch, const engine_conv_geom *g, float *dx)
+{
+    const int K = g->K;
+    const long np = (long)batch * g->H * g->W;
+    for (int c = 0; c < g->C; c++) {
+        float *restrict dc = dx + (size_t)c * g->c_stride;
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                float *restrict row = cols + ((size_t)(c * K + ki) * K + kj) * (size_t)np;
+                long d = (long)(ki - g->pad_h) * g->W + (kj - g->pad_w);
+                long p0 = d < 0 ? -d : 0, p1 = d > 0 ? np - d : np;
+                zero_outside(row, batch, g, ki, kj);
+                float *restrict out = dc + d;
+                for (long p = p0; p < p1; p++)
+                    out[p] += row[p];
+            }
+    }
+}
+
 static void cpu_im2col(const float *x, int batch, const engine_conv_geom *g, float *cols)
 {
+    if (flat_shift_ok(batch, g)) {
+        im2col_flat(x, batch, g, cols);
+        return;
+    }
+
     const int K = g->K, s = g->stride, OH = g->OH, OW = g->OW;
     const size_t plane = (size_t)OH * OW;
     const size_t ncols = (size_t)batch * plane;
@@ -81,8 +167,12 @@ static void cpu_im2col(const float *x, int batch, const engine_conv_geom *g, flo
             }
 }
 
-static void cpu_col2im(const float *cols, int batch, const engine_conv_geom *g, float *dx)
+static void cpu_col2im(float *cols, int batch, const engine_conv_geom *g, float *dx)
 {
+    if (flat_shift_ok(batch, g)) {
+        col2im_flat(cols, batch, g, dx);
+        return;
+    }
     const int K = g->K, s = g->stride, OH = g->OH, OW = g->OW;
     const size_t plane = (size_t)OH * OW;
     const size_t ncols = (size_t)batch * plane;
@@ -157,6 +247,17 @@ static void cpu_bias_act_forward(float *y, const float *bias, int outer, int cha
     }
 }
 
+static void cpu_bias_fill(float *y, const float *bias, int outer, int channels, int inner)
+{
+    for (int o = 0; o < outer; o++)
+        for (int c = 0; c < channels; c++) {
+            float *p = y + ((size_t)o * channels + c) * inner;
+            float b = bias[c];
+            for (int i = 0; i < inner; i++)
+                p[i] = b;
+        }
+}
+
 static void cpu_act_backward(float *dx, const float *dy, const float *y, size_t n, engine_act act)
 {
     switch (act) {
@@ -177,6 +278,24 @@ static void cpu_act_backward(float *dx, const float *dy, const float *y, size_t 
     }
 }
 
+/* A sum in 16 independent lanes: without -ffast-math the compiler may not
+ * reorder one running float sum, so a single accumulator stays scalar. */
+static float sum_floats(const float *p, int n)
+{
+    enum { L = 16 };
+    float acc[L] = {0};
+    int i = 0;
+    for (; i + L <= n; i += L)
+        for (int k = 0; k < L; k++)
+            acc[k] += p[i + k];
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += p[i];
+    for (int k = 0; k < L; k++)
+        s += acc[k];
+    return s;
+}
+
 static void cpu_bias_backward(float *dbias, const float *dy, int outer, int channels, int inner,
                               int accumulate)
 {
@@ -189,48 +308,85 @@ static void cpu_bias_backward(float *dbias, const float *dy, int outer, int chan
                 dbias[c] += d[c];
             continue;
         }
-        for (int c = 0; c < channels; c++) {
-            const float *p = d + (size_t)c * inner;
-            float sum = 0.0f;
-            for (int i = 0; i < inner; i++)
-                sum += p[i];
-            dbias[c] += sum;
-        }
+        for (int c = 0; c < channels; c++)
+            dbias[c] += sum_floats(d + (size_t)c * inner, inner);
     }
 }
 
-/* The common 2x2 stride-2 window, branch-free so the compiler vectorizes it. */
+/* The common 2x2 stride-2 window, in blocks of a constant 8 outputs that the
+ * compiler turns into vector code; rows of 14 or 7 outputs would otherwise
+ * run as scalar code with data-dependent branches.
+ *
+ * When the windows tile the input exactly and rows hold at least 4 outputs,
+ * the rows of all planes follow each other at a fixed pitch, so every row is
+ * done in whole blocks of 8: a block that runs past the end of its row writes
+ * into the next row, which is processed afterwards and overwrites it. Only the
+ * very last row must stay inside the buffers; it runs one output at a time. */
+static int pool2_rows_ok(int H, int W, int OH, int OW)
+{
+    return H == 2 * OH && W == 2 * OW && OW >= 4;
+}
+
+static inline void pool2_fwd_one(float *o, int32_t *a, const float *r0, const float *r1, int i,
+                                 int W)
+{
+    float v0 = r0[0], v1 = r0[1], v2 = r1[0], v3 = r1[1];
+    float m01 = v1 > v0 ? v1 : v0;
+    int i01 = v1 > v0 ? i + 1 : i;
+    float m23 = v3 > v2 ? v3 : v2;
+    int i23 = v3 > v2 ? i + W + 1 : i + W;
+    *o = m23 > m01 ? m23 : m01;
+    *a = m23 > m01 ? i23 : i01;
+}
+
+static inline void pool2_fwd_8(float *o, int32_t *a, const float *restrict r0,
+                               const float *restrict r1, int i0, int W)
+{
+    for (int k = 0; k < 8; k++) {
+        float v0 = r0[2 * k], v1 = r0[2 * k + 1], v2 = r1[2 * k], v3 = r1[2 * k + 1];
+        int i = i0 + 2 * k;
+        float m01 = v1 > v0 ? v1 : v0;
+        int i01 = v1 > v0 ? i + 1 : i;
+        float m23 = v3 > v2 ? v3 : v2;
+        int i23 = v3 > v2 ? i + W + 1 : i + W;
+        o[k] = m23 > m01 ? m23 : m01;
+        a[k] = m23 > m01 ? i23 : i01;
+    }
+}
+
 static void maxpool2x2(float *y, int32_t *argmax, const float *x, int planes, int H, int W, int OH,
                        int OW)
 {
-    for (int p = 0; p < planes; p++) {
-        const float *in = x + (size_t)p * H * W;
-        float *out = y + (size_t)p * OH * OW;
-        int32_t *am = argmax + (size_t)p * OH * OW;
-        for (int oh = 0; oh < OH; oh++) {
-            const float *r0 = in + (size_t)(2 * oh) * W, *r1 = r0 + W;
-            float *o = out + (size_t)oh * OW;
-            int32_t *a = am + (size_t)oh * OW;
-            int base = 2 * oh * W;
-            for (int ow = 0; ow < OW; ow++) {
-                float v0 = r0[2 * ow], v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
-                int i0 = base + 2 * ow;
-                float m01 = v1 > v0 ? v1 : v0;
-                int i01 = v1 > v0 ? i0 + 1 : i0;
-                float m23 = v3 > v2 ? v3 : v2;
-                int i23 = v3 > v2 ? i0 + W + 1 : i0 + W;
-                o[ow] = m23 > m01 ? m23 : m01;
-                a[ow] = m23 > m01 ? i23 : i01;
-            }
-        }
+    const size_t rows = (size_t)planes * OH;
+    const int blocks = pool2_rows_ok(H, W, OH, OW);
+    for (size_t q = 0; q < rows; q++) {
+        size_t p = q / (size_t)OH;
+        int oh = (int)(q % (size_t)OH);
+        const float *r0 = x + p * H * W + (size_t)(2 * oh) * W, *r1 = r0 + W;
+        float *o = y + q * (size_t)OW;
+        int32_t *a = argmax + q * (size_t)OW;
+        int base = 2 * oh * W, ow = 0;
+        if (blocks && q + 1 < rows)
+            for (; ow < OW; ow += 8)
+                pool2_fwd_8(o + ow, a + ow, r0 + 2 * ow, r1 + 2 * ow, base + 2 * ow, W);
+        for (; ow < OW; ow++)
+            pool2_fwd_one(o + ow, a + ow, r0 + 2 * ow, r1 + 2 * ow, base + 2 * ow, W);
     }
 }
 
+static void relu_inplace(float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
 static void cpu_maxpool_forward(float *y, int32_t *argmax, const float *x, int planes, int H, int W,
-                                int K, int S, int OH, int OW)
+                                int K, int S, int OH, int OW, int relu)
 {
     if (K == 2 && S == 2) {
         maxpool2x2(y, argmax, x, planes, H, W, OH, OW);
+        if (relu)
+            relu_inplace(y, (size_t)planes * OH * OW);
         return;
     }
     for (int p = 0; p < planes; p++) {
@@ -253,18 +409,40 @@ static void cpu_maxpool_forward(float *y, int32_t *argmax, const float *x, int p
                 am[oh * OW + ow] = best;
             }
     }
+    if (relu)
+        relu_inplace(y, (size_t)planes * OH * OW);
 }
 
-static void cpu_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, int planes,
-                                 int H, int W, int OH, int OW)
+/* v if cond, else +0, through a bit mask: in scalar code a select or a
+ * multiply by 0/1 compiles to a branch, which random data mispredicts. */
+static inline float keep_if(float v, int cond)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    u &= 0u - (uint32_t)(cond != 0);
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+/* A scatter through argmax after one clearing pass. (Writing every input
+ * element once from 2x2 blocks measured slower inside the training step.) */
+static void cpu_maxpool_backward(float *dx, const float *dy, const int32_t *argmax,
+                                 const float *relu_y, int planes, int H, int W, int K, int S,
+                                 int OH, int OW)
 {
     memset(dx, 0, (size_t)planes * H * W * sizeof *dx);
     for (int p = 0; p < planes; p++) {
         float *d = dx + (size_t)p * H * W;
         const float *g = dy + (size_t)p * OH * OW;
         const int32_t *am = argmax + (size_t)p * OH * OW;
+        if (!relu_y) {
+            for (int i = 0; i < OH * OW; i++)
+                d[am[i]] += g[i];
+            continue;
+        }
+        const float *ry = relu_y + (size_t)p * OH * OW;
         for (int i = 0; i < OH * OW; i++)
-            d[am[i]] += g[i];
+            d[am[i]] += keep_if(g[i], ry[i] > 0.0f);
     }
 }
 
@@ -367,30 +545,130 @@ static void cpu_softmax_xent_backward(float *dlogits, const float *probs, const 
             dlogits[(size_t)b * classes + labels[b]] -= 1.0f;
 }
 
-static const engine_ops cpu_ops = {
-    .name = "cpu",
-    .alloc = core_alloc,
-    .free = core_free,
-    .zero = cpu_zero,
-    .copy = cpu_copy,
-    .gemm = cpu_gemm,
-    .im2col = cpu_im2col,
-    .col2im = cpu_col2im,
-    .bias_act_forward = cpu_bias_act_forward,
-    .act_forward = cpu_act_forward,
-    .act_backward = cpu_act_backward,
-    .bias_backward = cpu_bias_backward,
-    .maxpool_forward = cpu_maxpool_forward,
-    .maxpool_backward = cpu_maxpool_backward,
-    .avgpool_forward = cpu_avgpool_forward,
-    .avgpool_backward = cpu_avgpool_backward,
-    .cn_to_nc = cpu_cn_to_nc,
-    .nc_to_cn = cpu_nc_to_cn,
-    .softmax_xent_forward = cpu_softmax_xent_forward,
-    .softmax_xent_backward = cpu_softmax_xent_backward,
-    /* sequence models: engine_cpu_seq.c */
-    ENGINE_CPU_SEQ_OPS
-};
+/* ---- device-memory ops (engine.h): plain memory on the CPU ---- */
+
+static void cpu_transfer(void *dst, const void *src, size_t bytes)
+{
+    if (dst != src && bytes)
+        memcpy(dst, src, bytes);
+}
+
+static void cpu_sync(void) {}
+
+static void *cpu_stream(void)
+{
+    return NULL;
+}
+
+static void cpu_scale(float *x, size_t n, float a)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] *= a;
+}
+
+static void cpu_mul(float *y, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = a[i] * b[i];
+}
+
+static void cpu_dropout_mask(float *mask, size_t n, float p, uint64_t seed, uint64_t stream)
+{
+    core_rng r = core_rng_make(seed, stream);
+    const float keep = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++)
+        mask[i] = core_rng_uniform(&r) >= p ? keep : 0.0f;
+}
+
+static double cpu_sumsq(const float *x, size_t n)
+{
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)x[i] * (double)x[i];
+    return ss;
+}
+
+static int cpu_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 1;
+    return 0;
+}
+
+static void cpu_sgd_update(float *restrict p, const float *restrict g, float *restrict buf,
+                           size_t n, float lr, float mu, float wd, int nesterov)
+{
+    for (size_t i = 0; i < n; i++) {
+        float d = g[i] + wd * p[i];
+        if (mu == 0.0f) {
+            p[i] -= lr * d;
+            continue;
+        }
+        float b = mu * buf[i] + d;
+        buf[i] = b;
+        p[i] -= lr * (nesterov ? d + mu * b : b);
+    }
+}
+
+static int cpu_status(core_error *err)
+{
+    (void)err;
+    return 0;
+}
+
+static void cpu_adam_update(float *restrict p, const float *restrict g, float *restrict m,
+                            float *restrict v, size_t n, float decay, float step_size,
+                            float bc2_sqrt, float b1, float b2, float eps, float wd)
+{
+    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    for (size_t i = 0; i < n; i++) {
+        float pi = p[i] * decay;
+        float d = g[i] + wd * pi;
+        float mi = m[i] + c1 * (d - m[i]);
+        float vi = b2 * v[i] + c2 * (d * d);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+    }
+}
+
+static const engine_ops cpu_ops = {.name = "cpu",
+                                   .alloc = core_alloc,
+                                   .free = core_free,
+                                   .zero = cpu_zero,
+                                   .copy = cpu_copy,
+                                   .gemm = cpu_gemm,
+                                   .im2col = cpu_im2col,
+                                   .col2im = cpu_col2im,
+                                   .bias_act_forward = cpu_bias_act_forward,
+                                   .bias_fill = cpu_bias_fill,
+                                   .act_forward = cpu_act_forward,
+                                   .act_backward = cpu_act_backward,
+                                   .bias_backward = cpu_bias_backward,
+                                   .maxpool_forward = cpu_maxpool_forward,
+                                   .maxpool_backward = cpu_maxpool_backward,
+                                   .avgpool_forward = cpu_avgpool_forward,
+                                   .avgpool_backward = cpu_avgpool_backward,
+                                   .cn_to_nc = cpu_cn_to_nc,
+                                   .nc_to_cn = cpu_nc_to_cn,
+                                   .softmax_xent_forward = cpu_softmax_xent_forward,
+                                   .softmax_xent_backward = cpu_softmax_xent_backward,
+                                   .device_memory = 0,
+                                   .upload = cpu_transfer,
+                                   .download = cpu_transfer,
+                                   .sync = cpu_sync,
+                                   .stream = cpu_stream,
+                                   .scale = cpu_scale,
+                                   .mul = cpu_mul,
+                                   .dropout_mask = cpu_dropout_mask,
+                                   .sumsq = cpu_sumsq,
+                                   .nonfinite = cpu_nonfinite,
+                                   .sgd_update = cpu_sgd_update,
+                                   .adam_update = cpu_adam_update,
+                                   .status = cpu_status,
+                                   /* sequence models: engine_cpu_seq.c */
+                                   ENGINE_CPU_SEQ_OPS};
 
 const engine_ops *engine_cpu(void)
 {

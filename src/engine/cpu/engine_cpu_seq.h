@@ -41,8 +41,9 @@ void engine_cpu_gru_cell_backward(float *dgx, float *dgh, float *dh_prev, const 
 /* The sequence section of the CPU op table, in engine.h's order. */
 #define ENGINE_CPU_SEQ_OPS                                                                         \
     .embed_forward = engine_cpu_embed_forward, .embed_backward = engine_cpu_embed_backward,        \
-    .add = engine_cpu_add, .mul = engine_cpu_mul, .add_broadcast = engine_cpu_add_broadcast,       \
-    .dropout_mask = engine_cpu_dropout_mask, .layernorm_forward = engine_cpu_layernorm_forward,    \
+    .add = engine_cpu_add, .add_broadcast = engine_cpu_add_broadcast,                              \
+    .dropout_mask_rng = engine_cpu_dropout_mask,                                                   \
+    .layernorm_forward = engine_cpu_layernorm_forward,                                             \
     .layernorm_backward = engine_cpu_layernorm_backward, .gelu_forward = engine_cpu_gelu_forward,  \
     .gelu_backward = engine_cpu_gelu_backward, .attn_forward = engine_cpu_attn_forward,            \
     .attn_backward = engine_cpu_attn_backward, .lstm_cell_forward = engine_cpu_lstm_cell_forward,  \

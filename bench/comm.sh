@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Communication benchmarks, side by side in one run (docs/COMMUNICATION.md):
+#   1. `ringtrain bench allreduce`, 2 ranks: ring, mpi, hier per size, ratio to MPI_Allreduce;
+#   2. `ringtrain bench step` on a 22.6 M-parameter model, 2 ranks: the share of
+#      communication hidden behind backward;
+#   3. data-parallel scaling of the tutorial CNN: 1 rank vs 2 ranks with the same
+#      per-rank batch (32), alternating runs, median images/s, ratio to 2x.
+# Usage: bench/comm.sh [BUILD_DIR] [REPEATS]   (not a test; prints a report)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$here/build}
+reps=${2:-3}
+bin="$build/ringtrain"
+mpi=(mpirun --allow-run-as-root --oversubscribe -x OPENBLAS_NUM_THREADS=1)
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
+echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo "== 1. all-reduce bus bandwidth, 2 ranks (medians of 20 calls per size)"
+"${mpi[@]}" -np 2 "$bin" bench allreduce --sizes 1M,4M,16M,64M --iters 20
+
+echo "== 2. training step anatomy, 22.6 M parameters, 2 ranks, global batch 64"
+"${mpi[@]}" -np 2 "$bin" bench step --model "$here/models/mlp_22m.spec" --batch-size 64 --steps 10
+
+echo "== 3. scaling of the tutorial CNN, 32 images per rank, $reps alternating repeats"
+data="$build/testdata/fm-train-6000.h5"
+if [ ! -f "$data" ]; then
+  mkdir -p "$build/testdata"
+  "$build/rt_idx2h5" --images /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
+    --labels /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz --limit 6000 --out "$data" >/dev/null
+fi
+ips() { sed -nE 's/^final:.* ([0-9]+) images\/s.*/\1/p'; }
+one=() two=()
+for _ in $(seq "$reps"); do
+  one+=("$("${mpi[@]}" -np 1 "$bin" train --model "$here/models/fashion_cnn.spec" --data "$data" \
+    --epochs 1 --batch-size 32 --log-every 0 --progress none | ips)")
+  two+=("$("${mpi[@]}" -np 2 "$bin" train --model "$here/models/fashion_cnn.spec" --data "$data" \
+    --epochs 1 --batch-size 64 --log-every 0 --progress none | ips)")
+done
+med() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+m1=$(med "${one[@]}") m2=$(med "${two[@]}")
+echo "1 rank:  ${one[*]} images/s (median $m1)"
+echo "2 ranks: ${two[*]} images/s (median $m2)"
+awk -v a="$m1" -v b="$m2" 'BEGIN { printf "2-rank throughput = %.2f x (2 x 1-rank)\n", b / (2 * a) }'
+echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,0 +1,378 @@
+/*
+ * dist/bucket.c: the bucket scheduler - gradient all-reduces overlapped with
+ * backward.
+ *
+ * The gradient buffer is cut into buckets, plain slices of it: a small first
+ * one (default 1 MiB, so communication starts early) and then equal ones
+ * (default 25 MiB), as PyTorch DDP does. Backward fills the buffer front to
+ * back and reports how far it got (nn_grad_ready_fn); dist_buckets_ready
+ * hands every bucket that is now complete to a persistent comm thread, which
+ * all-reduces the buckets one by one, in index order - the same order on
+ * every rank, so the collectives on the gradient communicator match.
+ *
+ * Without overlap (cfg.overlap = 0) there is no thread: dist_buckets_wait
+ * reduces the same buckets, in the same order, with the same backend, on the
+ * calling thread; the results are bitwise identical to the overlapped ones.
+ *
+ * Waiting: the idle comm thread sleeps on a condition variable; inside a
+ * collective it tests requests with backoff (wait.c), so it does not take a
+ * core from compute. The watchdog: the comm thread watches each bucket's
+ * all-reduce (it knows the peer it waits on); the compute thread, in
+ * dist_buckets_wait, watches the comm thread itself (a comm thread stuck
+ * before or inside a call that cannot time out), with a margin so that the
+ * comm thread's more precise message comes first.
+ *
+ * Test-only hook: RINGTRAIN_TEST_STALL_RANK=r and RINGTRAIN_TEST_STALL_STEP=s
+ * (optional RINGTRAIN_TEST_STALL_BUCKET=b, default 0, and
+ * RINGTRAIN_TEST_STALL_SECONDS, default 3600) make rank r sleep before the
+ * all-reduce of bucket b of step s. It exists for the watchdog's test only.
+ */
+#include "dist/dist_internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/mem.h"
+
+struct dist_buckets {
+    dist_world *w;
+    dist_bucket_config cfg;
+    float *grads;
+    size_t n;
+    int nb;
+    size_t *end; /* bucket i is [end[i-1], end[i]), end[-1] = 0 */
+    int handed;  /* compute thread only: buckets passed on this step */
+    int begun;
+
+    /* Shared with the comm thread, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    int thread_up;
+    pthread_t thread;
+    int ready;    /* buckets that may be reduced */
+    int next;     /* bucket the comm thread reduces next */
+    int finished; /* buckets done (reduced, or skipped after a failure) */
+    int quit;
+    int failed;
+    core_error err;
+    long step;
+    int nonfinite;
+    double progress_at; /* last bucket start or finish, for the compute thread's watch */
+
+    /* Test-only stall hook. */
+    int stall_rank, stall_bucket;
+    long stall_step;
+    double stall_seconds;
+};
+
+static size_t bucket_begin(const dist_buckets *b, int i)
+{
+    return i == 0 ? 0 : b->end[i - 1];
+}
+
+static void describe(const dist_buckets *b, int i, long step, char *out, size_t cap)
+{
+    char sz[32];
+    size_t len = b->end[i] - bucket_begin(b, i);
+    core_format_bytes((double)(len * sizeof(float)), sz, sizeof sz);
+    snprintf(out, cap, "all-reduce of step %ld bucket %d of %d (%s, floats %zu..%zu)", step, i,
+             b->nb, sz, bucket_begin(b, i), b->end[i]);
+}
+
+static void stall_hook(const dist_buckets *b, int i, long step)
+{
+    if (b->stall_rank != b->w->rank || b->stall_step != step || b->stall_bucket != i)
+        return;
+    fprintf(stderr,
+            "ringtrain: [rank %d] TEST HOOK: stalling %.0f s before bucket %d of step %ld\n",
+            b->w->rank, b->stall_seconds, i, step);
+    fflush(stderr);
+    struct timespec ts = {(time_t)b->stall_seconds, 0};
+    nanosleep(&ts, NULL);
+}
+
+/* One bucket: stall hook, non-finite scan, watched all-reduce. */
+static int run_bucket(dist_buckets *b, int i, long step, int *nonfinite, core_error *err)
+{
+    size_t a = bucket_begin(b, i), len = b->end[i] - a;
+    stall_hook(b, i, step);
+#ifdef RINGTRAIN_HAVE_NCCL
+    if (b->cfg.kind == DIST_ALLREDUCE_NCCL)
+        dist_nccl_begin_bucket(b->w, i);
+#endif
+    if (b->cfg.check_finite && dist_has_nonfinite(b->grads + a, len))
+        *nonfinite = 1;
+    char what[192];
+    describe(b, i, step, what, sizeof what);
+    dist_watch_begin(what, b->cfg.timeout_s);
+    int rc = dist_allreduce_run(b->w, b->cfg.kind, b->grads + a, len, err);
+    dist_watch_end();
+    if (rc != 0)
+        core_error_prefix(err, "dist: %s", what);
+    return rc;
+}
+
+static void *comm_main(void *arg)
+{
+    dist_buckets *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (!b->quit && b->next >= b->ready)
+            pthread_cond_wait(&b->work, &b->mu);
+        if (b->quit)
+            break;
+        int i = b->next;
+        long step = b->step;
+        int skip = b->failed;
+        b->progress_at = dist_now();
+        pthread_mutex_unlock(&b->mu);
+        core_error e = {{0}};
+        int nonfinite = 0;
+        int rc = skip ? 0 : run_bucket(b, i, step, &nonfinite, &e);
+        pthread_mutex_lock(&b->mu);
+        if (rc != 0 && !b->failed) {
+            b->failed = 1;
+            b->err = e;
+        }
+        b->nonfinite |= nonfinite;
+        b->next++;
+        b->finished++;
+        b->progress_at = dist_now();
+        pthread_cond_signal(&b->done);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+static int make_layout(dist_buckets *b, core_error *err)
+{
+    size_t first = b->cfg.first_bucket_bytes / sizeof(float);
+    size_t rest = b->cfg.bucket_bytes / sizeof(float);
+    if (first == 0 || rest == 0)
+        return core_error_set(err, "dist: bucket sizes must be at least 4 bytes (got %zu and %zu)",
+                              b->cfg.first_bucket_bytes, b->cfg.bucket_bytes);
+    size_t nb = 1;
+    if (b->n > first)
+        nb += (b->n - first) / rest + ((b->n - first) % rest != 0);
+    if (nb > (size_t)1 << 24)
+        return core_error_set(err, "dist: %zu buckets is too many; raise the bucket size", nb);
+    b->end = calloc(nb, sizeof *b->end);
+    if (!b->end)
+        return core_error_set(err, "dist: out of memory for %zu buckets", nb);
+    size_t at = first < b->n ? first : b->n;
+    b->end[0] = at;
+    for (size_t i = 1; i < nb; i++) {
+        at = at + rest < b->n ? at + rest : b->n;
+        b->end[i] = at;
+    }
+    b->nb = (int)nb;
+    return 0;
+}
+
+static void read_stall_hook(dist_buckets *b)
+{
+    const char *r = getenv("RINGTRAIN_TEST_STALL_RANK");
+    const char *s = getenv("RINGTRAIN_TEST_STALL_STEP");
+    const char *k = getenv("RINGTRAIN_TEST_STALL_BUCKET");
+    const char *t = getenv("RINGTRAIN_TEST_STALL_SECONDS");
+    b->stall_rank = r && s ? atoi(r) : -1;
+    b->stall_step = s ? atol(s) : -1;
+    b->stall_bucket = k ? atoi(k) : 0;
+    b->stall_seconds = t ? atof(t) : 3600.0;
+}
+
+/* Every rank must cut the same buckets and use the same backend: checked
+ * once here, which is what makes every bucket's length match across ranks. */
+static int check_layout(dist_buckets *b, core_error *err)
+{
+    uint64_t layout[4] = {b->n, b->cfg.first_bucket_bytes, b->cfg.bucket_bytes,
+                          (uint64_t)b->cfg.kind};
+    if (dist_check_same_i64(b->w, "gradient buffer length (parameter count)", (int64_t)b->n, err) !=
+        0)
+        return -1;
+    return dist_check_same(b->w, "bucket layout (--bucket-size, --first-bucket, --allreduce)",
+                           layout, sizeof layout, err);
+}
+
+int dist_buckets_create(dist_world *w, float *grads, size_t n, const dist_bucket_config *cfg,
+                        dist_buckets **out, core_error *err)
+{
+    *out = NULL;
+    dist_buckets *b = calloc(1, sizeof *b);
+    if (!b)
+        return core_error_set(err, "dist: out of memory for the bucket scheduler");
+    b->w = w;
+    b->cfg = *cfg;
+    if (b->cfg.first_bucket_bytes == 0)
+        b->cfg.first_bucket_bytes = DIST_FIRST_BUCKET_DEFAULT;
+    if (b->cfg.bucket_bytes == 0)
+        b->cfg.bucket_bytes = DIST_BUCKET_DEFAULT;
+    if (b->cfg.timeout_s <= 0.0)
+        b->cfg.timeout_s = w->timeout_s;
+    b->grads = grads;
+    b->n = n;
+    read_stall_hook(b);
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->work, NULL);
+    pthread_cond_init(&b->done, NULL);
+    int rc = make_layout(b, err);
+    /* Collective from here on: every rank takes part even after a local
+     * failure, so the caller can agree on it (dist_first_failed). */
+    if (check_layout(b, rc == 0 ? err : &(core_error){{0}}) != 0)
+        rc = -1;
+    if (rc == 0 && dist_world_reserve(w, n, err) != 0)
+        rc = -1;
+#ifdef RINGTRAIN_HAVE_NCCL
+    if (rc == 0 && b->cfg.kind == DIST_ALLREDUCE_NCCL && dist_nccl_buckets(w, b->nb, err) != 0)
+        rc = -1;
+#endif
+    if (rc == 0 && b->cfg.overlap && !dist_thread_multiple(w))
+        rc = core_error_set(err, "dist: overlapping communication with backward needs "
+                                 "MPI_THREAD_MULTIPLE, which this MPI does not provide; "
+                                 "run without overlap");
+    if (rc == 0 && b->cfg.overlap) {
+        if (pthread_create(&b->thread, NULL, comm_main, b) != 0)
+            rc = core_error_set(err, "dist: cannot start the comm thread");
+        else
+            b->thread_up = 1;
+    }
+    if (rc != 0) {
+        dist_buckets_free(b);
+        return core_error_prefix(err, "rank %d", w->rank);
+    }
+    *out = b;
+    return 0;
+}
+
+void dist_buckets_free(dist_buckets *b)
+{
+    if (!b)
+        return;
+    if (b->thread_up) {
+        pthread_mutex_lock(&b->mu);
+        b->quit = 1;
+        pthread_cond_signal(&b->work);
+        pthread_mutex_unlock(&b->mu);
+        pthread_join(b->thread, NULL);
+    }
+    pthread_cond_destroy(&b->done);
+    pthread_cond_destroy(&b->work);
+    pthread_mutex_destroy(&b->mu);
+    free(b->end);
+    free(b);
+}
+
+int dist_buckets_count(const dist_buckets *b)
+{
+    return b->nb;
+}
+
+void dist_buckets_bounds(const dist_buckets *b, int i, size_t *begin, size_t *end)
+{
+    *begin = bucket_begin(b, i);
+    *end = b->end[i];
+}
+
+void dist_buckets_begin(dist_buckets *b, long step)
+{
+    pthread_mutex_lock(&b->mu);
+    b->step = step;
+    b->ready = b->next = b->finished = 0;
+    b->failed = b->nonfinite = 0;
+    b->progress_at = dist_now();
+    pthread_mutex_unlock(&b->mu);
+    b->handed = 0;
+    b->begun = 1;
+}
+
+void dist_buckets_ready(dist_buckets *b, size_t done)
+{
+    if (!b->thread_up || !b->begun)
+        return;
+    int k = b->handed;
+    while (k < b->nb && b->end[k] <= done)
+        k++;
+    if (k == b->handed)
+        return;
+#ifdef RINGTRAIN_HAVE_NCCL
+    /* GPU: backward has only QUEUED these buckets' kernels; an event on the
+     * compute stream is what the NCCL stream will wait for. */
+    for (int i = b->handed; i < k && b->cfg.kind == DIST_ALLREDUCE_NCCL; i++)
+        dist_nccl_mark(b->w, i);
+#endif
+    b->handed = k;
+    pthread_mutex_lock(&b->mu);
+    b->ready = k;
+    pthread_cond_signal(&b->work);
+    pthread_mutex_unlock(&b->mu);
+}
+
+void dist_buckets_on_ready(void *ctx, size_t done)
+{
+    dist_buckets_ready(ctx, done);
+}
+
+/* The compute thread's watch over the comm thread: no bucket started or
+ * finished for timeout + margin means the comm thread itself is stuck. */
+static void watch_comm_thread(dist_buckets *b)
+{
+    double margin = b->cfg.timeout_s * 0.1 > 1.0 ? b->cfg.timeout_s * 0.1 : 1.0;
+    double idle = dist_now() - b->progress_at;
+    if (idle < b->cfg.timeout_s + margin)
+        return;
+    char what[192], who[96];
+    describe(b, b->next < b->nb ? b->next : b->nb - 1, b->step, what, sizeof what);
+    snprintf(who, sizeof who, "rank %d's own comm thread (stuck before or inside the call)",
+             b->w->rank);
+    dist_watch_fire(b->w, what, idle, who);
+}
+
+static int wait_thread(dist_buckets *b, core_error *err)
+{
+    dist_buckets_ready(b, b->n);
+    double tick = b->cfg.timeout_s / 8 < 1.0 ? b->cfg.timeout_s / 8 : 1.0;
+    pthread_mutex_lock(&b->mu);
+    while (b->finished < b->nb) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double t = (double)ts.tv_nsec * 1e-9 + tick;
+        ts.tv_sec += (time_t)t;
+        ts.tv_nsec = (long)((t - (double)(time_t)t) * 1e9);
+        pthread_cond_timedwait(&b->done, &b->mu, &ts);
+        if (b->finished < b->nb)
+            watch_comm_thread(b);
+    }
+    int rc = b->failed ? -1 : 0;
+    if (rc != 0)
+        *err = b->err;
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+static int wait_inline(dist_buckets *b, core_error *err)
+{
+    for (int i = 0; i < b->nb; i++) {
+        int nonfinite = 0;
+        if (run_bucket(b, i, b->step, &nonfinite, err) != 0)
+            return -1;
+        b->nonfinite |= nonfinite;
+    }
+    return 0;
+}
+
+int dist_buckets_wait(dist_buckets *b, core_error *err)
+{
+    if (!b->begun)
+        return core_error_set(err, "dist: dist_buckets_wait without dist_buckets_begin");
+    int rc = b->thread_up ? wait_thread(b, err) : wait_inline(b, err);
+    b->begun = 0;
+    return rc;
+}
+
+int dist_buckets_nonfinite(const dist_buckets *b)
+{
+    return b->nonfinite;
+}

@@ -1,0 +1,329 @@
+/*
+ * dist/hier.c: the hierarchical all-reduce ("hier"): ranks of one node sum
+ * through shared memory, node leaders run the ring across nodes, and the
+ * result is shared back within the node.
+ *
+ * Shared memory: at world init every node-local rank allocates a segment of
+ * an MPI-3 shared window (MPI_Win_allocate_shared on the node communicator):
+ * three sequence counters, each on its own cache line, and DIST_HIER_SLOTS
+ * staging slots of one block each. A call walks the buffer block by block
+ * (a block stays in cache between the passes); block s, on local rank r of L:
+ *
+ *   1. wait until every rank has copied block s-SLOTS out (slot free);
+ *      copy the block into slot s % SLOTS, except slice r      -> in[r] = s
+ *   2. wait for in[*] >= s; sum slice r over ranks 0..L-1 in that order
+ *      (slice r of this rank's own buffer, the others' slots) into this
+ *      rank's slot and its buffer                             -> red[r] = s
+ *   3. wait for red[*] >= s; copy every other slice q from rank q's slot
+ *      into the buffer                                         -> out[r] = s
+ *
+ * That is a reduce-scatter in place followed by an all-gather, with no
+ * message: each rank moves (L-1)/L of the block in and out once and sums
+ * 1/L of it. Counters are C11 atomics in the window (release on store,
+ * acquire on load); the window uses MPI's unified memory model, checked at
+ * init. Waits spin briefly then sleep (wait.c), and name the local rank
+ * whose counter is behind, for the watchdog.
+ *
+ * Several nodes: only the leader (local rank 0) copies the node sum out in
+ * step 3; the leaders run the ring on their own communicator; then each
+ * block goes from the leader's slot to the other local ranks.
+ *
+ * Determinism: every element is summed once, in local rank order, then
+ * (several nodes) by the ring in its fixed order, and only copied after
+ * that: every rank ends with the same bits.
+ *
+ * Test-only: RINGTRAIN_TEST_NODE_SIZE=k groups ranks into "nodes" of k
+ * consecutive ranks instead of by shared memory, so that the leaders' ring
+ * is exercised on one machine.
+ */
+#include "dist/dist_internal.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mem.h"
+
+#define DIST_HIER_SLOTS 2
+/* Floats per block: 512 KiB, a few blocks fit in a core's L2. */
+#define DIST_HIER_BLOCK ((size_t)128 * 1024)
+
+enum { HIER_IN = 0, HIER_RED = 1, HIER_OUT = 2, HIER_NFLAGS = 3 };
+
+typedef struct hier_flag {
+    _Alignas(64) uint64_t seq;
+    char pad[64 - sizeof(uint64_t)];
+} hier_flag;
+
+typedef struct hier_seg {
+    hier_flag flag[HIER_NFLAGS];
+    _Alignas(64) float data[]; /* DIST_HIER_SLOTS blocks */
+} hier_seg;
+
+struct dist_hier {
+    MPI_Comm node;    /* ranks of this node (shared memory) */
+    MPI_Comm leaders; /* local rank 0 of every node; MPI_COMM_NULL elsewhere */
+    int lrank, lsize, nnodes;
+    MPI_Win win;
+    int win_locked;
+    hier_seg **seg; /* every local rank's segment, mapped here */
+    int *world_of;  /* world rank of every local rank */
+    uint64_t seq;   /* blocks done so far; the same on every local rank */
+    size_t block;
+};
+
+static int chunk_begin(size_t m, int p, int i, size_t *out)
+{
+    size_t q = m / (size_t)p, r = m % (size_t)p, ui = (size_t)i;
+    *out = ui * q + (ui < r ? ui : r);
+    return 0;
+}
+
+static void slice_of(size_t m, int p, int i, size_t *a, size_t *b)
+{
+    chunk_begin(m, p, i, a);
+    chunk_begin(m, p, i + 1, b);
+}
+
+static int node_color(const dist_world *w, int *color, MPI_Comm *node, core_error *err)
+{
+    const char *test = getenv("RINGTRAIN_TEST_NODE_SIZE");
+    int k = test ? atoi(test) : 0;
+    int rc;
+    if (k > 0)
+        rc = MPI_Comm_split(w->grad, w->rank / k, w->rank, node);
+    else
+        rc = MPI_Comm_split_type(w->grad, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, node);
+    *color = 0;
+    if (rc != MPI_SUCCESS)
+        return dist_mpi_error(w, err, rc, "dist/hier: splitting the node communicator");
+    return 0;
+}
+
+static int make_window(dist_world *w, struct dist_hier *h, core_error *err)
+{
+    MPI_Info info;
+    MPI_Info_create(&info);
+    /* Each segment on its owner's NUMA node, not one block on rank 0's. */
+    MPI_Info_set(info, "alloc_shared_noncontig", "true");
+    size_t bytes = sizeof(hier_seg) + DIST_HIER_SLOTS * h->block * sizeof(float);
+    void *base = NULL;
+    int rc = MPI_Win_allocate_shared((MPI_Aint)bytes, 1, info, h->node, &base, &h->win);
+    MPI_Info_free(&info);
+    if (rc != MPI_SUCCESS) {
+        h->win = MPI_WIN_NULL;
+        return dist_mpi_error(w, err, rc, "dist/hier: allocating the shared window");
+    }
+    int *model = NULL, flag = 0;
+    MPI_Win_get_attr(h->win, MPI_WIN_MODEL, &model, &flag);
+    if (!flag || *model != MPI_WIN_UNIFIED)
+        return core_error_set(err, "dist/hier: the MPI library's shared windows are not in the "
+                                   "unified memory model; use --allreduce ring");
+    for (int q = 0; q < h->lsize; q++) {
+        MPI_Aint sz;
+        int disp;
+        void *p = NULL;
+        rc = MPI_Win_shared_query(h->win, q, &sz, &disp, &p);
+        if (rc != MPI_SUCCESS)
+            return dist_mpi_error(w, err, rc, "dist/hier: mapping a peer's segment");
+        h->seg[q] = p;
+    }
+    memset(h->seg[h->lrank]->flag, 0, sizeof h->seg[h->lrank]->flag);
+    rc = MPI_Win_lock_all(MPI_MODE_NOCHECK, h->win);
+    if (rc != MPI_SUCCESS)
+        return dist_mpi_error(w, err, rc, "dist/hier: opening the window's access epoch");
+    h->win_locked = 1;
+    /* Everyone's counters are zero before anyone reads them. */
+    rc = MPI_Barrier(h->node);
+    return rc == MPI_SUCCESS ? 0 : dist_mpi_error(w, err, rc, "dist/hier: barrier");
+}
+
+int dist_hier_init(dist_world *w, core_error *err)
+{
+    struct dist_hier *h = calloc(1, sizeof *h);
+    if (!h)
+        return core_error_set(err, "dist/hier: out of memory (rank %d)", w->rank);
+    w->hier = h;
+    h->node = h->leaders = MPI_COMM_NULL;
+    h->win = MPI_WIN_NULL;
+    h->block = DIST_HIER_BLOCK;
+    int color;
+    if (node_color(w, &color, &h->node, err) != 0)
+        return -1;
+    MPI_Comm_set_errhandler(h->node, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(h->node, &h->lrank);
+    MPI_Comm_size(h->node, &h->lsize);
+    int rc = MPI_Comm_split(w->grad, h->lrank == 0 ? 0 : MPI_UNDEFINED, w->rank, &h->leaders);
+    if (rc != MPI_SUCCESS)
+        return dist_mpi_error(w, err, rc, "dist/hier: splitting the leaders' communicator");
+    if (h->leaders != MPI_COMM_NULL)
+        MPI_Comm_set_errhandler(h->leaders, MPI_ERRORS_RETURN);
+    int lead = h->lrank == 0;
+    rc = MPI_Allreduce(&lead, &h->nnodes, 1, MPI_INT, MPI_SUM, w->grad);
+    if (rc != MPI_SUCCESS)
+        return dist_mpi_error(w, err, rc, "dist/hier: counting nodes");
+    h->seg = calloc((size_t)h->lsize, sizeof *h->seg);
+    h->world_of = calloc((size_t)h->lsize, sizeof *h->world_of);
+    if (!h->seg || !h->world_of)
+        return core_error_set(err, "dist/hier: out of memory (rank %d)", w->rank);
+    rc = MPI_Allgather(&w->rank, 1, MPI_INT, h->world_of, 1, MPI_INT, h->node);
+    if (rc != MPI_SUCCESS)
+        return dist_mpi_error(w, err, rc, "dist/hier: exchanging ranks");
+    return make_window(w, h, err);
+}
+
+void dist_hier_free(dist_world *w)
+{
+    struct dist_hier *h = w->hier;
+    if (!h)
+        return;
+    if (h->win_locked)
+        MPI_Win_unlock_all(h->win);
+    if (h->win != MPI_WIN_NULL)
+        MPI_Win_free(&h->win);
+    if (h->leaders != MPI_COMM_NULL)
+        MPI_Comm_free(&h->leaders);
+    if (h->node != MPI_COMM_NULL)
+        MPI_Comm_free(&h->node);
+    free(h->seg);
+    free(h->world_of);
+    free(h);
+    w->hier = NULL;
+}
+
+int dist_hier_nodes(const dist_world *w)
+{
+    return w->hier ? w->hier->nnodes : 1;
+}
+
+static float *slot(const struct dist_hier *h, int q, uint64_t s)
+{
+    return h->seg[q]->data + (size_t)(s % DIST_HIER_SLOTS) * h->block;
+}
+
+static void publish(struct dist_hier *h, int which, uint64_t s)
+{
+    __atomic_store_n(&h->seg[h->lrank]->flag[which].seq, s, __ATOMIC_RELEASE);
+}
+
+/* Waits until every local rank's counter `which` is at least s. */
+static void wait_all(dist_world *w, const struct dist_hier *h, int which, uint64_t s)
+{
+    for (int q = 0; q < h->lsize; q++) {
+        const uint64_t *f = &h->seg[q]->flag[which].seq;
+        if (__atomic_load_n(f, __ATOMIC_ACQUIRE) >= s)
+            continue;
+        dist_backoff b;
+        dist_backoff_start(&b);
+        while (__atomic_load_n(f, __ATOMIC_ACQUIRE) < s)
+            dist_backoff_pause(w, &b, h->world_of[q]);
+    }
+}
+
+static void wait_one(dist_world *w, const struct dist_hier *h, int q, int which, uint64_t s)
+{
+    const uint64_t *f = &h->seg[q]->flag[which].seq;
+    dist_backoff b;
+    dist_backoff_start(&b);
+    while (__atomic_load_n(f, __ATOMIC_ACQUIRE) < s)
+        dist_backoff_pause(w, &b, h->world_of[q]);
+}
+
+static void add2(float *restrict d, const float *restrict a, const float *restrict b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        d[i] = a[i] + b[i];
+}
+
+static void add_into(float *restrict d, const float *restrict a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        d[i] += a[i];
+}
+
+/* Step 2: slice [a, b) of the block summed over local ranks 0..L-1, in that
+ * order, into this rank's slot and into buf. */
+static void reduce_slice(const struct dist_hier *h, uint64_t s, float *blk, size_t a, size_t b)
+{
+    int me = h->lrank, L = h->lsize;
+    float *dst = slot(h, me, s) + a;
+    const float *src0 = me == 0 ? blk + a : slot(h, 0, s) + a;
+    const float *src1 = me == 1 ? blk + a : slot(h, 1, s) + a;
+    add2(dst, src0, src1, b - a);
+    for (int q = 2; q < L; q++)
+        add_into(dst, q == me ? blk + a : slot(h, q, s) + a, b - a);
+    memcpy(blk + a, dst, (b - a) * sizeof(float));
+}
+
+/* Steps 1-3 for one block of m floats at blk; copy_out: whether this rank
+ * gathers the other slices (all ranks on one node; the leader otherwise). */
+static void block_reduce(dist_world *w, struct dist_hier *h, float *blk, size_t m, int copy_out)
+{
+    int me = h->lrank, L = h->lsize;
+    uint64_t s = ++h->seq;
+    size_t a, b;
+    slice_of(m, L, me, &a, &b);
+    if (s > DIST_HIER_SLOTS)
+        wait_all(w, h, HIER_OUT, s - DIST_HIER_SLOTS);
+    float *mine = slot(h, me, s);
+    memcpy(mine, blk, a * sizeof(float));
+    memcpy(mine + b, blk + b, (m - b) * sizeof(float));
+    publish(h, HIER_IN, s);
+    wait_all(w, h, HIER_IN, s);
+    reduce_slice(h, s, blk, a, b);
+    publish(h, HIER_RED, s);
+    wait_all(w, h, HIER_RED, s);
+    for (int q = 0; copy_out && q < L; q++) {
+        if (q == me)
+            continue;
+        size_t qa, qb;
+        slice_of(m, L, q, &qa, &qb);
+        memcpy(blk + qa, slot(h, q, s) + qa, (qb - qa) * sizeof(float));
+    }
+    publish(h, HIER_OUT, s);
+}
+
+/* The leader's finished block goes to every other local rank. */
+static void block_share(dist_world *w, struct dist_hier *h, float *blk, size_t m)
+{
+    uint64_t s = ++h->seq;
+    if (h->lrank == 0) {
+        if (s > DIST_HIER_SLOTS)
+            wait_all(w, h, HIER_OUT, s - DIST_HIER_SLOTS);
+        memcpy(slot(h, 0, s), blk, m * sizeof(float));
+    } else {
+        wait_one(w, h, 0, HIER_IN, s);
+        memcpy(blk, slot(h, 0, s), m * sizeof(float));
+    }
+    /* Keep all three counters in step, so the next call's waits line up. */
+    publish(h, HIER_IN, s);
+    publish(h, HIER_RED, s);
+    publish(h, HIER_OUT, s);
+}
+
+int dist_hier_allreduce(dist_world *w, float *buf, size_t n, core_error *err)
+{
+    struct dist_hier *h = w->hier;
+    if (!h)
+        return core_error_set(err, "dist/hier: not initialized (rank %d)", w->rank);
+    if (n == 0 || w->size == 1)
+        return 0;
+    int multi = h->nnodes > 1;
+    if (multi && n > w->reserved_n)
+        return core_error_set(err,
+                              "dist/hier: all-reduce of %zu floats exceeds the %zu reserved at "
+                              "start-up; call dist_world_reserve with the largest size",
+                              n, w->reserved_n);
+    if (h->lsize > 1)
+        for (size_t o = 0; o < n; o += h->block)
+            block_reduce(w, h, buf + o, n - o < h->block ? n - o : h->block,
+                         !multi || h->lrank == 0);
+    if (!multi)
+        return 0;
+    if (h->lrank == 0 && dist_ring_allreduce_comm(w, h->leaders, buf, n, w->scratch, err) != 0)
+        return core_error_prefix(err, "dist/hier: ring across %d node leaders", h->nnodes);
+    if (h->lsize > 1)
+        for (size_t o = 0; o < n; o += h->block)
+            block_share(w, h, buf + o, n - o < h->block ? n - o : h->block);
+    return 0;
+}

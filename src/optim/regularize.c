@@ -1,0 +1,37 @@
+/*
+ * optim/regularize.c: L1 and gradient clipping by global norm on the flat,
+ * already averaged gradient buffer (coupled L2 and AdamW's decoupled decay
+ * live in the optimizer update itself, optim.c).
+ *
+ * The trainer calls these after the all-reduce on identical buffers, so the
+ * norm (computed in double, in buffer order) and the clipped gradient are
+ * bitwise identical on every rank.
+ */
+#include <math.h>
+
+#include "optim/optim.h"
+
+void optim_add_l1(float *grads, const float *params, size_t n, float l1)
+{
+    if (l1 == 0.0f)
+        return;
+    for (size_t i = 0; i < n; i++)
+        grads[i] += params[i] > 0.0f ? l1 : (params[i] < 0.0f ? -l1 : 0.0f);
+}
+
+double optim_clip_grad_norm(float *grads, size_t n, float max_norm)
+{
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)grads[i] * (double)grads[i];
+    double norm = sqrt(ss);
+    if (max_norm <= 0.0f)
+        return norm;
+    double coef = (double)max_norm / (norm + 1e-6);
+    if (coef >= 1.0)
+        return norm;
+    float c = (float)coef;
+    for (size_t i = 0; i < n; i++)
+        grads[i] *= c;
+    return norm;
+}

@@ -1,0 +1,142 @@
+/*
+ * train/eval.c: evaluation spread over the ranks (see eval.h).
+ */
+#include "train/eval.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/mem.h"
+
+int train_eval_create(train_eval *e, int classes, core_error *err)
+{
+    memset(e, 0, sizeof *e);
+    e->classes = classes;
+    size_t n = (size_t)classes * (size_t)classes + 4;
+    e->confusion = core_alloc(n * sizeof(double), "confusion matrix", err);
+    return e->confusion ? 0 : -1;
+}
+
+void train_eval_free(train_eval *e)
+{
+    core_free(e->confusion);
+    e->confusion = NULL;
+}
+
+void train_eval_reset(train_eval *e)
+{
+    e->loss_sum = e->count = e->top1 = e->top5 = 0.0;
+    memset(e->confusion, 0, (size_t)e->classes * (size_t)e->classes * sizeof(double));
+}
+
+int train_eval_label_rank(const float *probs, int classes, int32_t label)
+{
+    float p = probs[label];
+    int above = 0;
+    for (int k = 0; k < classes; k++)
+        above += probs[k] > p;
+    return above;
+}
+
+int train_eval_argmax(const float *probs, int classes)
+{
+    int best = 0;
+    for (int k = 1; k < classes; k++)
+        if (probs[k] > probs[best])
+            best = k;
+    return best;
+}
+
+void train_eval_add(train_eval *e, const float *probs, const int32_t *labels, int n,
+                    double loss_sum)
+{
+    int c = e->classes, k5 = c < 5 ? c : 5;
+    for (int i = 0; i < n; i++) {
+        const float *p = probs + (size_t)i * (size_t)c;
+        int rank = train_eval_label_rank(p, c, labels[i]);
+        e->top1 += rank == 0;
+        e->top5 += rank < k5;
+        e->confusion[(size_t)labels[i] * (size_t)c + (size_t)train_eval_argmax(p, c)] += 1.0;
+    }
+    e->count += n;
+    e->loss_sum += loss_sum;
+}
+
+int train_eval_reduce(dist_world *w, train_eval *e, core_error *err)
+{
+    size_t cc = (size_t)e->classes * (size_t)e->classes;
+    double *v = e->confusion; /* the 4 counters ride after the matrix */
+    v[cc] = e->loss_sum;
+    v[cc + 1] = e->count;
+    v[cc + 2] = e->top1;
+    v[cc + 3] = e->top5;
+    if (dist_sum_f64(w, v, (int)(cc + 4), err) != 0)
+        return -1;
+    e->loss_sum = v[cc];
+    e->count = v[cc + 1];
+    e->top1 = v[cc + 2];
+    e->top5 = v[cc + 3];
+    return 0;
+}
+
+int train_report_rank(dist_world *w, int first, core_error *err)
+{
+    char msg[CORE_ERROR_MAX];
+    memcpy(msg, err->msg, sizeof msg);
+    msg[sizeof msg - 1] = '\0';
+    if (dist_broadcast(w, msg, sizeof msg, first, NULL) != 0)
+        snprintf(msg, sizeof msg, "failed (message lost)");
+    if (dist_size(w) > 1)
+        return core_error_set(err, "rank %d: %s", first, msg);
+    return core_error_set(err, "%s", msg);
+}
+
+int train_agree(dist_world *w, int failed, core_error *err)
+{
+    int first = dist_first_failed(w, failed);
+    return first < 0 ? 0 : train_report_rank(w, first, err);
+}
+
+int train_eval_loader(dist_world *w, nn_model *m, data_loader *ld, train_eval *e, core_error *err)
+{
+    train_eval_reset(e);
+    int failed = data_loader_begin_epoch(ld, 0, 0, err) != 0;
+    while (!failed) {
+        data_batch b = {0};
+        int rc = data_loader_next(ld, &b, err);
+        if (rc < 0)
+            failed = 1;
+        if (rc <= 0)
+            break;
+        nn_stats s = {0};
+        nn_model_forward(m, b.x, b.y, b.n, 0, &s);
+        train_eval_add(e, nn_model_probs(m), b.y, b.n * nn_model_labels_per_sample(m), s.loss_sum);
+    }
+    if (train_agree(w, failed, err) != 0)
+        return -1;
+    return train_eval_reduce(w, e, err);
+}
+
+double train_eval_loss(const train_eval *e)
+{
+    return e->count > 0 ? e->loss_sum / e->count : NAN;
+}
+
+double train_eval_top1(const train_eval *e)
+{
+    return e->count > 0 ? e->top1 / e->count : NAN;
+}
+
+double train_eval_top5(const train_eval *e)
+{
+    return e->count > 0 ? e->top5 / e->count : NAN;
+}
+
+double train_eval_class_accuracy(const train_eval *e, int c)
+{
+    double row = 0.0;
+    for (int k = 0; k < e->classes; k++)
+        row += e->confusion[(size_t)c * (size_t)e->classes + (size_t)k];
+    return row > 0 ? e->confusion[(size_t)c * (size_t)e->classes + (size_t)c] / row : NAN;
+}

@@ -1,0 +1,61 @@
+/*
+ * train/eval.h: evaluation of a model on one split, spread over the ranks.
+ *
+ * Each rank runs its shard in inference mode (dropout off) and accumulates
+ * the summed loss, top-1 and top-5 hits and a confusion matrix; one
+ * all-reduce of (4 + classes^2) doubles then gives every rank the totals of
+ * the whole split. Used by the fit loop (validation, test) and by the
+ * `eval`, `predict` and `quantize` commands.
+ */
+#ifndef TRAIN_EVAL_H
+#define TRAIN_EVAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "data/data.h"
+#include "dist/dist.h"
+#include "nn/model.h"
+
+typedef struct train_eval {
+    int classes;
+    double loss_sum;   /* summed cross-entropy */
+    double count;      /* samples */
+    double top1, top5; /* hits (top5 = top-min(5, classes)) */
+    double *confusion; /* classes x classes, row = true class, column = predicted (top-1) */
+} train_eval;
+
+int train_eval_create(train_eval *e, int classes, core_error *err);
+void train_eval_free(train_eval *e);
+void train_eval_reset(train_eval *e);
+
+/* Rank of the label among the probabilities: the number of classes with a
+ * strictly higher probability, ties counted for the label, i.e. 0 = top-1. */
+int train_eval_label_rank(const float *probs, int classes, int32_t label);
+/* The top-1 prediction (lowest index among ties). */
+int train_eval_argmax(const float *probs, int classes);
+/* Adds n samples: probs (n x classes) and labels, and their summed loss. */
+void train_eval_add(train_eval *e, const float *probs, const int32_t *labels, int n,
+                    double loss_sum);
+/* Sums the counters over all ranks (collective). */
+int train_eval_reduce(dist_world *w, train_eval *e, core_error *err);
+
+/* Collective: resets e, runs every batch of the loader (epoch 0, no shuffle)
+ * through m in inference mode, reduces. A read error on any rank fails all. */
+int train_eval_loader(dist_world *w, nn_model *m, data_loader *ld, train_eval *e, core_error *err);
+
+double train_eval_loss(const train_eval *e);
+double train_eval_top1(const train_eval *e);
+double train_eval_top5(const train_eval *e);
+/* Accuracy of class c: the diagonal over its row (NAN for a class with no samples). */
+double train_eval_class_accuracy(const train_eval *e, int c);
+
+/* Collective agreement on failure, as the fit loop does it: when any rank
+ * failed, every rank returns -1 with the lowest failed rank's message. */
+int train_agree(dist_world *w, int failed, core_error *err);
+/* Collective: every rank's err becomes rank `first`'s message ("rank r: ..."
+ * when there are several ranks); returns -1. */
+int train_report_rank(dist_world *w, int first, core_error *err);
+
+#endif

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Preemption under mpirun: SIGUSR1 mid-run makes every rank stop at the same
+# step boundary, rank 0 checkpoint the exact position and the job exit 75;
+# `--resume auto` then finishes, and the final parameters and optimizer state
+# equal an uninterrupted run's bit for bit. Also: --checkpoint-every with
+# --keep-checkpoints keeps only the newest files, and kill -9 of one rank
+# ends the whole job (no hang) with the last checkpoint still loadable.
+BUILD=$1 SRC=$2
+source "$SRC/tests/support/e2e_lib.sh"
+fashion_subset 2000 500
+work=$(mktemp -d "$BUILD/preempt.XXXX")
+trap 'rm -rf "$work"' EXIT
+common=(--model "$SRC/models/fashion_cnn.spec" --data "$TRAIN_H5" --train-limit 640
+  --batch-size 32 --seed 9 --log-every 0 --epochs 25 --checkpoint-every 7 --keep-checkpoints 2)
+
+wait_for() { # wait_for FILE SECONDS
+  for _ in $(seq $(($2 * 10))); do
+    [ -e "$1" ] && return 0
+    sleep 0.1
+  done
+  fail "$1 did not appear"
+}
+
+rt_mpirun 2 train "${common[@]}" --checkpoint-dir "$work/ref" >/dev/null
+
+rt_mpirun 2 train "${common[@]}" --checkpoint-dir "$work/run" --resume auto >"$work/first.log" 2>&1 &
+pid=$!
+wait_for "$work/run/ckpt-000000028.h5" 60
+# As Slurm's `scancel --signal=USR1` does: the signal reaches every rank.
+ranks=$(pgrep -f "^$BIN train .*$work/run" || true)
+[ -n "$ranks" ] || fail "no ranks found to signal"
+kill -USR1 $ranks
+set +e
+wait $pid
+rc=$?
+set -e
+[ "$rc" -eq 75 ] || fail "signalled run exited $rc, expected 75: $(cat "$work/first.log")"
+grep -q "stop requested by signal" "$work/first.log" || fail "no stop message"
+n=$(find "$work/run" -name 'ckpt-*.h5' | wc -l)
+[ "$n" -le 2 ] || fail "--keep-checkpoints 2 left $n checkpoints"
+stopped_at=$(cat "$work/run/latest")
+rt_mpirun 2 train "${common[@]}" --checkpoint-dir "$work/run" --resume auto >"$work/second.log"
+grep -q "resuming from .*$stopped_at" "$work/second.log" || fail "did not resume from $stopped_at"
+a="$work/ref/$(cat "$work/ref/latest")"
+b="$work/run/$(cat "$work/run/latest")"
+[ "$(basename "$a")" = "$(basename "$b")" ] || fail "final steps differ: $a vs $b"
+h5diff -q "$a" "$b" /params /params || fail "parameters differ after preemption + resume"
+h5diff -q "$a" "$b" /optim /optim || fail "optimizer state differs after preemption + resume"
+echo "ok: stopped at $stopped_at with exit 75, resumed, bitwise identical at $(basename "$b")"
+
+# kill -9 of one rank: the job ends (no hang), the newest checkpoint is intact.
+rm -rf "$work/kill"
+rt_mpirun 2 train "${common[@]}" --checkpoint-dir "$work/kill" >"$work/kill.log" 2>&1 &
+pid=$!
+wait_for "$work/kill/ckpt-000000035.h5" 60
+victim=$(pgrep -f "^$BIN train .*$work/kill" | tail -n 1 || true)
+[ -n "$victim" ] || fail "no rank found to kill"
+kill -9 "$victim"
+set +e
+wait $pid
+rc=$?
+set -e
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "job with a killed rank exited $rc"
+grep -q "exited on signal 9" "$work/kill.log" || fail "no message naming the killed rank: $(cat "$work/kill.log")"
+rt_mpirun 2 train "${common[@]}" --checkpoint-dir "$work/kill" --resume auto >"$work/kill2.log"
+grep -q "resuming from" "$work/kill2.log" || fail "no resume after kill -9"
+c="$work/kill/$(cat "$work/kill/latest")"
+h5diff -q "$a" "$c" /params /params || fail "run resumed after kill -9 differs from the reference"
+echo "PASS: preemption, retention, kill -9 and resume all exact"

@@ -1,0 +1,357 @@
+/*
+ * tests/mpi/test_comm.c: the communication engine under mpiexec (np = 1..5,
+ * and np = 5 with RINGTRAIN_TEST_NODE_SIZE=2 so that hier runs its leaders'
+ * ring across three "nodes").
+ *
+ * Every backend against a reference sum (integer-valued floats, so every
+ * summation order is exact) for lengths 0, 1, odd, prime, not divisible by
+ * the world or the segment; the bucket scheduler with buckets smaller than
+ * one tensor and larger than the whole buffer, overlapped and not (bitwise
+ * identical); bitwise agreement of every rank with random floats; the
+ * consistency and length checks; the flags exchange and the non-finite
+ * policy with a NaN injected on one rank.
+ */
+#include "test_support.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "dist/dist.h"
+
+static dist_world *world;
+static int rank, size;
+
+static const dist_allreduce_kind kinds[] = {DIST_ALLREDUCE_RING, DIST_ALLREDUCE_MPI,
+                                            DIST_ALLREDUCE_HIER};
+#define NKINDS 3
+
+static int group_setup(void **state)
+{
+    core_error err;
+    if (dist_world_init(NULL, NULL, &world, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    rank = dist_rank(world);
+    size = dist_size(world);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    dist_world_finalize(world);
+    return 0;
+}
+
+static float *alloc_floats(size_t n)
+{
+    core_error err;
+    float *p = core_alloc((n ? n : 1) * sizeof(float), "test", &err);
+    assert_non_null(p);
+    return p;
+}
+
+static float value(size_t i, int r)
+{
+    return (float)((int)((i * 2654435761u + (size_t)r * 97) % 201) - 100);
+}
+
+static void fill(float *x, size_t n, int r)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = value(i, r);
+}
+
+/* The reference: the sum over ranks, computed locally. */
+static void reference(float *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float s = 0.0f;
+        for (int r = 0; r < size; r++)
+            s += value(i, r);
+        want[i] = s;
+    }
+}
+
+/* Every rank agrees before failing, so no rank is left in a collective. */
+static void expect_all(int ok, const char *fmt, const char *a, size_t n)
+{
+    int first = dist_first_failed(world, !ok);
+    if (first >= 0)
+        fail_msg("%s (n=%zu): wrong on rank %d%s", a, n, first, fmt);
+}
+
+static size_t lengths[] = {0, 1, 2, 3, 5, 7, 13, 31, 97, 1009, 4099, 65537, 262147, 1000003};
+#define NLENGTHS (sizeof lengths / sizeof lengths[0])
+
+static void test_backends_equal_reference(void **state)
+{
+    core_error err;
+    size_t segs[] = {dist_world_ring_segment(world), 20}; /* 5 floats: ragged segments */
+    size_t old = segs[0];
+    assert_int_equal(dist_world_reserve(world, 1000003, &err), 0);
+    float *a = alloc_floats(1000003), *want = alloc_floats(1000003);
+    for (int s = 0; s < 2; s++) {
+        assert_int_equal(dist_world_set_ring_segment(world, segs[s], &err), 0);
+        for (int k = 0; k < NKINDS; k++)
+            for (size_t li = 0; li < NLENGTHS; li++) {
+                size_t n = lengths[li];
+                if (s == 1 && n > 65537)
+                    continue; /* tiny segments: keep the run short */
+                fill(a, n, rank);
+                reference(want, n);
+                if (dist_allreduce_sum(world, kinds[k], a, n, &err) != 0)
+                    fail_msg("%s n=%zu: %s", dist_allreduce_kind_name(kinds[k]), n, err.msg);
+                expect_all(n == 0 || memcmp(a, want, n * sizeof(float)) == 0, "",
+                           dist_allreduce_kind_name(kinds[k]), n);
+            }
+    }
+    assert_int_equal(dist_world_set_ring_segment(world, old, &err), 0);
+    core_free(want);
+    core_free(a);
+}
+
+static void test_backends_bitwise_identical_on_every_rank(void **state)
+{
+    core_error err;
+    size_t n = 300007;
+    assert_int_equal(dist_world_reserve(world, n, &err), 0);
+    float *a = alloc_floats(n), *ref = alloc_floats(n);
+    for (int k = 0; k < NKINDS; k++) {
+        if (kinds[k] == DIST_ALLREDUCE_MPI)
+            continue; /* MPI does not promise it */
+        test_fill_uniform(a, n, 99 + (uint64_t)rank, -2.0f, 2.0f);
+        assert_int_equal(dist_allreduce_sum(world, kinds[k], a, n, &err), 0);
+        memcpy(ref, a, n * sizeof(float));
+        assert_int_equal(dist_broadcast(world, ref, n * sizeof(float), 0, &err), 0);
+        expect_all(memcmp(a, ref, n * sizeof(float)) == 0, " (differs from rank 0)",
+                   dist_allreduce_kind_name(kinds[k]), n);
+    }
+    core_free(ref);
+    core_free(a);
+}
+
+/* Backward as nn does it: the buffer filled front to back, tensor by
+ * tensor, reporting progress after each. Returns the result in grads. */
+static void run_step(dist_buckets *b, float *grads, size_t n, const size_t *tensor_ends, int nt,
+                     long step, int r)
+{
+    core_error err;
+    memset(grads, 0, n * sizeof(float));
+    dist_buckets_begin(b, step);
+    size_t at = 0;
+    for (int t = 0; t < nt; t++) {
+        for (; at < tensor_ends[t]; at++)
+            grads[at] = value(at, r);
+        dist_buckets_on_ready(b, at);
+    }
+    if (dist_buckets_wait(b, &err) != 0)
+        fail_msg("step %ld: %s", step, err.msg);
+}
+
+static void bucket_case(dist_allreduce_kind kind, size_t n, size_t first, size_t rest)
+{
+    core_error err;
+    /* Tensors of uneven sizes: 7, 1, 1000, then the rest. */
+    size_t ends[4] = {7, 8, 1008, n};
+    int nt = 0;
+    for (int t = 0; t < 4; t++)
+        if (ends[t] < n || t == 3)
+            ends[nt++] = ends[t] < n ? ends[t] : n;
+    float *g = alloc_floats(n), *g_sync = alloc_floats(n), *want = alloc_floats(n);
+    reference(want, n);
+    for (int overlap = 0; overlap < 2; overlap++) {
+        dist_bucket_config cfg = {kind, first, rest, 60.0, overlap, 1};
+        dist_buckets *b = NULL;
+        if (dist_buckets_create(world, g, n, &cfg, &b, &err) != 0)
+            fail_msg("create: %s", err.msg);
+        for (long step = 1; step <= 3; step++) {
+            run_step(b, g, n, ends, nt, step, rank);
+            expect_all(n == 0 || memcmp(g, want, n * sizeof(float)) == 0, " (bucket sum)",
+                       dist_allreduce_kind_name(kind), n);
+            assert_false(dist_buckets_nonfinite(b));
+        }
+        dist_buckets_free(b);
+        if (!overlap)
+            memcpy(g_sync, g, n * sizeof(float));
+    }
+    /* Random floats: overlapped and synchronous runs give the same bits. */
+    float *res[2] = {g_sync, g};
+    for (int overlap = 0; overlap < 2; overlap++) {
+        dist_bucket_config cfg = {kind, first, rest, 60.0, overlap, 0};
+        dist_buckets *b = NULL;
+        float *x = res[overlap];
+        assert_int_equal(dist_buckets_create(world, x, n, &cfg, &b, &err), 0);
+        test_fill_uniform(x, n, 5 + (uint64_t)rank, -1.0f, 1.0f);
+        dist_buckets_begin(b, 1);
+        dist_buckets_ready(b, n / 2); /* wait hands over the rest itself */
+        assert_int_equal(dist_buckets_wait(b, &err), 0);
+        dist_buckets_free(b);
+    }
+    expect_all(n == 0 || memcmp(g, g_sync, n * sizeof(float)) == 0, " (overlap != sync)",
+               dist_allreduce_kind_name(kind), n);
+    core_free(want);
+    core_free(g_sync);
+    core_free(g);
+}
+
+static void test_buckets(void **state)
+{
+    for (int k = 0; k < NKINDS; k++) {
+        bucket_case(kinds[k], 0, 16, 64);
+        bucket_case(kinds[k], 1, 16, 64);
+        bucket_case(kinds[k], 4099, 12, 20);           /* buckets smaller than one tensor */
+        bucket_case(kinds[k], 4099, 1 << 20, 1 << 22); /* one bucket larger than the buffer */
+        bucket_case(kinds[k], 100003, 4096, 65536);    /* several, last one ragged */
+    }
+}
+
+static void test_bucket_layout(void **state)
+{
+    core_error err;
+    float g[100];
+    dist_bucket_config cfg = {DIST_ALLREDUCE_RING, 40, 100, 0, 0, 0};
+    dist_buckets *b = NULL;
+    assert_int_equal(dist_buckets_create(world, g, 100, &cfg, &b, &err), 0);
+    assert_int_equal(dist_buckets_count(b), 5); /* 10 floats, then 25, 25, 25, 15 */
+    size_t lo, hi;
+    dist_buckets_bounds(b, 0, &lo, &hi);
+    assert_true(lo == 0 && hi == 10);
+    dist_buckets_bounds(b, 2, &lo, &hi);
+    assert_true(lo == 35 && hi == 60);
+    dist_buckets_bounds(b, 4, &lo, &hi);
+    assert_true(lo == 85 && hi == 100);
+    dist_buckets_free(b);
+}
+
+static void test_check_same(void **state)
+{
+    core_error err;
+    const char *spec = "input 1 28 28\ndense 10\nloss softmax_cross_entropy\n";
+    assert_int_equal(dist_check_same(world, "model spec", spec, strlen(spec), &err), 0);
+    assert_int_equal(dist_check_same_i64(world, "global batch", 64, &err), 0);
+    if (size < 2)
+        return;
+    const char *other = rank == size - 1 ? "input 1 28 28\ndense 12\n" : spec;
+    assert_int_equal(dist_check_same(world, "model spec", other, strlen(other), &err), -1);
+    char want[128];
+    snprintf(want, sizeof want, "rank %d differs from rank 0 in model spec", size - 1);
+    if (!strstr(err.msg, want))
+        fail_msg("message '%s' lacks '%s'", err.msg, want);
+    assert_int_equal(dist_check_same_i64(world, "global batch", rank == 1 ? 32 : 64, &err), -1);
+    assert_non_null(strstr(err.msg, "rank 1 differs from rank 0 in global batch"));
+    assert_non_null(strstr(err.msg, "rank 1 has 32, rank 0 has 64"));
+    /* A different parameter count fails bucket creation on every rank. */
+    float g[64];
+    dist_bucket_config cfg = {DIST_ALLREDUCE_RING, 16, 64, 0, 1, 0};
+    dist_buckets *b = NULL;
+    assert_int_equal(dist_buckets_create(world, g, rank == 0 ? 64 : 63, &cfg, &b, &err), -1);
+    assert_null(b);
+    assert_non_null(strstr(err.msg, "parameter count"));
+}
+
+static void test_length_mismatch(void **state)
+{
+    core_error err;
+    if (size < 2)
+        return;
+    float buf[16] = {0};
+    for (int k = 0; k < NKINDS; k++) {
+        assert_int_equal(dist_allreduce_sum(world, kinds[k], buf, rank == size - 1 ? 15 : 16, &err),
+                         -1);
+        char want[96];
+        snprintf(want, sizeof want, "rank %d passes 15 floats, rank 0 passes 16", size - 1);
+        if (!strstr(err.msg, want))
+            fail_msg("'%s' lacks '%s'", err.msg, want);
+    }
+}
+
+static void test_flags(void **state)
+{
+    core_error err;
+    int local[3] = {rank == size - 1, 0, rank >= size / 2};
+    int first[3];
+    assert_int_equal(dist_agree_flags(world, 7, local, first, 3, &err), 0);
+    assert_int_equal(first[0], size - 1);
+    assert_int_equal(first[1], -1);
+    assert_int_equal(first[2], size / 2);
+    assert_int_equal(dist_agree_flags(world, 7, local, first, DIST_MAX_FLAGS + 1, &err), -1);
+}
+
+/* One training step's tail as the trainer runs it: buckets, flags, policy,
+ * optimizer only when the step is taken. Returns the decision. */
+static int nonfinite_step(dist_buckets *b, float *g, size_t n, float *params, long step,
+                          int poison_rank, dist_nonfinite_policy policy, core_error *err)
+{
+    fill(g, n, rank);
+    if (rank == poison_rank)
+        g[n / 2] = NAN;
+    dist_buckets_begin(b, step);
+    dist_buckets_ready(b, n);
+    assert_int_equal(dist_buckets_wait(b, err), 0);
+    int first;
+    assert_int_equal(dist_any_nonfinite(world, step, dist_buckets_nonfinite(b), &first, err), 0);
+    int decision = dist_nonfinite_decide(policy, step, first, err);
+    if (decision == 0)
+        for (size_t i = 0; i < n; i++)
+            params[i] -= 0.01f * g[i];
+    return decision;
+}
+
+static void test_nonfinite_policy(void **state)
+{
+    core_error err;
+    size_t n = 5000;
+    float *g = alloc_floats(n), *p = alloc_floats(n), *p_before = alloc_floats(n);
+    int poison = size - 1;
+    for (int overlap = 0; overlap < 2; overlap++) {
+        dist_bucket_config cfg = {DIST_ALLREDUCE_RING, 1024, 4096, 60.0, overlap, 1};
+        dist_buckets *b = NULL;
+        assert_int_equal(dist_buckets_create(world, g, n, &cfg, &b, &err), 0);
+        memset(p, 0, n * sizeof(float));
+        assert_int_equal(nonfinite_step(b, g, n, p, 1, -1, DIST_NONFINITE_SKIP, &err), 0);
+        memcpy(p_before, p, n * sizeof(float));
+        /* skip: every rank skips, parameters untouched. */
+        assert_int_equal(nonfinite_step(b, g, n, p, 2, poison, DIST_NONFINITE_SKIP, &err), 1);
+        assert_memory_equal(p, p_before, n * sizeof(float));
+        assert_int_equal(nonfinite_step(b, g, n, p, 3, -1, DIST_NONFINITE_SKIP, &err), 0);
+        assert_false(dist_has_nonfinite(p, n));
+        /* stop: every rank stops with the rank and step in the message. */
+        memcpy(p_before, p, n * sizeof(float));
+        assert_int_equal(nonfinite_step(b, g, n, p, 4, poison, DIST_NONFINITE_STOP, &err), -1);
+        char want[96];
+        snprintf(want, sizeof want, "on rank %d at step 4", poison);
+        if (!strstr(err.msg, want))
+            fail_msg("'%s' lacks '%s'", err.msg, want);
+        assert_memory_equal(p, p_before, n * sizeof(float));
+        dist_buckets_free(b);
+    }
+    float inf[3] = {1.0f, INFINITY, 0.0f};
+    assert_true(dist_has_nonfinite(inf, 3));
+    assert_false(dist_has_nonfinite(inf, 1));
+    dist_nonfinite_policy pol;
+    assert_int_equal(dist_nonfinite_policy_parse("stop", &pol, &err), 0);
+    assert_int_equal(pol, DIST_NONFINITE_STOP);
+    assert_int_equal(dist_nonfinite_policy_parse("ignore", &pol, &err), -1);
+    core_free(p_before);
+    core_free(p);
+    core_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backends_equal_reference),
+        cmocka_unit_test(test_backends_bitwise_identical_on_every_rank),
+        cmocka_unit_test(test_buckets),
+        cmocka_unit_test(test_bucket_layout),
+        cmocka_unit_test(test_check_same),
+        cmocka_unit_test(test_length_mismatch),
+        cmocka_unit_test(test_flags),
+        cmocka_unit_test(test_nonfinite_policy),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
