@@ -58,6 +58,12 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The trainer's RNG stream of a rank (dropout masks of sequence layers). */
+static uint64_t fit_rng_stream(int rank)
+{
+    return 0x7472616eULL + (uint64_t)rank;
+}
+
 static char *read_text_file(const char *path, const char *what, core_error *err)
 {
     FILE *f = fopen(path, "rb");
@@ -281,7 +287,12 @@ static int resume_from(fit_ctx *c, core_error *err)
         return -1;
     if (dist_broadcast(c->w, &c->opt.step, sizeof c->opt.step, 0, err) != 0)
         return -1;
-    return dist_broadcast(c->w, &c->prog, sizeof c->prog, 0, err);
+    if (dist_broadcast(c->w, &c->prog, sizeof c->prog, 0, err) != 0)
+        return -1;
+    /* rank 0's progress, but each rank keeps its own RNG stream (dropout masks
+     * differ across ranks); the counters advance alike on every rank */
+    c->prog.rng.stream = fit_rng_stream(c->rank);
+    return 0;
 }
 
 static void format_config(fit_ctx *c)
@@ -399,7 +410,7 @@ static int setup(fit_ctx *c, core_error *err)
     if (setup_comm(c, err) != 0)
         return -1;
     c->prog.seed = cfg->seed;
-    c->prog.rng = core_rng_make(cfg->seed, 0x7472616eULL + (uint64_t)c->rank);
+    c->prog.rng = core_rng_make(cfg->seed, fit_rng_stream(c->rank));
     int resume = wants_resume(c, err);
     if (resume < 0 || (resume && resume_from(c, err) != 0))
         return -1;
