@@ -910,6 +910,10 @@ extern "C" const engine_ops *engine_cuda(int device, int flags, core_error *err)
                        rc != cudaSuccess ? cudaGetErrorString(rc) : "the driver reports 0 GPUs");
         return NULL;
     }
+    /* A rank that sees exactly one GPU (srun --gpus-per-task=1, or
+     * CUDA_VISIBLE_DEVICES set per rank) uses it whatever its local rank. */
+    if (count == 1)
+        device = 0;
     if (device < 0 || device >= count) {
         core_error_set(err,
                        "no CUDA device %d: this machine has %d GPU(s); the device is the rank's "
