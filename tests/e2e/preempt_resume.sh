@@ -13,19 +13,24 @@ trap 'rm -rf "$work"' EXIT
 common=(--model "$SRC/models/fashion_cnn.spec" --data "$TRAIN_H5" --train-limit 640
   --batch-size 32 --seed 9 --log-every 0 --epochs 25 --checkpoint-every 7 --keep-checkpoints 2)
 
-wait_for() { # wait_for FILE SECONDS
-  for _ in $(seq $(($2 * 10))); do
-    [ -e "$1" ] && return 0
+# wait_for_step DIR STEP SECONDS: until DIR/latest names a checkpoint of at
+# least STEP (older files may already be pruned by --keep-checkpoints).
+wait_for_step() {
+  for _ in $(seq $(($3 * 10))); do
+    local name step
+    name=$(cat "$1/latest" 2>/dev/null || true)
+    step=$(sed -nE 's/^ckpt-0*([0-9]+)\.h5$/\1/p' <<<"$name")
+    [ -n "$step" ] && [ "$step" -ge "$2" ] && return 0
     sleep 0.1
   done
-  fail "$1 did not appear"
+  fail "no checkpoint of step >= $2 in $1 after $3 s"
 }
 
 rt_mpirun 2 train "${common[@]}" --checkpoint-dir "$work/ref" >/dev/null
 
 rt_mpirun 2 train "${common[@]}" --checkpoint-dir "$work/run" --resume auto >"$work/first.log" 2>&1 &
 pid=$!
-wait_for "$work/run/ckpt-000000028.h5" 60
+wait_for_step "$work/run" 28 60
 # As Slurm's `scancel --signal=USR1` does: the signal reaches every rank.
 ranks=$(pgrep -f "^$BIN train .*$work/run" || true)
 [ -n "$ranks" ] || fail "no ranks found to signal"
@@ -52,7 +57,7 @@ echo "ok: stopped at $stopped_at with exit 75, resumed, bitwise identical at $(b
 rm -rf "$work/kill"
 rt_mpirun 2 train "${common[@]}" --checkpoint-dir "$work/kill" >"$work/kill.log" 2>&1 &
 pid=$!
-wait_for "$work/kill/ckpt-000000035.h5" 60
+wait_for_step "$work/kill" 35 60
 victim=$(pgrep -f "^$BIN train .*$work/kill" | tail -n 1 || true)
 [ -n "$victim" ] || fail "no rank found to kill"
 kill -9 "$victim"
