@@ -68,7 +68,9 @@ static int agree_usage(dist_world *w, int failed, const char *cmd, core_error *e
     int first = dist_first_failed(w, failed);
     if (first < 0)
         return 0;
-    train_report_rank(w, first, err);
+    /* rank 0's own message needs no broadcast and no "rank 0:" prefix */
+    if (first != 0)
+        train_report_rank(w, first, err);
     if (dist_rank(w) == 0)
         fprintf(stderr, "ringtrain %s: %s\n", cmd, err->msg);
     return -1;
