@@ -44,10 +44,10 @@ static struct {
     int ready, device, flags;
     cudaStream_t stream;
     cublasHandle_t blas;
-    double *partial;            /* PARTIALS doubles */
-    double *acc;                /* [0] loss sum (double), [1] top-1 count (as unsigned long long) */
-    int *flag;                  /* non-finite flag */
-    double *host;               /* pinned: 4 doubles of results */
+    double *partial; /* PARTIALS doubles */
+    double *acc;     /* [0] loss sum (double), [1] top-1 count (as unsigned long long) */
+    int *flag;       /* non-finite flag */
+    double *host;    /* pinned: 4 doubles of results */
     char name[192];
     int failed;      /* a CUDA/cuBLAS error happened (sticky) */
     char error[512]; /* its message */
@@ -492,8 +492,8 @@ static void cu_avgpool_forward(float *y, const float *x, int planes, int H, int 
 }
 
 /* One thread per input pixel gathers the windows that cover it. */
-__global__ void k_avgpool_back(float *dx, const float *dy, size_t total, int H, int W, int K,
-                               int S, int OH, int OW)
+__global__ void k_avgpool_back(float *dx, const float *dy, size_t total, int H, int W, int K, int S,
+                               int OH, int OW)
 {
     const float scale = 1.0f / (float)(K * K);
     FOR_EACH(i, total)
@@ -760,8 +760,8 @@ static int cu_nonfinite(const float *x, size_t n)
 
 /* ---- optimizer updates (engine.h; optim/optim.c is the reference) ---- */
 
-__global__ void k_sgd(float *p, const float *gr, float *buf, size_t n, float lr, float mu,
-                      float wd, int nesterov)
+__global__ void k_sgd(float *p, const float *gr, float *buf, size_t n, float lr, float mu, float wd,
+                      int nesterov)
 {
     FOR_EACH(i, n)
     {
@@ -894,8 +894,9 @@ extern "C" const engine_ops *engine_cuda(int device, int flags, core_error *err)
 {
     if (g.ready) {
         if (device != g.device || flags != g.flags) {
-            core_error_set(err, "cuda: the engine already runs on device %d; one device per "
-                                "process",
+            core_error_set(err,
+                           "cuda: the engine already runs on device %d; one device per "
+                           "process",
                            g.device);
             return NULL;
         }
