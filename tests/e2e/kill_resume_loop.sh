@@ -18,7 +18,7 @@ kills=${RT_KILLS:-20}
 RANDOM=${RT_KILL_SEED:-4242}
 printf 'input 1 8 8\nconv 4 3 same relu\nmaxpool 2\nflatten\ndense 5\nloss softmax_cross_entropy\n' >k.spec
 "$MK" create k.h5 images:u8:512x1x8x8:mod=13 labels:u8:512:mod=5
-common=(train --model k.spec --data k.h5 --batch-size 16 --epochs 200 --seed 5 --log-every 0
+common=(train --model k.spec --data k.h5 --batch-size 16 --epochs 600 --seed 5 --log-every 0
     --progress none --checkpoint-every 4 --keep-checkpoints 3)
 
 RT_TIMEOUT=200 rt_mpirun 2 "${common[@]}" --checkpoint-dir ref >ref.log 2>&1 || fail "reference run: $(cat ref.log)"
@@ -33,7 +33,7 @@ while [ "$killed" -lt "$kills" ] && [ "$i" -lt $((kills * 3)) ]; do
     job=$!
     # Progress-based, so that a fast machine does not finish the run in a
     # few segments: every 5th kill lands 0-0.8 s after the launch (MPI
-    # start-up, loading the checkpoint); the others 0-0.2 s after the run
+    # start-up, loading the checkpoint); the others 0-0.1 s after the run
     # has written its first new checkpoint (in a step or a later write).
     before=$(cat run/latest 2>/dev/null || echo none)
     if [ $((i % 5)) -eq 0 ]; then
@@ -44,7 +44,7 @@ while [ "$killed" -lt "$kills" ] && [ "$i" -lt $((kills * 3)) ]; do
             [ "$now" = "$before" ] && kill -0 "$job" 2>/dev/null || break
             sleep 0.05
         done
-        sleep "0.$(printf '%03d' $((RANDOM % 200)))"
+        sleep "0.$(printf '%03d' $((RANDOM % 100)))"
     fi
     ranks=$(pgrep -f "^$BIN train .*--checkpoint-dir $work/run" || true)
     if ! kill -0 "$job" 2>/dev/null; then
