@@ -28,15 +28,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t in = nn_model_input_size(m);
         /* a huge input with a tiny model is legal but slow to run */
         if (in <= ((size_t)1 << 20)) {
+            /* a sequence loss takes T labels per sample (nn_model_labels_per_sample) */
+            size_t lps = (size_t)nn_model_labels_per_sample(m);
             float *x = calloc(2 * in, sizeof *x);
-            int32_t y[2] = {0, nn_model_num_classes(m) - 1};
+            int32_t *y = calloc(2 * lps, sizeof *y);
             nn_stats st = {0};
-            if (x) {
+            if (x && y) {
+                for (size_t i = 0; i < 2 * lps; i++)
+                    y[i] = i % 2 ? nn_model_num_classes(m) - 1 : 0;
                 nn_model_init_params(m, 1);
                 nn_model_forward(m, x, y, 2, 1, &st);
                 nn_model_backward(m, 0, NULL, NULL);
             }
             free(x);
+            free(y);
         }
         nn_model_free(m);
     } else if (!err.msg[0] || strchr(err.msg, '\n')) {
