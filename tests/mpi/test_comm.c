@@ -30,14 +30,7 @@ static const dist_allreduce_kind kinds[] = {DIST_ALLREDUCE_RING, DIST_ALLREDUCE_
 
 static int group_setup(void **state)
 {
-    core_error err;
-    if (dist_world_init(NULL, NULL, &world, &err) != 0) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    rank = dist_rank(world);
-    size = dist_size(world);
-    return 0;
+    return test_world_init(&world, &rank, &size);
 }
 
 static int group_teardown(void **state)

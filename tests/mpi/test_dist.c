@@ -22,14 +22,7 @@ static int rank, size;
 
 static int group_setup(void **state)
 {
-    core_error err;
-    if (dist_world_init(NULL, NULL, &world, &err) != 0) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    rank = dist_rank(world);
-    size = dist_size(world);
-    return 0;
+    return test_world_init(&world, &rank, &size);
 }
 
 static int group_teardown(void **state)

@@ -18,4 +18,13 @@ void test_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
 /* Max |a-b| / max(1, |a|, |b|) over n elements. */
 double test_max_rel_diff(const float *a, const float *b, size_t n);
 
+/* Writes <tmpdir(tag)>/<file>: "images" (n, ss) float32 with sample i =
+ * (i, i + 0.5, -i, ...) and "labels" (n,) uint8 = i % 10; chunked by chunk0
+ * samples and gzip-compressed when chunk0 > 0. Returns the path (static). */
+const char *test_write_ramp_h5(const char *tag, const char *file, int n, int ss, size_t chunk0);
+
+/* MPI tests' group setup: the world, this rank and the world size. */
+typedef struct dist_world dist_world;
+int test_world_init(dist_world **w, int *rank, int *size);
+
 #endif

@@ -19,43 +19,9 @@
 #define N  1000
 #define SS 3
 
-static char g_path[4096];
-
-static const char *write_file(const char *tag, hsize_t chunk0)
+static const char *write_file(const char *tag, size_t chunk0)
 {
-    snprintf(g_path, sizeof g_path, "%s/loader.h5", test_tmpdir(tag));
-    data_hdf5_quiet();
-    float *x = malloc(N * SS * sizeof *x);
-    int32_t *y = malloc(N * sizeof *y);
-    for (int i = 0; i < N; i++) {
-        x[i * SS + 0] = (float)i;
-        x[i * SS + 1] = (float)i + 0.5f;
-        x[i * SS + 2] = (float)-i;
-        y[i] = i % 10;
-    }
-    hid_t f = H5Fcreate(g_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hsize_t xd[2] = {N, SS}, yd[1] = {N};
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (chunk0) {
-        hsize_t ch[2] = {chunk0, SS};
-        H5Pset_chunk(dcpl, 2, ch);
-        H5Pset_deflate(dcpl, 6);
-    }
-    hid_t s = H5Screate_simple(2, xd, NULL);
-    hid_t d = H5Dcreate2(f, "images", H5T_IEEE_F32LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
-    H5Dclose(d);
-    H5Sclose(s);
-    s = H5Screate_simple(1, yd, NULL);
-    d = H5Dcreate2(f, "labels", H5T_STD_U8LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    assert_true(H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) >= 0);
-    H5Dclose(d);
-    H5Sclose(s);
-    H5Pclose(dcpl);
-    H5Fclose(f);
-    free(x);
-    free(y);
-    return g_path;
+    return test_write_ramp_h5(tag, "loader.h5", N, SS, chunk0);
 }
 
 static data_loader_config base_config(int rank, int world, int batch)
