@@ -13,6 +13,14 @@ head, zero biases), loss (mean token cross entropy), optimizer (Adam, betas
       --val data/fortunes-val.h5 --steps 600 --batch 32 --lr 3e-3 --threads 1
   --bench N: time N training steps only and print tokens/s
   --load CKPT: evaluate a ringtrain checkpoint with this model (forward check)
+  --init-out FILE: write the initial parameters to FILE (/params/<name>, the
+      layout `ringtrain train --init-from FILE` loads), so both systems start
+      from the same weights
+  --ringtrain-world W: draw the training windows exactly as `ringtrain train
+      --seed S` on W ranks does (src/data/tokens.c: each rank's contiguous part
+      of the stream, offsets from core_rng seeded by (seed, rank, epoch) at
+      counter batch << 24); the global batch is the W local batches in rank
+      order. Without it windows come from numpy's generator.
 """
 import argparse
 import math
@@ -113,18 +121,81 @@ class CharLSTM(nn.Module):
         return s.linear1(s.lstm2(s.lstm1(s.embed1(x))[0])[0])
 
 
+M64 = (1 << 64) - 1
+
+
+def mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+class CoreRng:
+    """src/core/rng.c: SplitMix64 finalizer over (seed, stream, counter)."""
+
+    def __init__(s, seed, stream, counter=0):
+        s.key = mix64((seed + 0x9E3779B97F4A7C15) & M64) ^ mix64((stream * 0xD1B54A32D192ED03) & M64)
+        s.counter = counter
+
+    def u64(s):
+        s.counter += 1
+        return mix64((s.key + s.counter * 0x9E3779B97F4A7C15) & M64)
+
+    def below(s, n):
+        limit = M64 - M64 % n
+        while True:
+            v = s.u64()
+            if v < limit:
+                return v % n
+
+
+class RingtrainWindows:
+    """The window starts ringtrain's token loader draws on `world` ranks."""
+
+    def __init__(s, ntokens, T, batch, world, seed):
+        if batch % world:
+            raise SystemExit(f"--batch {batch} is not a multiple of --ringtrain-world {world}")
+        s.T, s.local, s.world, s.seed = T, batch // world, world, seed
+        base, extra = divmod(ntokens, world)
+        s.parts = [(r * base + min(r, extra), base + (r < extra)) for r in range(world)]
+        s.per_epoch = min(c // (s.local * T) for _, c in s.parts)
+
+    def starts(s, step):
+        epoch, k = divmod(step, s.per_epoch)
+        out = []
+        for r, (first, count) in enumerate(s.parts):
+            rng = CoreRng(s.seed ^ 0x746F6B656E73, ((r & 0xFFFFFFFF) << 32) | (epoch & 0xFFFFFFFF),
+                          k << 24)
+            out += [first + rng.below(count - s.T) for _ in range(s.local)]
+        return np.array(out)
+
+
+def write_params(model, path):
+    with h5py.File(path, "w") as f:
+        g = f.create_group("params")
+        for k, v in model.state_dict().items():
+            g.create_dataset(k, data=v.detach().numpy().astype(np.float32))
+
+
 def load_tokens(path):
     with h5py.File(path, "r") as f:
         return f["tokens"][:].astype(np.int64), int(f.attrs["vocab_size"])
 
 
-def evaluate(model, val, T, batch):
+def evaluate(model, val, T, batch, world=1):
+    """Mean token cross entropy over windows tiling the validation tokens with
+    stride T; with world > 1 each of the world contiguous parts is tiled on
+    its own, as ringtrain's ranks tile theirs."""
     model.eval()
-    n = (len(val) - 1) // T
+    base, extra = divmod(len(val), world)
+    starts = []
+    for r in range(world):
+        first, count = r * base + min(r, extra), base + (r < extra)
+        starts += [first + w * T for w in range((count - 1) // T)]
     tot, cnt = 0.0, 0
     with torch.no_grad():
-        for s in range(0, n, batch):
-            idx = np.arange(s, min(s + batch, n)) * T
+        for s in range(0, len(starts), batch):
+            idx = starts[s:s + batch]
             x = torch.from_numpy(np.stack([val[i:i + T] for i in idx]))
             y = torch.from_numpy(np.stack([val[i + 1:i + T + 1] for i in idx]))
             logits = model(x)
@@ -148,12 +219,21 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--bench", type=int, default=0)
     ap.add_argument("--val-limit", type=int, default=0)
+    ap.add_argument("--train-limit", type=int, default=0, help="as ringtrain's --train-limit")
     ap.add_argument("--load")
+    ap.add_argument("--init-out")
+    ap.add_argument("--epochs", type=int, default=0,
+                    help="with --ringtrain-world: train this many of ringtrain's epochs")
+    ap.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up, as ringtrain's")
+    ap.add_argument("--log-every", type=int, default=100)
+    ap.add_argument("--ringtrain-world", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     train, V = load_tokens(a.data)
+    if a.train_limit:
+        train = train[:a.train_limit]
     val = load_tokens(a.val)[0] if a.val else None
     if val is not None and a.val_limit:
         val = val[:a.val_limit]
@@ -164,23 +244,30 @@ def main():
             # ringtrain's tensor names and layouts are this model's state_dict
             sd = {k: torch.from_numpy(f["params"][k][:]) for k in f["params"]}
         model.load_state_dict(sd)
-        print(f"checkpoint {a.load}: val loss {evaluate(model, val, T, a.batch):.4f}")
+        print(f"checkpoint {a.load}: val loss {evaluate(model, val, T, a.batch, max(a.ringtrain_world, 1)):.4f}")
         return
+    if a.init_out:
+        write_params(model, a.init_out)
+        print(f"initial parameters written to {a.init_out}")
+    windows = RingtrainWindows(len(train), T, a.batch, a.ringtrain_world, a.seed) \
+        if a.ringtrain_world else None
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
-    steps = a.bench or a.steps
+    steps = a.bench or (windows.per_epoch * a.epochs if windows and a.epochs else a.steps)
     t0 = time.time()
     for step in range(steps):
         if a.bench and step == 2:
             t0 = time.time()  # exclude warm-up
-        starts = rng.integers(0, len(train) - T, size=a.batch)
+        starts = windows.starts(step) if windows else rng.integers(0, len(train) - T, size=a.batch)
         x = torch.from_numpy(np.stack([train[s:s + T] for s in starts]))
         y = torch.from_numpy(np.stack([train[s + 1:s + T + 1] for s in starts]))
+        for g in opt.param_groups:  # src/optim/schedule.c: (step + 1) / warmup, then constant
+            g["lr"] = a.lr * (step + 1) / a.warmup_steps if step < a.warmup_steps else a.lr
         logits = model(x)
         loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if not a.bench and (step + 1) % 100 == 0:
+        if not a.bench and (step + 1) % a.log_every == 0:
             print(f"step {step + 1} loss {loss.item():.4f} ({time.time() - t0:.0f} s)", flush=True)
     dt = time.time() - t0
     if a.bench:
@@ -189,7 +276,7 @@ def main():
         return
     print(f"train {steps} steps in {dt:.1f} s, {steps * a.batch * T / dt:.0f} tokens/s")
     if val is not None:
-        vl = evaluate(model, val, T, a.batch)
+        vl = evaluate(model, val, T, a.batch, max(a.ringtrain_world, 1))
         print(f"final: val loss {vl:.4f} nats/token = {vl / math.log(2):.4f} bits/char")
 
 

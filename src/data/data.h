@@ -36,6 +36,21 @@ size_t data_dataset_sample_size(const data_dataset *d);
 int data_dataset_sample_dims(const data_dataset *d, int dims[DATA_MAX_DIMS]);
 const char *data_dataset_path(const data_dataset *d);
 
+/* Bytes one element of a sample takes as data_dataset_read_raw returns it:
+ * 1 for uint8 files (kept as stored), 4 (float32) for every other type. */
+size_t data_dataset_elem_bytes(const data_dataset *d);
+
+/* Samples [start, start+count) as stored (uint8 stays bytes; other types
+ * become float32, checked finite) and int32 labels; x holds
+ * count * sample_size * data_dataset_elem_bytes bytes. The loader keeps
+ * shards in this form and widens one batch at a time. */
+int data_dataset_read_raw(data_dataset *d, size_t start, size_t count, void *x, int32_t *y,
+                          core_error *err);
+
+/* Widens n elements read by data_dataset_read_raw to float (uint8 / 255,
+ * float32 copied). */
+void data_dataset_widen(const data_dataset *d, const void *raw, size_t n, float *out);
+
 /* Reads samples [start, start+count) with one hyperslab per array; converts
  * to float (uint8 / 255) and int32 labels. Errors name file and dataset. */
 int data_dataset_read(data_dataset *d, size_t start, size_t count, float *x, int32_t *y,
@@ -116,13 +131,15 @@ typedef struct data_layout {
     size_t base; /* absolute index of block 0's start (chunk-aligned if possible) */
 } data_layout;
 
+/* sample_floats: floats per sample in a batch; elem_bytes: bytes per element
+ * as the loader stores the shard (data_dataset_elem_bytes). */
 int data_layout_plan(const char *path, const data_loader_config *cfg, size_t sample_floats,
-                     size_t chunk, data_layout *out, core_error *err);
+                     size_t elem_bytes, size_t chunk, data_layout *out, core_error *err);
 
 /* Global indices of the shard's samples in the order a loader created with
  * cfg serves epoch `epoch` (cfg->shard_count of them into out). */
 int data_order_epoch(const char *path, const data_loader_config *cfg, size_t sample_floats,
-                     size_t chunk, long epoch, size_t *out, core_error *err);
+                     size_t elem_bytes, size_t chunk, long epoch, size_t *out, core_error *err);
 
 /* Local batch of rank r when the global batch is split over world ranks:
  * batch / world, plus one for the first batch % world ranks. */
@@ -135,6 +152,7 @@ typedef struct data_epoch_key {
     uint64_t seed;        /* shuffle seed */
     long epoch;           /* 0-based */
     size_t sample_floats; /* data_dataset_sample_size */
+    size_t elem_bytes;    /* data_dataset_elem_bytes */
     size_t chunk;         /* data_dataset_chunk_samples */
     size_t mem_cap;       /* loader cap of the run that started the epoch (0 = default) */
 } data_epoch_key;

@@ -421,23 +421,30 @@ static int read_rows(data_dataset *d, hid_t dset, const char *name, int rank, co
     return 0;
 }
 
-static int read_x(data_dataset *d, size_t start, size_t count, float *x, core_error *err)
+size_t data_dataset_elem_bytes(const data_dataset *d)
 {
-    size_t total = count * d->sample_size;
-    if (d->x_u8) {
-        /* Read the bytes into the last quarter of x and widen forward in
-         * place: x[i] never overwrites a byte not yet read, so no scratch
-         * buffer is needed. */
-        unsigned char *src = (unsigned char *)x + 3 * total;
-        if (read_rows(d, d->x, d->x_name, d->x_rank, d->x_dims, H5T_NATIVE_UCHAR, start, count, src,
-                      err))
-            return -1;
-        for (size_t i = 0; i < total; i++) {
-            unsigned char v = src[i];
-            x[i] = (float)v / 255.0f;
-        }
-        return 0;
+    return d->x_u8 ? 1 : sizeof(float);
+}
+
+void data_dataset_widen(const data_dataset *d, const void *raw, size_t n, float *out)
+{
+    if (!d->x_u8) {
+        memcpy(out, raw, n * sizeof(float));
+        return;
     }
+    const unsigned char *src = raw;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (float)src[i] / 255.0f;
+}
+
+/* x as stored: bytes for uint8 files, float32 (checked finite) otherwise. */
+static int read_x_raw(data_dataset *d, size_t start, size_t count, void *xv, core_error *err)
+{
+    if (d->x_u8)
+        return read_rows(d, d->x, d->x_name, d->x_rank, d->x_dims, H5T_NATIVE_UCHAR, start, count,
+                         xv, err);
+    float *x = xv;
+    size_t total = count * d->sample_size;
     if (read_rows(d, d->x, d->x_name, d->x_rank, d->x_dims, H5T_NATIVE_FLOAT, start, count, x, err))
         return -1;
     if (!d->x_float)
@@ -452,6 +459,20 @@ static int read_x(data_dataset *d, size_t start, size_t count, float *x, core_er
                               isnan(x[i]) ? "NaN" : "Inf (or a value beyond float32 range)",
                               i % d->sample_size);
     }
+    return 0;
+}
+
+static int read_x(data_dataset *d, size_t start, size_t count, float *x, core_error *err)
+{
+    if (!d->x_u8)
+        return read_x_raw(d, start, count, x, err);
+    /* Read the bytes into the last quarter of x and widen forward in place:
+     * x[i] never overwrites a byte not yet read, so no scratch buffer. */
+    size_t total = count * d->sample_size;
+    unsigned char *src = (unsigned char *)x + 3 * total;
+    if (read_x_raw(d, start, count, src, err))
+        return -1;
+    data_dataset_widen(d, src, total, x);
     return 0;
 }
 
@@ -472,8 +493,8 @@ static int read_y(data_dataset *d, size_t start, size_t count, int32_t *y, core_
     return 0;
 }
 
-int data_dataset_read(data_dataset *d, size_t start, size_t count, float *x, int32_t *y,
-                      core_error *err)
+static int read_checked(data_dataset *d, size_t start, size_t count, void *x, int raw, int32_t *y,
+                        core_error *err)
 {
     data_hdf5_quiet();
     if (start > d->n || count > d->n - start)
@@ -481,11 +502,23 @@ int data_dataset_read(data_dataset *d, size_t start, size_t count, float *x, int
                               start, start + count, d->n);
     if (count == 0)
         return 0;
-    if (x && read_x(d, start, count, x, err))
+    if (x && (raw ? read_x_raw(d, start, count, x, err) : read_x(d, start, count, x, err)))
         return -1;
     if (y && read_y(d, start, count, y, err))
         return -1;
     return 0;
+}
+
+int data_dataset_read(data_dataset *d, size_t start, size_t count, float *x, int32_t *y,
+                      core_error *err)
+{
+    return read_checked(d, start, count, x, 0, y, err);
+}
+
+int data_dataset_read_raw(data_dataset *d, size_t start, size_t count, void *x, int32_t *y,
+                          core_error *err)
+{
+    return read_checked(d, start, count, x, 1, y, err);
 }
 
 void data_shard_range(size_t n, int rank, int world, size_t *start, size_t *count)

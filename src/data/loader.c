@@ -21,6 +21,9 @@
  * at another world size) serves an explicit list of samples, reading it in
  * windows through the same buffers.
  *
+ * Samples are kept as the file stores them (uint8 images stay bytes, a
+ * quarter of float32) and widened to float one batch at a time.
+ *
  * Every buffer is sized at create; nothing is allocated per batch.
  */
 #include "data/data.h"
@@ -41,6 +44,7 @@ struct data_loader {
     data_dataset *d;
     data_loader_config cfg;
     size_t ss;       /* floats per sample */
+    size_t rowb;     /* bytes per stored sample (ss * data_dataset_elem_bytes) */
     size_t nbatches; /* per epoch */
     size_t mem_bytes;
     int streaming;
@@ -51,7 +55,7 @@ struct data_loader {
     int bn[RING];
 
     /* in memory */
-    float *mx;
+    unsigned char *mx;
     int32_t *my;
     uint32_t *perm;
 
@@ -60,7 +64,7 @@ struct data_loader {
     size_t base; /* absolute index of block 0's start (chunk-aligned if possible) */
     uint32_t *bperm;
     size_t *win_start; /* nwin + 1 epoch positions */
-    float *wx;
+    unsigned char *wx;
     int32_t *wy;
     uint32_t *widx;
     long cur_win;
@@ -147,7 +151,8 @@ static int load_window(data_loader *l, size_t w, core_error *err)
     l->cur_win = -1;
     for (size_t k = w * l->wblocks; k < (w + 1) * l->wblocks && k < l->nblocks; k++) {
         size_t b = l->bperm[k], n = block_len(l, b);
-        if (data_dataset_read(l->d, block_first(l, b), n, l->wx + off * l->ss, l->wy + off, err))
+        if (data_dataset_read_raw(l->d, block_first(l, b), n, l->wx + off * l->rowb, l->wy + off,
+                                  err))
             return -1;
         l->wfirst[nb] = block_first(l, b);
         l->wrow[nb++] = off;
@@ -202,7 +207,7 @@ static int cmp_u64(const void *a, const void *b)
  * (perm or widx) then sends each list position to its row. */
 static int load_list_window(data_loader *l, size_t w, core_error *err)
 {
-    float *bx = l->streaming ? l->wx : l->mx;
+    unsigned char *bx = l->streaming ? l->wx : l->mx;
     int32_t *by = l->streaming ? l->wy : l->my;
     uint32_t *rowof = l->streaming ? l->widx : l->perm;
     size_t first = w * l->lwin, n = l->lcount - first < l->lwin ? l->lcount - first : l->lwin;
@@ -216,7 +221,7 @@ static int load_list_window(data_loader *l, size_t w, core_error *err)
         size_t start = (size_t)(l->lsort[s] >> 32);
         for (e = s + 1; e < n && (size_t)(l->lsort[e] >> 32) == start + (e - s); e++) {
         }
-        if (data_dataset_read(l->d, start, e - s, bx + s * l->ss, by + s, err))
+        if (data_dataset_read_raw(l->d, start, e - s, bx + s * l->rowb, by + s, err))
             return -1;
     }
     l->cur_lwin = (long)w;
@@ -225,7 +230,7 @@ static int load_list_window(data_loader *l, size_t w, core_error *err)
 
 static int produce_list(data_loader *l, int n, float *x, int32_t *y, size_t *xi, core_error *err)
 {
-    const float *bx = l->streaming ? l->wx : l->mx;
+    const unsigned char *bx = l->streaming ? l->wx : l->mx;
     const int32_t *by = l->streaming ? l->wy : l->my;
     const uint32_t *rowof = l->streaming ? l->widx : l->perm;
     for (int j = 0; j < n; j++, l->pos++) {
@@ -233,7 +238,7 @@ static int produce_list(data_loader *l, int n, float *x, int32_t *y, size_t *xi,
         if (l->cur_lwin != (long)w && load_list_window(l, w, err))
             return -1;
         size_t r = rowof[l->pos - w * l->lwin];
-        memcpy(x + (size_t)j * l->ss, bx + r * l->ss, l->ss * sizeof(float));
+        data_dataset_widen(l->d, bx + r * l->rowb, l->ss, x + (size_t)j * l->ss);
         y[j] = by[r];
         xi[j] = l->lidx[l->pos];
     }
@@ -244,7 +249,8 @@ static int produce(data_loader *l, int slot, core_error *err)
 {
     if (l->need_setup) {
         if (l->reload && !l->list) {
-            if (data_dataset_read(l->d, l->cfg.shard_start, l->cfg.shard_count, l->mx, l->my, err))
+            if (data_dataset_read_raw(l->d, l->cfg.shard_start, l->cfg.shard_count, l->mx, l->my,
+                                      err))
                 return -1;
             l->reload = 0;
         }
@@ -257,7 +263,6 @@ static int produce(data_loader *l, int slot, core_error *err)
     float *x = l->bx[slot];
     int32_t *y = l->by[slot];
     size_t *xi = l->bi[slot];
-    size_t row = l->ss * sizeof(float);
     l->bn[slot] = n;
     if (l->list)
         return produce_list(l, n, x, y, xi, err);
@@ -265,7 +270,7 @@ static int produce(data_loader *l, int slot, core_error *err)
     while (j < n) {
         if (!l->streaming) {
             size_t i = l->cfg.shuffle ? l->perm[l->pos] : l->pos;
-            memcpy(x + (size_t)j * l->ss, l->mx + i * l->ss, row);
+            data_dataset_widen(l->d, l->mx + i * l->rowb, l->ss, x + (size_t)j * l->ss);
             y[j] = l->my[i];
             xi[j] = l->cfg.shard_start + i;
             j++;
@@ -280,7 +285,7 @@ static int produce(data_loader *l, int slot, core_error *err)
         size_t ws = l->win_start[l->cur_win], we = l->win_start[l->cur_win + 1];
         while (j < n && l->pos < we) {
             size_t i = l->widx[l->pos - ws];
-            memcpy(x + (size_t)j * l->ss, l->wx + i * l->ss, row);
+            data_dataset_widen(l->d, l->wx + i * l->rowb, l->ss, x + (size_t)j * l->ss);
             y[j] = l->wy[i];
             xi[j] = window_sample(l, i);
             j++;
@@ -333,8 +338,8 @@ static void *alloc_count(size_t bytes, const char *what, data_loader *l, core_er
 static int plan(data_loader *l, core_error *err)
 {
     data_layout lay;
-    if (data_layout_plan(data_dataset_path(l->d), &l->cfg, l->ss, data_dataset_chunk_samples(l->d),
-                         &lay, err) != 0)
+    if (data_layout_plan(data_dataset_path(l->d), &l->cfg, l->ss, data_dataset_elem_bytes(l->d),
+                         data_dataset_chunk_samples(l->d), &lay, err) != 0)
         return -1;
     l->streaming = lay.streaming;
     l->block = lay.block;
@@ -357,15 +362,15 @@ static int allocate(data_loader *l, core_error *err)
     }
     size_t count = l->cfg.shard_count;
     if (!l->streaming) {
-        l->mx = alloc_count(count * l->ss * sizeof(float), "in-memory shard", l, err);
+        l->mx = alloc_count(count * l->rowb, "in-memory shard", l, err);
         l->my = alloc_count(count * sizeof(int32_t), "in-memory shard labels", l, err);
         l->perm = alloc_count(count * sizeof(uint32_t), "shuffle index", l, err);
         if (!l->mx || !l->my || !l->perm)
             return -1;
-        return data_dataset_read(l->d, l->cfg.shard_start, count, l->mx, l->my, err);
+        return data_dataset_read_raw(l->d, l->cfg.shard_start, count, l->mx, l->my, err);
     }
     size_t wn = l->wblocks * l->block;
-    l->wx = alloc_count(wn * l->ss * sizeof(float), "loader window", l, err);
+    l->wx = alloc_count(wn * l->rowb, "loader window", l, err);
     l->wy = alloc_count(wn * sizeof(int32_t), "loader window labels", l, err);
     l->widx = alloc_count(wn * sizeof(uint32_t), "window index", l, err);
     l->bperm = alloc_count(l->nblocks * sizeof(uint32_t), "block order", l, err);
@@ -397,6 +402,7 @@ int data_loader_create(data_dataset *d, const data_loader_config *cfg, data_load
     l->d = d;
     l->cfg = *cfg;
     l->ss = data_dataset_sample_size(d);
+    l->rowb = l->ss * data_dataset_elem_bytes(d);
     size_t c = cfg->shard_count, b = (size_t)cfg->batch;
     l->nbatches = cfg->drop_last ? c / b : (c + b - 1) / b;
     l->cur_win = -1;

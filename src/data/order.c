@@ -34,14 +34,15 @@ static size_t streaming_bytes(size_t count, size_t block, size_t per_sample, dat
 }
 
 int data_layout_plan(const char *path, const data_loader_config *cfg, size_t sample_floats,
-                     size_t chunk, data_layout *lay, core_error *err)
+                     size_t elem_bytes, size_t chunk, data_layout *lay, core_error *err)
 {
     memset(lay, 0, sizeof *lay);
     size_t cap = cfg->mem_cap_bytes ? cfg->mem_cap_bytes : DEFAULT_CAP;
     size_t count = cfg->shard_count;
-    size_t per_sample = sample_floats * sizeof(float) + sizeof(int32_t);
-    /* a batch buffer: samples, labels and the samples' indices */
-    size_t ring = RING * ((size_t)cfg->batch * (per_sample + sizeof(size_t)) + 192);
+    /* a stored sample and its label; a batch holds samples widened to float */
+    size_t per_sample = sample_floats * elem_bytes + sizeof(int32_t);
+    size_t per_batch_sample = sample_floats * sizeof(float) + sizeof(int32_t) + sizeof(size_t);
+    size_t ring = RING * ((size_t)cfg->batch * per_batch_sample + 192);
     char a[32], b[32];
     if (ring >= cap)
         return core_error_set(err,
@@ -133,10 +134,10 @@ static int order_streaming(const data_layout *lay, const data_loader_config *cfg
 }
 
 int data_order_epoch(const char *path, const data_loader_config *cfg, size_t sample_floats,
-                     size_t chunk, long epoch, size_t *out, core_error *err)
+                     size_t elem_bytes, size_t chunk, long epoch, size_t *out, core_error *err)
 {
     data_layout lay;
-    if (data_layout_plan(path, cfg, sample_floats, chunk, &lay, err) != 0)
+    if (data_layout_plan(path, cfg, sample_floats, elem_bytes, chunk, &lay, err) != 0)
         return -1;
     if (lay.streaming)
         return order_streaming(&lay, cfg, epoch, out, err);
@@ -215,7 +216,8 @@ static int origin_remainder(const data_epoch_key *k, const data_segment *s, size
                                   k->path, k->epoch + 1, s->steps, s->world, used, rank,
                                   c.shard_count);
         }
-        if (data_order_epoch(k->path, &c, k->sample_floats, k->chunk, k->epoch, order, err) != 0) {
+        if (data_order_epoch(k->path, &c, k->sample_floats, k->elem_bytes, k->chunk, k->epoch,
+                             order, err) != 0) {
             core_free(order);
             return -1;
         }

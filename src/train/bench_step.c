@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/rng.h"
@@ -28,13 +29,6 @@
 enum { PH_FWD, PH_BWD, PH_COMM, PH_OPT, PH_STEP, PH_COUNT };
 static const char *phase_names[PH_COUNT] = {"forward", "backward", "comm wait", "optimizer",
                                             "step"};
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -79,21 +73,21 @@ typedef struct bench_ctx {
 static int timed_step(bench_ctx *b, dist_buckets *buckets, long step, double *t, core_error *err)
 {
     nn_stats st = {0};
-    double t0 = now_seconds();
+    double t0 = core_now();
     nn_model_forward(b->m, b->x, b->y, b->local, 1, &st);
-    double t1 = now_seconds();
+    double t1 = core_now();
     dist_buckets_begin(buckets, step);
     nn_model_backward(b->m, 0, dist_buckets_on_ready, buckets);
-    double t2 = now_seconds();
+    double t2 = core_now();
     if (dist_buckets_wait(buckets, err) != 0)
         return -1;
-    double t3 = now_seconds();
+    double t3 = core_now();
     size_t n = nn_model_param_count(b->m);
     float *g = nn_model_grads(b->m);
     for (size_t i = 0; i < n; i++)
         g[i] *= b->scale;
     optim_step(&b->opt, nn_model_params(b->m), g, b->opt.cfg.lr);
-    double t4 = now_seconds();
+    double t4 = core_now();
     t[PH_FWD] = t1 - t0;
     t[PH_BWD] = t2 - t1;
     t[PH_COMM] = t3 - t2;

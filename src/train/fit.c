@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "data/data.h"
@@ -49,14 +50,8 @@ typedef struct fit_ctx {
     long skipped_steps;    /* steps skipped for non-finite values */
     long test_nan_step;    /* test-only: RINGTRAIN_TEST_NAN_RANK/_STEP poison this step's loss */
     train_device dev;      /* --device cuda: device optimizer state (train/device.h) */
+    int stepped;           /* this run has begun a step */
 } fit_ctx;
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The trainer's RNG stream of a rank (dropout masks of sequence layers). */
 static uint64_t fit_rng_stream(int rank)
@@ -591,7 +586,7 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         return -1;
     nn_stats epoch_stats = {0};
     long first_batch = c->prog.batch_in_epoch;
-    double t0 = now_seconds();
+    double t0 = core_now();
     train_wf_epoch_begin(c->wf, epoch, first_batch);
     for (long b = first_batch; b < steps; b++) {
         data_batch batch = {0};
@@ -601,6 +596,12 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
                            cfg->train_path, b, steps);
         else if (rc < 0)
             core_error_prefix(err, "step %ld", c->prog.step + 1);
+        if (!c->stepped) {
+            c->stepped = 1;
+            double age = core_process_age();
+            if (age >= 0)
+                core_log_info("start-up: first step begins %.2f s after process start", age);
+        }
         int stop = 0;
         nn_stats s = {0};
         if (step_once(c, &batch, rc != 1, &s, &stop, err) != 0)
@@ -624,7 +625,7 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         if (train_wf_should_stop(c->wf))
             break;
     }
-    double train_seconds = now_seconds() - t0;
+    double train_seconds = core_now() - t0;
     nn_stats g;
     if (reduce_stats(c->w, &epoch_stats, &g, err) != 0)
         return -1;

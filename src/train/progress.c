@@ -8,12 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "core/clock.h"
 
 /* A terminal, and not a Slurm batch job (whose ranks may still get a pty
  * from srun). Open MPI's mpirun also gives its ranks a pty even when its own
@@ -56,7 +51,7 @@ void train_progress_epoch_begin(train_progress_view *v, int epoch, long total, l
     v->epoch = epoch;
     v->total = total;
     v->first = first;
-    v->t0 = now();
+    v->t0 = core_now();
     v->last_draw = 0.0;
     v->drawn = 0;
 }
@@ -94,7 +89,7 @@ void train_progress_step(train_progress_view *v, long done)
 {
     if (v->mode != TRAIN_PROGRESS_BAR)
         return;
-    double t = now();
+    double t = core_now();
     if (done < v->total && t - v->last_draw < 0.1)
         return;
     v->last_draw = t;
@@ -108,7 +103,7 @@ void train_progress_log(train_progress_view *v, long done, double loss, double t
     v->top1 = top1;
     if (v->mode != TRAIN_PROGRESS_PLAIN)
         return;
-    double el = now() - v->t0, steps = (double)(done - v->first);
+    double el = core_now() - v->t0, steps = (double)(done - v->first);
     char stamp[32], eta_s[32];
     time_t wall = time(NULL);
     struct tm tmv;

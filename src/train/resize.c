@@ -74,6 +74,7 @@ static int plan_remainder(train_resize *rs, train_progress *p, const train_confi
                         p->seed,
                         p->epoch,
                         data_dataset_sample_size(ds),
+                        data_dataset_elem_bytes(ds),
                         data_dataset_chunk_samples(ds),
                         (size_t)p->order_cap};
     size_t remainder;

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "train/checkpoint.h"
@@ -45,13 +46,6 @@ struct train_wf {
     double win_loss, win_top1, win_top5, win_count, win_t0;
     char best_path[1024];
 };
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void train_wf_config_defaults(train_wf_config *wc)
 {
@@ -333,7 +327,7 @@ void train_wf_epoch_begin(train_wf *wf, long epoch, long first_batch)
     wf->epoch = epoch;
     wf->done = first_batch;
     wf->win_loss = wf->win_top1 = wf->win_top5 = wf->win_count = 0.0;
-    wf->win_t0 = now_seconds();
+    wf->win_t0 = core_now();
     train_progress_epoch_begin(&wf->view, (int)epoch + 1, wf->s.steps_per_epoch, first_batch);
 }
 
@@ -348,7 +342,7 @@ static int flush_window(train_wf *wf, long done, core_error *err)
     double v[4] = {wf->win_loss, wf->win_top1, wf->win_top5, wf->win_count};
     if (dist_sum_f64(wf->s.w, v, 4, err) != 0)
         return -1;
-    double t = now_seconds();
+    double t = core_now();
     if (v[3] <= 0)
         return 0;
     train_step_record r = {wf->s.prog->step,

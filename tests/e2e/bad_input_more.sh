@@ -173,10 +173,11 @@ else
 fi
 
 echo "--- a read error in the middle of training"
-# Chunked gzip + fletcher32 file; chunk 60 (samples 3840..3903, rank 1's
-# shard) is overwritten. The loader streams (1 MiB cap), so the bad chunk is
-# first read at step 58 of seed 3, after checkpoints at steps 5..55.
-"$MK" create bad_mid.h5 --chunk 64 --gzip images:u8:4000x1x32x32:mod=7 labels:u8:4000 >/dev/null
+# Chunked gzip + fletcher32 float32 file (4 KiB a sample, in the loader too);
+# chunk 60 (samples 3840..3903, rank 1's shard) is overwritten. The loader
+# streams (1 MiB cap), so the bad chunk is first read at step 58 of seed 3,
+# after checkpoints at steps 5..55.
+"$MK" create bad_mid.h5 --chunk 64 --gzip images:f32:4000x1x32x32:mod=7 labels:u8:4000 >/dev/null
 "$MK" corrupt bad_mid.h5 images 60 >/dev/null
 expect_error "rank 1: step 58: bad_mid.h5: dataset 'images': read of samples [3824, 3881) failed (inflate() failed); is the file truncated or corrupted?" 1 -- \
     train --log-every 0 --model wide.spec --data bad_mid.h5 --batch-size 16 --epochs 3 --loader-mem 1 \

@@ -51,20 +51,12 @@ double test_max_rel_diff(const float *a, const float *b, size_t n)
     return worst;
 }
 
-const char *test_write_ramp_h5(const char *tag, const char *file, int n, int ss, size_t chunk0)
+const char *test_write_h5(const char *tag, const char *file, hid_t file_type, hid_t mem_type,
+                          const void *x, const int32_t *y, int n, int ss, size_t chunk0)
 {
     static char path[4096];
     snprintf(path, sizeof path, "%s/%s", test_tmpdir(tag), file);
     data_hdf5_quiet();
-    float *x = malloc((size_t)n * (size_t)ss * sizeof *x);
-    int32_t *y = malloc((size_t)n * sizeof *y);
-    assert_non_null(x);
-    assert_non_null(y);
-    for (int i = 0; i < n; i++) {
-        for (int k = 0; k < ss; k++)
-            x[i * ss + k] = k == 0 ? (float)i : k == 1 ? (float)i + 0.5f : (float)-i;
-        y[i] = i % 10;
-    }
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     hsize_t xd[2] = {(hsize_t)n, (hsize_t)ss}, yd[1] = {(hsize_t)n};
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -74,8 +66,8 @@ const char *test_write_ramp_h5(const char *tag, const char *file, int n, int ss,
         H5Pset_deflate(dcpl, 4);
     }
     hid_t sp = H5Screate_simple(2, xd, NULL);
-    hid_t d = H5Dcreate2(f, "images", H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    hid_t d = H5Dcreate2(f, "images", file_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
     H5Dclose(d);
     H5Sclose(sp);
     sp = H5Screate_simple(1, yd, NULL);
@@ -85,6 +77,22 @@ const char *test_write_ramp_h5(const char *tag, const char *file, int n, int ss,
     H5Sclose(sp);
     H5Pclose(dcpl);
     H5Fclose(f);
+    return path;
+}
+
+const char *test_write_ramp_h5(const char *tag, const char *file, int n, int ss, size_t chunk0)
+{
+    float *x = malloc((size_t)n * (size_t)ss * sizeof *x);
+    int32_t *y = malloc((size_t)n * sizeof *y);
+    assert_non_null(x);
+    assert_non_null(y);
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < ss; k++)
+            x[i * ss + k] = k == 0 ? (float)i : k == 1 ? (float)i + 0.5f : (float)-i;
+        y[i] = i % 10;
+    }
+    const char *path =
+        test_write_h5(tag, file, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, x, y, n, ss, chunk0);
     free(x);
     free(y);
     return path;

@@ -178,6 +178,55 @@ static void test_streaming(void **state)
     data_dataset_close(d);
 }
 
+/* uint8 pixel k of sample i in the file test_uint8_kept_as_bytes writes */
+static unsigned char u8_pixel(size_t i, size_t k)
+{
+    return (unsigned char)((i * 7 + k * 13) % 256);
+}
+
+/* A uint8 file is held as bytes (a quarter of float32) in memory and in
+ * streaming windows, and every served row is the stored row / 255. */
+static void test_uint8_kept_as_bytes(void **state)
+{
+    const size_t n = N, ss = 64;
+    unsigned char *x = malloc(n * ss);
+    int32_t *y = malloc(n * sizeof *y);
+    for (size_t i = 0; i < n; i++) {
+        y[i] = (int32_t)(i % 10);
+        for (size_t k = 0; k < ss; k++)
+            x[i * ss + k] = u8_pixel(i, k);
+    }
+    const char *path = test_write_h5("u8loader", "u8.h5", H5T_STD_U8LE, H5T_NATIVE_UCHAR, x, y,
+                                     (int)n, (int)ss, 50);
+    data_dataset *d = open_ds(path);
+    assert_int_equal(data_dataset_elem_bytes(d), 1);
+    size_t caps[] = {0, 16384};
+    for (int m = 0; m < 2; m++) {
+        data_loader_config c = base_config(1, 2, 16);
+        c.mem_cap_bytes = caps[m];
+        data_loader *l = make(d, &c);
+        assert_int_equal(data_loader_streaming(l), m);
+        if (m == 0) /* the shard as bytes, not as floats */
+            assert_true(data_loader_mem_bytes(l) < c.shard_count * ss * sizeof(float) / 2);
+        core_error err = {{0}};
+        assert_int_equal(data_loader_begin_epoch(l, 0, 0, &err), 0);
+        data_batch b;
+        size_t served = 0;
+        while (data_loader_next(l, &b, &err) == 1)
+            for (int j = 0; j < b.n; j++, served++) {
+                size_t i = b.idx[j];
+                assert_int_equal(b.y[j], (int32_t)(i % 10));
+                for (size_t k = 0; k < ss; k++)
+                    assert_true(b.x[(size_t)j * ss + k] == (float)u8_pixel(i, k) / 255.0f);
+            }
+        assert_int_equal(served, c.shard_count);
+        data_loader_free(l);
+    }
+    data_dataset_close(d);
+    free(x);
+    free(y);
+}
+
 static void test_drop_last_and_small_shards(void **state)
 {
     data_dataset *d = open_ds(write_file("drop", 0));
@@ -275,6 +324,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_in_memory),
         cmocka_unit_test(test_streaming),
+        cmocka_unit_test(test_uint8_kept_as_bytes),
         cmocka_unit_test(test_drop_last_and_small_shards),
         cmocka_unit_test(test_read_error_surfaces),
     };

@@ -92,7 +92,7 @@ static void check_order_matches_loader(data_dataset *d, data_loader_config c, in
     data_loader *l = make(d, &c);
     assert_int_equal(data_loader_streaming(l), streaming);
     for (long e = 0; e < 3; e++) {
-        assert_int_equal(data_order_epoch(data_dataset_path(d), &c, SS,
+        assert_int_equal(data_order_epoch(data_dataset_path(d), &c, SS, sizeof(float),
                                           data_dataset_chunk_samples(d), e, want, &err),
                          0);
         assert_int_equal(data_loader_begin_epoch(l, e, 0, &err), 0);
@@ -126,8 +126,9 @@ static void mark_origin(const data_epoch_key *k, const data_segment *s, char *se
     for (int r = 0; r < s->world; r++) {
         data_loader_config c = rank_config(k->n, r, s->world, s->batch, k->mem_cap);
         c.seed = k->seed;
-        assert_int_equal(
-            data_order_epoch(k->path, &c, k->sample_floats, k->chunk, k->epoch, order, &err), 0);
+        assert_int_equal(data_order_epoch(k->path, &c, k->sample_floats, k->elem_bytes, k->chunk,
+                                          k->epoch, order, &err),
+                         0);
         for (size_t i = 0; i < (size_t)s->steps * (size_t)c.batch; i++) {
             assert_int_equal(seen[order[i]], 0);
             seen[order[i]] = 1;
@@ -198,7 +199,8 @@ static void test_remainder_covers_epoch(void **state)
                     int wo = worlds[iw], bo = batches[ib];
                     if (bo < wo || n / (size_t)wo < (size_t)bo)
                         continue;
-                    data_epoch_key k = {"test", n, 5 + (uint64_t)cases, 2, SS, 64, caps[ic]};
+                    data_epoch_key k = {"test", n,       5 + (uint64_t)cases, 2, SS, sizeof(float),
+                                        64,     caps[ic]};
                     long full = 1L << 30; /* steps per epoch: the minimum over ranks */
                     for (int r = 0; r < wo; r++) {
                         data_loader_config c0 = rank_config(n, r, wo, bo, caps[ic]);
@@ -244,7 +246,7 @@ static void test_remainder_covers_epoch(void **state)
     assert_true(cases > 100);
 
     /* more steps than a shard holds: an error, not a read past the end */
-    data_epoch_key k = {"test", 100, 1, 0, SS, 0, 0};
+    data_epoch_key k = {"test", 100, 1, 0, SS, sizeof(float), 0, 0};
     data_segment bad = {2, 10, 11};
     size_t *r, m;
     assert_int_equal(data_remainder_build(&k, &bad, 1, &r, &m, &err), -1);
@@ -270,7 +272,8 @@ static void check_resize_with_loaders(data_dataset *d, size_t cap, long k)
         got += take(l, k, ids + got);
         data_loader_free(l);
     }
-    data_epoch_key key = {data_dataset_path(d), 960, 77, 4, SS, data_dataset_chunk_samples(d), cap};
+    data_epoch_key key = {data_dataset_path(d),          960, 77, 4, SS, sizeof(float),
+                          data_dataset_chunk_samples(d), cap};
     for (int r = 0; r < 3; r++) {
         data_loader_config c = rank_config(960, r, 3, batch, cap);
         data_loader *l = make(d, &c);
@@ -321,8 +324,8 @@ static void check_list_then_epoch(data_dataset *d, size_t cap, int streaming)
     data_loader *l = make(d, &c);
     assert_int_equal(data_loader_streaming(l), streaming);
     size_t *want = malloc(N * sizeof *want), *got = malloc(2 * N * sizeof *got);
-    assert_int_equal(data_order_epoch(data_dataset_path(d), &c, SS, data_dataset_chunk_samples(d),
-                                      3, want, &err),
+    assert_int_equal(data_order_epoch(data_dataset_path(d), &c, SS, sizeof(float),
+                                      data_dataset_chunk_samples(d), 3, want, &err),
                      0);
     size_t list[903];
     for (size_t i = 0; i < 903; i++)

@@ -17,6 +17,10 @@
  * steers the update (sumsq: gradient clipping) are deterministic (fixed
  * partials summed in order), so every rank computes the same value.
  *
+ * cuBLAS is opened with dlopen when the engine starts, not linked: its
+ * libraries' initializers cost about 0.1 s at every process start, CPU runs
+ * included (docs/PERFORMANCE.md, "Start-up").
+ *
  * State: one device per process (one rank per GPU), so the stream, the cuBLAS
  * handle and the small result buffers are file-static, created once by
  * engine_cuda(). A CUDA error inside an op is a device fault: it is printed
@@ -32,6 +36,7 @@ extern "C" {
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +44,23 @@ extern "C" {
 
 #define THREADS  256
 #define PARTIALS 1024 /* blocks (and partial sums) of the deterministic reductions */
+
+#define RT_STR2(x) #x
+#define RT_STR(x)  RT_STR2(x)
+
+/* The cuBLAS entry points the engine calls, from dlopen (load_cublas). */
+static struct {
+    void *lib;
+    decltype(&cublasCreate_v2) create;
+    decltype(&cublasSetStream_v2) set_stream;
+    decltype(&cublasSetMathMode) set_math_mode;
+    decltype(&cublasSgemm_v2) sgemm;
+    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                              const void *, const void *, cudaDataType, int, const void *,
+                              cudaDataType, int, const void *, void *, cudaDataType, int,
+                              cublasComputeType_t, cublasGemmAlgo_t); /* the C entry point */
+    decltype(&cublasGetStatusString) status_string;
+} cb;
 
 static struct {
     int ready, device, flags;
@@ -86,7 +108,46 @@ static void check_launch(const char *what)
 static void check_blas(cublasStatus_t rc, const char *what)
 {
     if (rc != CUBLAS_STATUS_SUCCESS)
-        die(what, cublasGetStatusString(rc));
+        die(what, cb.status_string(rc));
+}
+
+template <typename F> static int find_symbol(F *fn, const char *name, core_error *err)
+{
+    *fn = (F)dlsym(cb.lib, name);
+    if (!*fn)
+        return core_error_set(err, "cuda: cuBLAS has no %s: %s", name, dlerror());
+    return 0;
+}
+
+/* libcublas.so.<major of the headers>, from the loader's path (the build's
+ * RUNPATH names the toolkit) or the toolkit directory CMake found. */
+static int load_cublas(core_error *err)
+{
+    if (cb.lib)
+        return 0;
+    const char *soname = "libcublas.so." RT_STR(CUBLAS_VER_MAJOR);
+    cb.lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+#ifdef RINGTRAIN_CUDA_LIBDIR
+    if (!cb.lib)
+        cb.lib = dlopen(RINGTRAIN_CUDA_LIBDIR "/libcublas.so." RT_STR(CUBLAS_VER_MAJOR),
+                        RTLD_NOW | RTLD_LOCAL);
+#endif
+    if (!cb.lib)
+        return core_error_set(err,
+                              "cuda: cannot load cuBLAS (%s): %s; install the CUDA toolkit's "
+                              "cuBLAS or add its directory to LD_LIBRARY_PATH",
+                              soname, dlerror());
+    if (find_symbol(&cb.create, "cublasCreate_v2", err) ||
+        find_symbol(&cb.set_stream, "cublasSetStream_v2", err) ||
+        find_symbol(&cb.set_math_mode, "cublasSetMathMode", err) ||
+        find_symbol(&cb.sgemm, "cublasSgemm_v2", err) ||
+        find_symbol(&cb.gemm_ex, "cublasGemmEx", err) ||
+        find_symbol(&cb.status_string, "cublasGetStatusString", err)) {
+        dlclose(cb.lib);
+        cb.lib = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 static unsigned grid_for(size_t n)
@@ -170,13 +231,13 @@ static void cu_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, 
     cublasOperation_t ob = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t oa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (g.flags & ENGINE_CUDA_BF16) {
-        check_blas(cublasGemmEx(g.blas, ob, oa, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F,
-                                lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF,
-                                CUBLAS_GEMM_DEFAULT),
+        check_blas(cb.gemm_ex(g.blas, ob, oa, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F,
+                              lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF,
+                              CUBLAS_GEMM_DEFAULT),
                    "cublasGemmEx (bf16)");
         return;
     }
-    check_blas(cublasSgemm(g.blas, ob, oa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc),
+    check_blas(cb.sgemm(g.blas, ob, oa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc),
                "cublasSgemm");
 }
 
@@ -860,14 +921,14 @@ static int init_state(int device, int flags, core_error *err)
     if (rc != cudaSuccess)
         return core_error_set(err, "cuda: cannot use device %d: %s", device,
                               cudaGetErrorString(rc));
-    cublasStatus_t brc = cublasCreate(&g.blas);
+    cublasStatus_t brc = cb.create(&g.blas);
     if (brc == CUBLAS_STATUS_SUCCESS)
-        brc = cublasSetStream(g.blas, g.stream);
+        brc = cb.set_stream(g.blas, g.stream);
     if (brc == CUBLAS_STATUS_SUCCESS)
-        brc = cublasSetMathMode(g.blas, CUBLAS_DEFAULT_MATH);
+        brc = cb.set_math_mode(g.blas, CUBLAS_DEFAULT_MATH);
     if (brc != CUBLAS_STATUS_SUCCESS)
         return core_error_set(err, "cuda: cuBLAS initialization failed on device %d: %s", device,
-                              cublasGetStatusString(brc));
+                              cb.status_string(brc));
     g.device = device;
     g.partial = (double *)cu_alloc(PARTIALS * sizeof(double), "reduction partials", err);
     g.acc = g.partial ? (double *)cu_alloc(4 * sizeof(double), "op results", err) : NULL;
@@ -902,6 +963,8 @@ extern "C" const engine_ops *engine_cuda(int device, int flags, core_error *err)
         }
         return &cuda_ops;
     }
+    if (load_cublas(err)) /* first: a machine without a GPU still checks the library */
+        return NULL;
     int count = 0;
     cudaError_t rc = cudaGetDeviceCount(&count);
     if (rc != cudaSuccess || count == 0) {
