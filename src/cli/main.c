@@ -32,6 +32,7 @@ typedef struct train_args {
     const char *nonfinite;
     float bucket_mib, first_bucket_mib, comm_timeout;
     int no_overlap;
+    const char *overlap;
     int help;
     const char *device, *precision;
 } train_args;
@@ -83,6 +84,7 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     train_config_defaults(&a.cfg);
     a.optimizer = optim_kind_name(a.cfg.optim.kind);
     a.allreduce = dist_allreduce_kind_name(a.cfg.allreduce);
+    a.overlap = "auto";
     a.lr = a.cfg.optim.lr;
     a.momentum = optim_config_default(OPTIM_SGD).momentum;
     a.weight_decay = 0.0f;
@@ -129,8 +131,11 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         {"--bucket-mib", "X", CLI_POS_FLOAT, &a.bucket_mib, "all-reduce bucket size", 0, 0},
         {"--first-bucket-mib", "X", CLI_POS_FLOAT, &a.first_bucket_mib,
          "size of the first (earliest ready) bucket", 0, 0},
-        {"--no-overlap", NULL, CLI_FLAG, &a.no_overlap,
-         "all-reduce after backward instead of overlapped with it", 0, 0},
+        {"--overlap", "auto|on|off", CLI_STRING, &a.overlap,
+         "all-reduce buckets during backward on a comm thread (auto: when a rank has more than "
+         "one CPU or a GPU)",
+         0, 0},
+        {"--no-overlap", NULL, CLI_FLAG, &a.no_overlap, "same as --overlap off", 0, 0},
         {"--accumulate", "N", CLI_POS_INT, &a.cfg.accumulate,
          "compute each local batch in N micro-batches, reduce once", 0, 0},
         {"--comm-timeout", "S", CLI_POS_FLOAT, &a.comm_timeout,
@@ -177,7 +182,16 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         goto bad_usage;
     if (cli_device_resolve(a.device, a.precision, &a.cfg, &err) != 0)
         goto bad_usage;
-    a.cfg.overlap = !a.no_overlap;
+    if (a.no_overlap)
+        a.overlap = "off";
+    if (strcmp(a.overlap, "auto") == 0)
+        a.cfg.overlap = TRAIN_OVERLAP_AUTO;
+    else if (strcmp(a.overlap, "on") == 0 || strcmp(a.overlap, "off") == 0)
+        a.cfg.overlap = strcmp(a.overlap, "on") == 0;
+    else {
+        core_error_set(&err, "--overlap expects auto, on or off, got '%s'", a.overlap);
+        goto bad_usage;
+    }
     a.cfg.bucket_bytes = (size_t)((double)a.bucket_mib * (1 << 20));
     a.cfg.first_bucket_bytes = (size_t)((double)a.first_bucket_mib * (1 << 20));
     a.cfg.comm_timeout = a.comm_timeout;

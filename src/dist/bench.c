@@ -286,7 +286,7 @@ int dist_bench_idle(dist_world *w, dist_allreduce_kind kind, int trials, core_er
     /* [case][trial]: wall time, and the other threads' CPU time. */
     double *wall = core_alloc(sizeof(double) * 3 * (size_t)trials, "timings", err);
     double *cpu = core_alloc(sizeof(double) * 3 * (size_t)trials, "timings", err);
-    dist_bucket_config cfg = {kind, 0, 0, 0, 1, 0};
+    dist_bucket_config cfg = {kind, 0, 0, 0, 1, 0, NULL, 0};
     dist_buckets *b = NULL;
     int rc = g && work && wall && cpu ? dist_buckets_create(w, g, n, &cfg, &b, err) : -1;
     if (rc == 0) {

@@ -147,6 +147,21 @@ static void *comm_main(void *arg)
     return NULL;
 }
 
+/* End of a bucket starting at `at` with room for `cap` floats: at + cap, or
+ * the first ready point from there if it is within 2 * cap. */
+static size_t bucket_end(const dist_bucket_config *c, size_t at, size_t cap, size_t n)
+{
+    size_t want = cap < n - at ? at + cap : n;
+    for (int i = 0; i < c->nready_points; i++) {
+        size_t p = c->ready_points[i];
+        if (p >= want && p <= n && p - at <= 2 * cap)
+            return p;
+        if (p >= want)
+            break;
+    }
+    return want;
+}
+
 static int make_layout(dist_buckets *b, core_error *err)
 {
     size_t first = b->cfg.first_bucket_bytes / sizeof(float);
@@ -162,13 +177,14 @@ static int make_layout(dist_buckets *b, core_error *err)
     b->end = calloc(nb, sizeof *b->end);
     if (!b->end)
         return core_error_set(err, "dist: out of memory for %zu buckets", nb);
-    size_t at = first < b->n ? first : b->n;
-    b->end[0] = at;
-    for (size_t i = 1; i < nb; i++) {
-        at = at + rest < b->n ? at + rest : b->n;
-        b->end[i] = at;
+    /* snapping only lengthens buckets, so there are at most nb */
+    size_t at = bucket_end(&b->cfg, 0, first, b->n), k = 0;
+    b->end[k++] = at;
+    while (at < b->n) {
+        at = bucket_end(&b->cfg, at, rest, b->n);
+        b->end[k++] = at;
     }
-    b->nb = (int)nb;
+    b->nb = (int)k;
     return 0;
 }
 
@@ -188,8 +204,11 @@ static void read_stall_hook(dist_buckets *b)
  * once here, which is what makes every bucket's length match across ranks. */
 static int check_layout(dist_buckets *b, core_error *err)
 {
-    uint64_t layout[4] = {b->n, b->cfg.first_bucket_bytes, b->cfg.bucket_bytes,
-                          (uint64_t)b->cfg.kind};
+    uint64_t ends = 1469598103934665603ULL; /* FNV-1a of the bucket ends */
+    for (int i = 0; b->end && i < b->nb; i++)
+        ends = (ends ^ b->end[i]) * 1099511628211ULL;
+    uint64_t layout[5] = {b->n, b->cfg.first_bucket_bytes, b->cfg.bucket_bytes,
+                          (uint64_t)b->cfg.kind, ends};
     if (dist_check_same_i64(b->w, "gradient buffer length (parameter count)", (int64_t)b->n, err) !=
         0)
         return -1;

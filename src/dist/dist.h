@@ -155,6 +155,14 @@ typedef struct dist_bucket_config {
     double timeout_s;          /* watchdog; <= 0: the world's comm timeout */
     int overlap;               /* 1: comm thread; 0: buckets reduced inside dist_buckets_wait */
     int check_finite;          /* 1: scan each bucket for NaN/Inf before reducing it */
+    /* Optional: the ascending `done` values backward reports (layer ends,
+     * nn_model_ready_points). A bucket then ends at the first of them at or
+     * past its size, as DDP closes a bucket on a whole tensor, unless that
+     * is over twice its size (a huge layer is cut into slices of the size):
+     * a bucket is ready when its last layer is, not one layer later. Read
+     * only by dist_buckets_create. */
+    const size_t *ready_points;
+    int nready_points;
 } dist_bucket_config;
 
 /* Collective. Checks on every rank that n and the layout are the same

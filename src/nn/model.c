@@ -654,6 +654,21 @@ const float *nn_model_probs(const nn_model *m)
     return m->probs_host;
 }
 
+int nn_model_ready_points(const nn_model *m, size_t *out, int max)
+{
+    size_t done = 0;
+    int k = 0;
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        const nn_layer *l = &m->layers[i];
+        for (int t = 0; t < l->ntensors; t++)
+            done += l->tensor[t].count;
+        if (l->ntensors && k < max)
+            out[k] = done;
+        k += l->ntensors > 0;
+    }
+    return k;
+}
+
 void nn_model_backward(nn_model *m, int accumulate, nn_grad_ready_fn on_ready, void *ctx)
 {
     size_t done = 0;

@@ -91,6 +91,10 @@ const float *nn_model_probs(const nn_model *m);
  * on_ready may be NULL. */
 void nn_model_backward(nn_model *m, int accumulate, nn_grad_ready_fn on_ready, void *ctx);
 
+/* The `done` values nn_model_backward reports, in order (one per layer with
+ * parameters), into out[0..max); returns how many there are. */
+int nn_model_ready_points(const nn_model *m, size_t *out, int max);
+
 /* Additions beyond the original interface. */
 int nn_model_max_batch(const nn_model *m);
 /* When on, backward also computes the gradient of the summed loss w.r.t. the

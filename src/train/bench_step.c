@@ -25,6 +25,7 @@
 #include "core/rng.h"
 #include "nn/model.h"
 #include "optim/optim.h"
+#include "train/eval.h"
 
 enum { PH_FWD, PH_BWD, PH_COMM, PH_OPT, PH_STEP, PH_COUNT };
 static const char *phase_names[PH_COUNT] = {"forward", "backward", "comm wait", "optimizer",
@@ -187,9 +188,8 @@ int train_bench_step(dist_world *w, const train_bench_step_config *cfg, core_err
             b.y[i] = (int32_t)core_rng_below(&r, (uint64_t)nn_model_num_classes(b.m));
         for (int mode = 0; mode < 2 && rc == 0; mode++) {
             dist_bucket_config bc = {
-                cfg->kind, cfg->first_bucket_bytes, cfg->bucket_bytes, 0.0, mode == 0, 0};
-            rc = dist_buckets_create(w, nn_model_grads(b.m), nn_model_param_count(b.m), &bc,
-                                     &modes[mode], err);
+                cfg->kind, cfg->first_bucket_bytes, cfg->bucket_bytes, 0.0, mode == 0, 0, NULL, 0};
+            rc = train_buckets_create(w, b.m, bc, &modes[mode], err);
         }
     }
     if (rc == 0) {

@@ -140,3 +140,16 @@ double train_eval_class_accuracy(const train_eval *e, int c)
         row += e->confusion[(size_t)c * (size_t)e->classes + (size_t)k];
     return row > 0 ? e->confusion[(size_t)c * (size_t)e->classes + (size_t)c] / row : NAN;
 }
+
+int train_buckets_create(dist_world *w, nn_model *m, dist_bucket_config cfg, dist_buckets **out,
+                         core_error *err)
+{
+    int np = nn_model_ready_points(m, NULL, 0);
+    size_t *pts = core_alloc((size_t)(np > 0 ? np : 1) * sizeof *pts, "bucket boundaries", err);
+    cfg.ready_points = pts;
+    cfg.nready_points = pts ? nn_model_ready_points(m, pts, np) : 0;
+    /* collective even when the allocation failed: the layout check agrees */
+    int rc = dist_buckets_create(w, nn_model_grads(m), nn_model_param_count(m), &cfg, out, err);
+    core_free(pts);
+    return pts ? rc : -1;
+}

@@ -58,4 +58,9 @@ int train_agree(dist_world *w, int failed, core_error *err);
  * when there are several ranks); returns -1. */
 int train_report_rank(dist_world *w, int first, core_error *err);
 
+/* Collective: dist_buckets_create over the model's gradient buffer, with
+ * buckets ending on the model's layer boundaries (cfg->ready_points). */
+int train_buckets_create(dist_world *w, nn_model *m, dist_bucket_config cfg, dist_buckets **out,
+                         core_error *err);
+
 #endif

@@ -7,10 +7,12 @@
  * optimizer step. Setup and every step end with a collective agreement on
  * failure, so an error on one rank stops all of them with its message.
  */
+#define _GNU_SOURCE
 #include "train/train.h"
 
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,8 +355,18 @@ static int setup_comm(fit_ctx *c, core_error *err)
         dist_check_same(c->w, "training data (samples, shape, classes)", schema, strlen(schema),
                         err) != 0)
         return -1;
+    int overlap = cfg->overlap;
+    if (overlap == TRAIN_OVERLAP_AUTO) {
+        cpu_set_t cpus;
+        int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 2;
+        overlap = c->dev.e != NULL || ncpu > 1;
+        core_log_info("overlap %s (auto: %s)", overlap ? "on" : "off",
+                      c->dev.e  ? "GPU engine"
+                      : overlap ? "more than one CPU per rank"
+                                : "one CPU per rank, the comm thread would slow backward");
+    }
     dist_bucket_config bc = {
-        cfg->allreduce, cfg->first_bucket_bytes, cfg->bucket_bytes, 0.0, cfg->overlap, 1};
+        cfg->allreduce, cfg->first_bucket_bytes, cfg->bucket_bytes, 0.0, overlap, 1, NULL, 0};
     if (c->dev.e) {
         /* Device gradients: the non-finite scan is an engine op after the
          * wait, and one rank has nothing to reduce (no host backend may touch
@@ -368,8 +380,7 @@ static int setup_comm(fit_ctx *c, core_error *err)
                         err) != 0)
             return -1;
     }
-    return dist_buckets_create(c->w, nn_model_grads(c->model), nn_model_param_count(c->model), &bc,
-                               &c->buckets, err);
+    return train_buckets_create(c->w, c->model, bc, &c->buckets, err);
 }
 
 /* Test-only hook: RINGTRAIN_TEST_NAN_RANK=r RINGTRAIN_TEST_NAN_STEP=s make
@@ -662,7 +673,7 @@ void train_config_defaults(train_config *cfg)
     cfg->allreduce = DIST_ALLREDUCE_RING;
     cfg->log_every = 100;
     cfg->accumulate = 1;
-    cfg->overlap = 1;
+    cfg->overlap = TRAIN_OVERLAP_AUTO;
     cfg->comm_timeout = DIST_COMM_TIMEOUT_DEFAULT;
     cfg->nonfinite = DIST_NONFINITE_SKIP;
     train_wf_config_defaults(&cfg->wf);

@@ -18,6 +18,11 @@
 #include "optim/optim.h"
 #include "train/workflow.h"
 
+/* --overlap auto: on when the rank may run on more than one CPU (the comm
+ * thread then has a core of its own) or computes on a GPU; off when it is
+ * bound to one CPU, where the comm thread's cycles come out of backward. */
+#define TRAIN_OVERLAP_AUTO (-1)
+
 typedef struct train_config {
     const char *model_path; /* model spec file */
     const char *train_path; /* HDF5 training file */
@@ -39,7 +44,8 @@ typedef struct train_config {
     int keep_ckpts;        /* keep the newest K checkpoints (0 = all) */
     int resume_auto;       /* resume from ckpt_dir when it holds a checkpoint, else start fresh */
     int accumulate;        /* compute each local batch in N micro-batches, reduce once */
-    int overlap;           /* all-reduce buckets on the comm thread while backward runs */
+    int overlap;           /* all-reduce buckets on the comm thread while backward runs:
+                              1 on, 0 off, TRAIN_OVERLAP_AUTO (default) */
     size_t bucket_bytes;   /* 0: DIST_BUCKET_DEFAULT (25 MiB) */
     size_t first_bucket_bytes;       /* 0: DIST_FIRST_BUCKET_DEFAULT (1 MiB) */
     double comm_timeout;             /* watchdog seconds for a collective */

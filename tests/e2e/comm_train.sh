@@ -19,13 +19,23 @@ args=(--model "$spec" --batch-size 48 "${data[@]}")
 final_of() { sed -nE 's/.*train loss ([0-9.]+).*/\1/p' <<<"$(grep '^final:' "$1")"; }
 for kind in ring hier; do
   rt_mpirun 3 train "${args[@]}" --allreduce "$kind" --bucket-mib 0.25 --first-bucket-mib 0.01 \
-    --checkpoint-dir "$work/$kind-on" >"$work/$kind-on.log"
+    --overlap on --checkpoint-dir "$work/$kind-on" >"$work/$kind-on.log"
   rt_mpirun 3 train "${args[@]}" --allreduce "$kind" --bucket-mib 0.25 --first-bucket-mib 0.01 \
     --no-overlap --checkpoint-dir "$work/$kind-off" >"$work/$kind-off.log"
   h5diff -q "$work/$kind-on/ckpt-000000020.h5" "$work/$kind-off/ckpt-000000020.h5" /params /params ||
     fail "$kind: overlap on and off give different parameters"
   echo "ok: $kind overlap on/off bitwise identical (loss $(final_of "$work/$kind-on.log"))"
 done
+# --overlap auto (the default): off for a rank bound to one CPU, on with more
+one=(train --model "$spec" --batch-size 16 --data "$TRAIN_H5" --train-limit 64 --epochs 1 --log-every 0)
+taskset -c 0 "$BIN" "${one[@]}" --checkpoint-dir "$work/auto1" >"$work/auto1.log" 2>&1
+grep -q "overlap off (auto: one CPU per rank" "$work/auto1.log" || fail "auto on one CPU: $(grep overlap "$work/auto1.log")"
+if [ "$(nproc)" -ge 2 ]; then
+  taskset -c 0,1 "$BIN" "${one[@]}" --checkpoint-dir "$work/auto2" >"$work/auto2.log" 2>&1
+  grep -q "overlap on (auto: more than one CPU per rank)" "$work/auto2.log" ||
+    fail "auto on two CPUs: $(grep overlap "$work/auto2.log")"
+fi
+echo "ok: --overlap auto is off on one CPU, on with two"
 rt_mpirun 3 train "${args[@]}" --accumulate 4 >"$work/acc.log"
 a=$(final_of "$work/ring-on.log") b=$(final_of "$work/acc.log")
 awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 0.001) }' ||

@@ -157,7 +157,7 @@ static void bucket_case(dist_allreduce_kind kind, size_t n, size_t first, size_t
     float *g = alloc_floats(n), *g_sync = alloc_floats(n), *want = alloc_floats(n);
     reference(want, n);
     for (int overlap = 0; overlap < 2; overlap++) {
-        dist_bucket_config cfg = {kind, first, rest, 60.0, overlap, 1};
+        dist_bucket_config cfg = {kind, first, rest, 60.0, overlap, 1, NULL, 0};
         dist_buckets *b = NULL;
         if (dist_buckets_create(world, g, n, &cfg, &b, &err) != 0)
             fail_msg("create: %s", err.msg);
@@ -174,7 +174,7 @@ static void bucket_case(dist_allreduce_kind kind, size_t n, size_t first, size_t
     /* Random floats: overlapped and synchronous runs give the same bits. */
     float *res[2] = {g_sync, g};
     for (int overlap = 0; overlap < 2; overlap++) {
-        dist_bucket_config cfg = {kind, first, rest, 60.0, overlap, 0};
+        dist_bucket_config cfg = {kind, first, rest, 60.0, overlap, 0, NULL, 0};
         dist_buckets *b = NULL;
         float *x = res[overlap];
         assert_int_equal(dist_buckets_create(world, x, n, &cfg, &b, &err), 0);
@@ -206,7 +206,7 @@ static void test_bucket_layout(void **state)
 {
     core_error err;
     float g[100];
-    dist_bucket_config cfg = {DIST_ALLREDUCE_RING, 40, 100, 0, 0, 0};
+    dist_bucket_config cfg = {DIST_ALLREDUCE_RING, 40, 100, 0, 0, 0, NULL, 0};
     dist_buckets *b = NULL;
     assert_int_equal(dist_buckets_create(world, g, 100, &cfg, &b, &err), 0);
     assert_int_equal(dist_buckets_count(b), 5); /* 10 floats, then 25, 25, 25, 15 */
@@ -217,6 +217,20 @@ static void test_bucket_layout(void **state)
     assert_true(lo == 35 && hi == 60);
     dist_buckets_bounds(b, 4, &lo, &hi);
     assert_true(lo == 85 && hi == 100);
+    dist_buckets_free(b);
+
+    /* Layer ends at 3, 16, 30, 90 and 100: a bucket ends at the first layer
+     * end at or past its size when that is within twice the size (10 -> 16,
+     * 16+25 -> 90 is too far: 41, then 41+25 -> 90 (49 <= 50), then 100). */
+    size_t ends[] = {3, 16, 30, 90, 100}, want[] = {16, 41, 90, 100};
+    cfg.ready_points = ends;
+    cfg.nready_points = 5;
+    assert_int_equal(dist_buckets_create(world, g, 100, &cfg, &b, &err), 0);
+    assert_int_equal(dist_buckets_count(b), 4);
+    for (int i = 0; i < 4; i++) {
+        dist_buckets_bounds(b, i, &lo, &hi);
+        assert_true(lo == (i ? want[i - 1] : 0) && hi == want[i]);
+    }
     dist_buckets_free(b);
 }
 
@@ -239,7 +253,7 @@ static void test_check_same(void **state)
     assert_non_null(strstr(err.msg, "rank 1 has 32, rank 0 has 64"));
     /* A different parameter count fails bucket creation on every rank. */
     float g[64];
-    dist_bucket_config cfg = {DIST_ALLREDUCE_RING, 16, 64, 0, 1, 0};
+    dist_bucket_config cfg = {DIST_ALLREDUCE_RING, 16, 64, 0, 1, 0, NULL, 0};
     dist_buckets *b = NULL;
     assert_int_equal(dist_buckets_create(world, g, rank == 0 ? 64 : 63, &cfg, &b, &err), -1);
     assert_null(b);
@@ -301,7 +315,7 @@ static void test_nonfinite_policy(void **state)
     float *g = alloc_floats(n), *p = alloc_floats(n), *p_before = alloc_floats(n);
     int poison = size - 1;
     for (int overlap = 0; overlap < 2; overlap++) {
-        dist_bucket_config cfg = {DIST_ALLREDUCE_RING, 1024, 4096, 60.0, overlap, 1};
+        dist_bucket_config cfg = {DIST_ALLREDUCE_RING, 1024, 4096, 60.0, overlap, 1, NULL, 0};
         dist_buckets *b = NULL;
         assert_int_equal(dist_buckets_create(world, g, n, &cfg, &b, &err), 0);
         memset(p, 0, n * sizeof(float));

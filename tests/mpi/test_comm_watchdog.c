@@ -40,7 +40,7 @@ static void test_watched_steps(void **state)
     float *g = core_alloc(n * sizeof(float), "grads", &err);
     assert_non_null(g);
     dist_bucket_config cfg = {kind, 64 << 10, 256 << 10, 0, atoi(env_or("RT_TEST_OVERLAP", "1")),
-                              1};
+                              1,    NULL,     0};
     dist_buckets *b = NULL;
     if (dist_buckets_create(w, g, n, &cfg, &b, &err) != 0)
         fail_msg("%s", err.msg);
