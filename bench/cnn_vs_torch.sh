@@ -106,13 +106,27 @@ torch_run() { # tag ranks
     echo "$tag.torch.first $(grep -o 'first_step_s=[0-9.]*' "$out" | cut -d= -f2)" >>"$results"
 }
 
+# ringtrain's own "start-up: first step begins X s after process start" line
+# (process creation to the first step, from /proc/self/stat).
+first_step_of() { sed -nE 's/.*start-up: first step begins ([0-9.]+) s after process start.*/\1/p' "$1" | sort -n | tail -1; }
+
 startup_run() {
     local t0 t1
     t0=$(date +%s.%N)
     taskset -c 0 "$rt" train --model "$model" --data "$data" --epochs 1 --batch-size 64 \
-        --train-limit 64 --log-every 0 >/dev/null 2>&1
+        --train-limit 64 --log-every 0 >"$tmp/su.out" 2>&1
     t1=$(date +%s.%N)
     echo "startup.rt $(echo "$t1 - $t0" | bc)" >>"$results"
+    echo "startup.rt_first $(first_step_of "$tmp/su.out")" >>"$results"
+    # the whole training set in memory (the shard is read before step 1)
+    cat "$data" >/dev/null # in the page cache, as for the other runs
+    timeout 60 taskset -c 0 "$rt" train --model "$model" --data "$data" --epochs 1 \
+        --batch-size 64 --log-every 0 --checkpoint-dir "$tmp/su1" >"$tmp/su.out" 2>&1 || true
+    echo "startup.rt_full_first $(first_step_of "$tmp/su.out")" >>"$results"
+    timeout 60 mpirun --allow-run-as-root -x OPENBLAS_NUM_THREADS=1 -np 2 "$rt" train \
+        --model "$model" --data "$data" --epochs 1 --batch-size 128 --log-every 0 \
+        --checkpoint-dir "$tmp/su2" >"$tmp/su.out" 2>&1 || true
+    echo "startup.rt2_full_first $(first_step_of "$tmp/su.out")" >>"$results"
     t0=$(date +%s.%N)
     taskset -c 0 "$py" -c 'import torch' >/dev/null 2>&1
     t1=$(date +%s.%N)
@@ -204,8 +218,13 @@ print()
 print("| start-up | seconds (median) |")
 print("| --- | --- |")
 if "startup.rt" in vals:
-    print("| ringtrain: exec to exit of a 1-step run (upper bound of start to first step) | %.3f |"
+    print("| ringtrain: exec to exit of a 1-step run (`--train-limit 64`) | %.3f |"
           % med["startup.rt"])
+    print("| ringtrain: process start to first step, same run | %.3f |" % med["startup.rt_first"])
+    print("| ringtrain: process start to first step, whole training set (60,000) in memory, 1 rank | %.3f |"
+          % med["startup.rt_full_first"])
+    print("| ringtrain: process start to first step, whole training set, 2 ranks under mpirun (slower rank) | %.3f |"
+          % med["startup.rt2_full_first"])
 print("| PyTorch (torch_ref.py, 1x1): process start to end of first step | %.3f |"
       % med["1x1.torch.first"])
 if "startup.import_torch" in vals:
