@@ -4,14 +4,14 @@
 #   2. `ringtrain bench step` on a 22.6 M-parameter model, 2 ranks: the share of
 #      communication hidden behind backward;
 #   3. data-parallel scaling of the tutorial CNN: 1 rank vs 2 ranks with the same
-#      per-rank batch (32), 2 epochs of 6,000 images, alternating runs, median
-#      images/s, ratio to 2x; each rank bound to one core (mpirun's default for
+#      per-rank batch (32), 2 epochs of 6,000 images, REPEATS alternating pairs,
+#      median images/s and the median of the pairs' ratios to 2x; each rank bound to one core (mpirun's default for
 #      up to 2 ranks), so --overlap auto runs without the comm thread.
 # Usage: bench/comm.sh [BUILD_DIR] [REPEATS]   (not a test; prints a report)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
-reps=${2:-5}
+reps=${2:-9}
 bin="$build/ringtrain"
 mpi=(mpirun --allow-run-as-root --oversubscribe -x OPENBLAS_NUM_THREADS=1)
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
@@ -23,7 +23,7 @@ echo "== 1. all-reduce bus bandwidth, 2 ranks (medians of 20 calls per size)"
 echo "== 2. training step anatomy, 22.6 M parameters, 2 ranks, global batch 64"
 "${mpi[@]}" -np 2 "$bin" bench step --model "$here/models/mlp_22m.spec" --batch-size 64 --steps 10
 
-echo "== 3. scaling of the tutorial CNN, 32 images per rank, $reps alternating repeats"
+echo "== 3. scaling of the tutorial CNN, 32 images per rank, $reps alternating pairs"
 data="$build/testdata/fm-train-6000.h5"
 if [ ! -f "$data" ]; then
   mkdir -p "$build/testdata"
@@ -31,16 +31,18 @@ if [ ! -f "$data" ]; then
     --labels /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz --limit 6000 --out "$data" >/dev/null
 fi
 ips() { sed -nE 's/^final:.* ([0-9]+) images\/s.*/\1/p'; }
-one=() two=()
+one=() two=() pair=()
 for _ in $(seq "$reps"); do
-  one+=("$("${mpi[@]}" -np 1 "$bin" train --model "$here/models/fashion_cnn.spec" --data "$data" \
-    --epochs 2 --batch-size 32 --log-every 0 --progress none | ips)")
-  two+=("$("${mpi[@]}" -np 2 "$bin" train --model "$here/models/fashion_cnn.spec" --data "$data" \
-    --epochs 2 --batch-size 64 --log-every 0 --progress none | ips)")
+  a=$("${mpi[@]}" -np 1 "$bin" train --model "$here/models/fashion_cnn.spec" --data "$data" \
+    --epochs 2 --batch-size 32 --log-every 0 --progress none | ips)
+  b=$("${mpi[@]}" -np 2 "$bin" train --model "$here/models/fashion_cnn.spec" --data "$data" \
+    --epochs 2 --batch-size 64 --log-every 0 --progress none | ips)
+  one+=("$a") two+=("$b") pair+=("$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b / (2 * a) }')")
 done
 med() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-m1=$(med "${one[@]}") m2=$(med "${two[@]}")
+m1=$(med "${one[@]}") m2=$(med "${two[@]}") mp=$(med "${pair[@]}")
 echo "1 rank:  ${one[*]} images/s (median $m1)"
 echo "2 ranks: ${two[*]} images/s (median $m2)"
-awk -v a="$m1" -v b="$m2" 'BEGIN { printf "2-rank throughput = %.2f x (2 x 1-rank)\n", b / (2 * a) }'
+echo "per pair (2 ranks / (2 x 1 rank), runs back to back): ${pair[*]}"
+awk -v a="$m1" -v b="$m2" -v p="$mp" 'BEGIN { printf "2-rank throughput = %.2f x (2 x 1-rank) (medians); median of the pairs %.2f\n", b / (2 * a), p }'
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
