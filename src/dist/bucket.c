@@ -118,6 +118,7 @@ static int run_bucket(dist_buckets *b, int i, long step, int *nonfinite, core_er
 static void *comm_main(void *arg)
 {
     dist_buckets *b = arg;
+    dist_wait_may_sleep(1); /* this thread shares the core with backward */
     pthread_mutex_lock(&b->mu);
     for (;;) {
         while (!b->quit && b->next >= b->ready)

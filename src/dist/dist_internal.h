@@ -59,9 +59,14 @@ int dist_ring_allreduce_comm(dist_world *w, MPI_Comm comm, float *buf, size_t n,
 
 /*
  * Waiting without taking a core (wait.c). A wait first spins for a few tens
- * of microseconds (a peer that is about to answer costs no sleep), then
- * sleeps with a doubling nanosleep capped at DIST_WAIT_SLEEP_MAX_NS, so a
- * waiting comm thread wakes about two thousand times a second at most.
+ * of microseconds (a peer that is about to answer costs no sleep); then the
+ * comm thread (dist_wait_may_sleep(1)) sleeps with a doubling nanosleep
+ * capped at DIST_WAIT_SLEEP_MAX_NS, so it wakes about two thousand times a
+ * second at most and leaves the core to backward, while any other thread -
+ * the compute thread reducing its own gradients, which has nothing else to
+ * do - keeps polling and only yields the CPU (sched_yield: an oversubscribed
+ * peer or the loader thread may run), so it answers a peer at once instead
+ * of up to a sleep later.
  *
  * The watchdog: a thread that runs a watched operation (dist_watch_begin)
  * has a deadline; a wait past it prints "[rank r] <what> has not completed
@@ -70,6 +75,10 @@ int dist_ring_allreduce_comm(dist_world *w, MPI_Comm comm, float *buf, size_t n,
 #define DIST_WAIT_SPIN_NS      50000L
 #define DIST_WAIT_SLEEP_MAX_NS 500000L
 #define DIST_WATCHDOG_EXIT     3
+
+/* This thread's waits sleep after the spin (1) or poll and yield (0, the
+ * default). */
+void dist_wait_may_sleep(int on);
 
 typedef struct dist_backoff {
     double start; /* when the wait began (seconds, monotonic) */

@@ -16,6 +16,7 @@
  */
 #include "dist/dist_internal.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,12 @@ typedef struct dist_watch {
 } dist_watch;
 
 static _Thread_local dist_watch watch;
+static _Thread_local int may_sleep;
+
+void dist_wait_may_sleep(int on)
+{
+    may_sleep = on;
+}
 
 double dist_now(void)
 {
@@ -95,6 +102,10 @@ void dist_backoff_pause(dist_world *w, dist_backoff *b, int peer)
     watch_check(w, peer);
     if (w->wait_spin || waited * 1e9 < DIST_WAIT_SPIN_NS)
         return;
+    if (!may_sleep) {
+        sched_yield();
+        return;
+    }
     struct timespec ts = {0, b->sleep_ns};
     nanosleep(&ts, NULL);
     b->sleep_ns *= 2;
