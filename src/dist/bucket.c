@@ -148,18 +148,26 @@ static void *comm_main(void *arg)
     return NULL;
 }
 
-/* End of a bucket starting at `at` with room for `cap` floats: at + cap, or
- * the first ready point from there if it is within 2 * cap. */
+/* End of a bucket starting at `at` with room for `cap` floats: the last
+ * ready point in (at + cap/2, at + cap] (the bucket ends with a layer, a
+ * little short), else the first past at + cap if within at + 2 cap (a little
+ * long), else at + cap (inside a layer larger than the bucket). */
 static size_t bucket_end(const dist_bucket_config *c, size_t at, size_t cap, size_t n)
 {
-    size_t want = cap < n - at ? at + cap : n;
-    for (int i = 0; i < c->nready_points; i++) {
+    if (cap >= n - at)
+        return n;
+    size_t want = at + cap, below = 0, above = 0;
+    for (int i = 0; i < c->nready_points && !above; i++) {
         size_t p = c->ready_points[i];
-        if (p >= want && p <= n && p - at <= 2 * cap)
-            return p;
-        if (p >= want)
-            break;
+        if (p > at + cap / 2 && p <= want)
+            below = p;
+        else if (p > want)
+            above = p;
     }
+    if (below)
+        return below;
+    if (above && above <= n && above - at <= 2 * cap)
+        return above;
     return want;
 }
 
@@ -175,10 +183,12 @@ static int make_layout(dist_buckets *b, core_error *err)
         nb += (b->n - first) / rest + ((b->n - first) % rest != 0);
     if (nb > (size_t)1 << 24)
         return core_error_set(err, "dist: %zu buckets is too many; raise the bucket size", nb);
+    /* A bucket ending on a layer is longer than half its size, so there are
+     * fewer than twice as many as plain slices. */
+    nb = 2 * nb + 1;
     b->end = calloc(nb, sizeof *b->end);
     if (!b->end)
         return core_error_set(err, "dist: out of memory for %zu buckets", nb);
-    /* snapping only lengthens buckets, so there are at most nb */
     size_t at = bucket_end(&b->cfg, 0, first, b->n), k = 0;
     b->end[k++] = at;
     while (at < b->n) {

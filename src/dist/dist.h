@@ -156,10 +156,12 @@ typedef struct dist_bucket_config {
     int overlap;               /* 1: comm thread; 0: buckets reduced inside dist_buckets_wait */
     int check_finite;          /* 1: scan each bucket for NaN/Inf before reducing it */
     /* Optional: the ascending `done` values backward reports (layer ends,
-     * nn_model_ready_points). A bucket then ends at the first of them at or
-     * past its size, as DDP closes a bucket on a whole tensor, unless that
-     * is over twice its size (a huge layer is cut into slices of the size):
-     * a bucket is ready when its last layer is, not one layer later. Read
+     * nn_model_ready_points). A bucket then ends with a layer: at the last
+     * one in (size/2, size] from its start, else the first one past its
+     * size if within twice it, else at its size (a layer larger than the
+     * bucket is cut into slices). A bucket is then ready when its last
+     * layer is, not one layer later, and the bucket backward completes last
+     * (whose communication cannot overlap) holds as little as possible. Read
      * only by dist_buckets_create. */
     const size_t *ready_points;
     int nready_points;

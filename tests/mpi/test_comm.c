@@ -219,17 +219,34 @@ static void test_bucket_layout(void **state)
     assert_true(lo == 85 && hi == 100);
     dist_buckets_free(b);
 
-    /* Layer ends at 3, 16, 30, 90 and 100: a bucket ends at the first layer
-     * end at or past its size when that is within twice the size (10 -> 16,
-     * 16+25 -> 90 is too far: 41, then 41+25 -> 90 (49 <= 50), then 100). */
-    size_t ends[] = {3, 16, 30, 90, 100}, want[] = {16, 41, 90, 100};
+    /* Layer ends at 3, 16, 30, 90 and 100, buckets of 10 then 25: 0 -> 16
+     * (none in (5, 10], 16 within 20), 16 -> 30 (in (28.5, 41]), 30 -> 55
+     * (none in (42.5, 55], 90 beyond 80), 55 -> 90 (35 <= 50), 90 -> 100. */
+    size_t ends[] = {3, 16, 30, 90, 100}, want[] = {16, 30, 55, 90, 100};
     cfg.ready_points = ends;
     cfg.nready_points = 5;
     assert_int_equal(dist_buckets_create(world, g, 100, &cfg, &b, &err), 0);
-    assert_int_equal(dist_buckets_count(b), 4);
-    for (int i = 0; i < 4; i++) {
+    assert_int_equal(dist_buckets_count(b), 5);
+    for (int i = 0; i < 5; i++) {
         dist_buckets_bounds(b, i, &lo, &hi);
         assert_true(lo == (i ? want[i - 1] : 0) && hi == want[i]);
+    }
+    dist_buckets_free(b);
+
+    /* Layers of 13 under buckets of 25 (and a first of 10): every bucket is
+     * one layer until the rest fits in one bucket, so there are more buckets
+     * (7: ..., 78, 100) than plain slices (5). */
+    size_t every13[8], ends13[7] = {13, 26, 39, 52, 65, 78, 100};
+    for (int i = 0; i < 7; i++)
+        every13[i] = 13 * (size_t)(i + 1);
+    every13[7] = 100;
+    cfg.ready_points = every13;
+    cfg.nready_points = 8;
+    assert_int_equal(dist_buckets_create(world, g, 100, &cfg, &b, &err), 0);
+    assert_int_equal(dist_buckets_count(b), 7);
+    for (int i = 0; i < 7; i++) {
+        dist_buckets_bounds(b, i, &lo, &hi);
+        assert_true(lo == (i ? ends13[i - 1] : 0) && hi == ends13[i]);
     }
     dist_buckets_free(b);
 }
