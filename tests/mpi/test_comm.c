@@ -202,53 +202,39 @@ static void test_buckets(void **state)
     }
 }
 
-static void test_bucket_layout(void **state)
+/* Buckets of 10 then 25 floats over 100, ending on the layer ends `layers`
+ * (NULL: plain slices): the bucket ends must be `want`. */
+static void check_layout(const size_t *layers, int nlayers, const size_t *want, int nwant)
 {
     core_error err;
     float g[100];
-    dist_bucket_config cfg = {DIST_ALLREDUCE_RING, 40, 100, 0, 0, 0, NULL, 0};
+    dist_bucket_config cfg = {DIST_ALLREDUCE_RING, 40, 100, 0, 0, 0, layers, nlayers};
     dist_buckets *b = NULL;
     assert_int_equal(dist_buckets_create(world, g, 100, &cfg, &b, &err), 0);
-    assert_int_equal(dist_buckets_count(b), 5); /* 10 floats, then 25, 25, 25, 15 */
-    size_t lo, hi;
-    dist_buckets_bounds(b, 0, &lo, &hi);
-    assert_true(lo == 0 && hi == 10);
-    dist_buckets_bounds(b, 2, &lo, &hi);
-    assert_true(lo == 35 && hi == 60);
-    dist_buckets_bounds(b, 4, &lo, &hi);
-    assert_true(lo == 85 && hi == 100);
-    dist_buckets_free(b);
-
-    /* Layer ends at 3, 16, 30, 90 and 100, buckets of 10 then 25: 0 -> 16
-     * (none in (5, 10], 16 within 20), 16 -> 30 (in (28.5, 41]), 30 -> 55
-     * (none in (42.5, 55], 90 beyond 80), 55 -> 90 (35 <= 50), 90 -> 100. */
-    size_t ends[] = {3, 16, 30, 90, 100}, want[] = {16, 30, 55, 90, 100};
-    cfg.ready_points = ends;
-    cfg.nready_points = 5;
-    assert_int_equal(dist_buckets_create(world, g, 100, &cfg, &b, &err), 0);
-    assert_int_equal(dist_buckets_count(b), 5);
-    for (int i = 0; i < 5; i++) {
+    assert_int_equal(dist_buckets_count(b), nwant);
+    for (int i = 0; i < nwant; i++) {
+        size_t lo, hi;
         dist_buckets_bounds(b, i, &lo, &hi);
         assert_true(lo == (i ? want[i - 1] : 0) && hi == want[i]);
     }
     dist_buckets_free(b);
+}
 
-    /* Layers of 13 under buckets of 25 (and a first of 10): every bucket is
-     * one layer until the rest fits in one bucket, so there are more buckets
-     * (7: ..., 78, 100) than plain slices (5). */
-    size_t every13[8], ends13[7] = {13, 26, 39, 52, 65, 78, 100};
-    for (int i = 0; i < 7; i++)
-        every13[i] = 13 * (size_t)(i + 1);
-    every13[7] = 100;
-    cfg.ready_points = every13;
-    cfg.nready_points = 8;
-    assert_int_equal(dist_buckets_create(world, g, 100, &cfg, &b, &err), 0);
-    assert_int_equal(dist_buckets_count(b), 7);
-    for (int i = 0; i < 7; i++) {
-        dist_buckets_bounds(b, i, &lo, &hi);
-        assert_true(lo == (i ? ends13[i - 1] : 0) && hi == ends13[i]);
-    }
-    dist_buckets_free(b);
+static void test_bucket_layout(void **state)
+{
+    size_t plain[] = {10, 35, 60, 85, 100}; /* 10 floats, then 25, 25, 25, 15 */
+    check_layout(NULL, 0, plain, 5);
+
+    /* Layer ends at 3, 16, 30, 90 and 100: 0 -> 16 (none in (5, 10], 16
+     * within 20), 16 -> 30 (in (28.5, 41]), 30 -> 55 (none in (42.5, 55], 90
+     * beyond 80), 55 -> 90 (35 <= 50), 90 -> 100. */
+    size_t ends[] = {3, 16, 30, 90, 100}, want[] = {16, 30, 55, 90, 100};
+    check_layout(ends, 5, want, 5);
+
+    /* Layers of 13: every bucket is one layer until the rest fits in one
+     * bucket, so there are more buckets (7) than plain slices (5). */
+    size_t every13[] = {13, 26, 39, 52, 65, 78, 91, 100}, ends13[] = {13, 26, 39, 52, 65, 78, 100};
+    check_layout(every13, 8, ends13, 7);
 }
 
 static void test_check_same(void **state)
