@@ -106,7 +106,9 @@ static int make_window(dist_world *w, struct dist_hier *h, core_error *err)
     MPI_Info_create(&info);
     /* Each segment on its owner's NUMA node, not one block on rank 0's. */
     MPI_Info_set(info, "alloc_shared_noncontig", "true");
-    size_t bytes = sizeof(hier_seg) + DIST_HIER_SLOTS * h->block * sizeof(float);
+    /* MPI aligns a segment to 8 bytes only: 64 more let each rank start its
+     * segment on a cache line (hier_seg's counters each own one). */
+    size_t bytes = sizeof(hier_seg) + DIST_HIER_SLOTS * h->block * sizeof(float) + 64;
     void *base = NULL;
     int rc = MPI_Win_allocate_shared((MPI_Aint)bytes, 1, info, h->node, &base, &h->win);
     MPI_Info_free(&info);
@@ -126,7 +128,9 @@ static int make_window(dist_world *w, struct dist_hier *h, core_error *err)
         rc = MPI_Win_shared_query(h->win, q, &sz, &disp, &p);
         if (rc != MPI_SUCCESS)
             return dist_mpi_error(w, err, rc, "dist/hier: mapping a peer's segment");
-        h->seg[q] = p;
+        /* A segment's offset within its page is the same in every
+         * process, so this finds the same cache line everywhere. */
+        h->seg[q] = (hier_seg *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
     }
     memset(h->seg[h->lrank]->flag, 0, sizeof h->seg[h->lrank]->flag);
     rc = MPI_Win_lock_all(MPI_MODE_NOCHECK, h->win);
