@@ -194,3 +194,31 @@ void cli_args_help(FILE *out, const cli_flag *flags)
             fprintf(out, "  %-26s %s\n", left, f->help);
     }
 }
+
+int cli_args_command(cli_flag *flags, int argc, char **argv, int first, const char *usage,
+                     int speak, core_error *err)
+{
+    for (int i = first; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0) {
+            if (speak) {
+                printf("usage: ringtrain %s\n\n", usage);
+                cli_args_help(stdout, flags);
+            }
+            return 1;
+        }
+    return cli_args_parse(flags, argc, argv, first, err) == 0 ? 0 : -1;
+}
+
+int cli_usage_error(const char *name, int speak, const core_error *err)
+{
+    if (speak)
+        fprintf(stderr, "ringtrain %s: %s\n", name, err->msg);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_run_error(int speak, const core_error *err)
+{
+    if (speak)
+        fprintf(stderr, "ringtrain: error: %s\n", err->msg);
+    return 1;
+}

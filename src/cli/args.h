@@ -41,4 +41,17 @@ void cli_args_help(FILE *out, const cli_flag *flags);
 /* Finds a flag by name (to ask whether it was given). */
 const cli_flag *cli_args_find(const cli_flag *flags, const char *name);
 
+/* Exit status of a command line that cannot run. */
+#define CLI_EXIT_USAGE 2
+
+/* The start of every command: with --help among argv[first..] it prints
+ * "usage: ringtrain USAGE" and the flags to stdout (when speak: rank 0) and
+ * returns 1; else it parses argv[first..] and returns 0, or -1 with err set. */
+int cli_args_command(cli_flag *flags, int argc, char **argv, int first, const char *usage,
+                     int speak, core_error *err);
+/* "ringtrain NAME: <err>" on stderr when speak; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *name, int speak, const core_error *err);
+/* "ringtrain: error: <err>" on stderr when speak; returns 1. */
+int cli_run_error(int speak, const core_error *err);
+
 #endif

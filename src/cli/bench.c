@@ -21,7 +21,6 @@
 #include "core/log.h"
 #include "train/bench_step.h"
 
-#define EXIT_USAGE  2
 #define BENCH_MAX_N 32
 
 static int finish(dist_world *w, int code)
@@ -83,7 +82,7 @@ static int usage_error(dist_world *w, const core_error *err)
 {
     if (dist_rank(w) == 0)
         fprintf(stderr, "ringtrain bench: %s\n", err->msg);
-    return finish(w, EXIT_USAGE);
+    return finish(w, CLI_EXIT_USAGE);
 }
 
 static int bench_allreduce(dist_world *w, int argc, char **argv)
@@ -100,15 +99,10 @@ static int bench_allreduce(dist_world *w, int argc, char **argv)
         {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
     core_error err = {{0}};
-    if (cli_args_parse(flags, argc, argv, 3, &err) != 0)
-        return usage_error(w, &err);
-    if (a.help) {
-        if (dist_rank(w) == 0) {
-            printf("usage: ringtrain bench allreduce [flags]\n\n");
-            cli_args_help(stdout, flags);
-        }
-        return finish(w, 0);
-    }
+    int rc =
+        cli_args_command(flags, argc, argv, 3, "bench allreduce [flags]", dist_rank(w) == 0, &err);
+    if (rc != 0)
+        return rc > 0 ? finish(w, 0) : usage_error(w, &err);
     char sizes_text[1024], kinds_text[256];
     snprintf(sizes_text, sizeof sizes_text, "%s", a.sizes);
     snprintf(kinds_text, sizeof kinds_text, "%s", a.backends);
@@ -130,12 +124,8 @@ static int bench_allreduce(dist_world *w, int argc, char **argv)
     if (a.segment > 0 && dist_world_set_ring_segment(w, (size_t)a.segment, &err) != 0)
         return usage_error(w, &err);
     dist_bench_config cfg = {bytes, nsizes, kinds, nkinds, a.iters};
-    if (dist_bench_allreduce_run(w, &cfg, &err) != 0) {
-        if (dist_rank(w) == 0)
-            fprintf(stderr, "ringtrain: error: %s\n", err.msg);
-        return finish(w, EXIT_FAILURE);
-    }
-    return finish(w, 0);
+    rc = dist_bench_allreduce_run(w, &cfg, &err);
+    return finish(w, rc == 0 ? 0 : cli_run_error(dist_rank(w) == 0, &err));
 }
 
 static int bench_idle(dist_world *w, int argc, char **argv)
@@ -150,22 +140,13 @@ static int bench_idle(dist_world *w, int argc, char **argv)
     };
     core_error err = {{0}};
     dist_allreduce_kind kind;
-    if (cli_args_parse(flags, argc, argv, 3, &err) != 0 ||
-        dist_allreduce_kind_parse(backend, &kind, &err) != 0)
-        return usage_error(w, &err);
-    if (help) {
-        if (dist_rank(w) == 0) {
-            printf("usage: ringtrain bench idle [flags]\n\n");
-            cli_args_help(stdout, flags);
-        }
+    int rc = cli_args_command(flags, argc, argv, 3, "bench idle [flags]", dist_rank(w) == 0, &err);
+    if (rc > 0)
         return finish(w, 0);
-    }
-    if (dist_bench_idle(w, kind, trials, &err) != 0) {
-        if (dist_rank(w) == 0)
-            fprintf(stderr, "ringtrain: error: %s\n", err.msg);
-        return finish(w, EXIT_FAILURE);
-    }
-    return finish(w, 0);
+    if (rc < 0 || dist_allreduce_kind_parse(backend, &kind, &err) != 0)
+        return usage_error(w, &err);
+    rc = dist_bench_idle(w, kind, trials, &err);
+    return finish(w, rc == 0 ? 0 : cli_run_error(dist_rank(w) == 0, &err));
 }
 
 static int bench_step(dist_world *w, int argc, char **argv)
@@ -186,25 +167,16 @@ static int bench_step(dist_world *w, int argc, char **argv)
         {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
     core_error err = {{0}};
-    for (int i = 3; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0) {
-            if (dist_rank(w) == 0) {
-                printf("usage: ringtrain bench step --model FILE [flags]\n\n");
-                cli_args_help(stdout, flags);
-            }
-            return finish(w, 0);
-        }
-    if (cli_args_parse(flags, argc, argv, 3, &err) != 0 ||
-        dist_allreduce_kind_parse(backend, &c.kind, &err) != 0)
+    int rc = cli_args_command(flags, argc, argv, 3, "bench step --model FILE [flags]",
+                              dist_rank(w) == 0, &err);
+    if (rc > 0)
+        return finish(w, 0);
+    if (rc < 0 || dist_allreduce_kind_parse(backend, &c.kind, &err) != 0)
         return usage_error(w, &err);
     c.bucket_bytes = (size_t)((double)bucket_mib * (1 << 20));
     c.first_bucket_bytes = (size_t)((double)first_mib * (1 << 20));
-    if (train_bench_step(w, &c, &err) != 0) {
-        if (dist_rank(w) == 0)
-            fprintf(stderr, "ringtrain: error: %s\n", err.msg);
-        return finish(w, EXIT_FAILURE);
-    }
-    return finish(w, 0);
+    rc = train_bench_step(w, &c, &err);
+    return finish(w, rc == 0 ? 0 : cli_run_error(dist_rank(w) == 0, &err));
 }
 
 int cli_bench_main(dist_world *w, int argc, char **argv)
@@ -220,5 +192,5 @@ int cli_bench_main(dist_world *w, int argc, char **argv)
                         "[--backends ring,mpi,hier] [--segment BYTES]\n"
                         "       ringtrain bench idle [--backend NAME] [--trials N]\n"
                         "       ringtrain bench step --model FILE [--batch-size N] [--steps N]\n");
-    return finish(w, EXIT_USAGE);
+    return finish(w, CLI_EXIT_USAGE);
 }

@@ -12,8 +12,6 @@
 #include "dist/dist.h"
 #include "train/train.h"
 
-#define CLI_EXIT_USAGE 2
-
 /* Workflow flags of `ringtrain train` (cli/train_flags.c). */
 typedef struct cli_wf_args {
     train_wf_config *wc;

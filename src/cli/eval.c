@@ -114,23 +114,10 @@ int cli_eval_main(dist_world *w, int argc, char **argv)
         {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
     core_error err = {{0}};
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0) {
-            if (dist_rank(w) == 0) {
-                printf("usage: ringtrain eval --checkpoint FILE|DIR --data FILE [flags]\n\n");
-                cli_args_help(stdout, flags);
-            }
-            return 0;
-        }
-    if (cli_args_parse(flags, argc, argv, 2, &err) != 0) {
-        if (dist_rank(w) == 0)
-            fprintf(stderr, "ringtrain eval: %s\n", err.msg);
-        return CLI_EXIT_USAGE;
-    }
-    if (run(w, &a, &err) != 0) {
-        if (dist_rank(w) == 0)
-            fprintf(stderr, "ringtrain: error: %s\n", err.msg);
-        return 1;
-    }
-    return 0;
+    int speak = dist_rank(w) == 0;
+    int rc = cli_args_command(flags, argc, argv, 2,
+                              "eval --checkpoint FILE|DIR --data FILE [flags]", speak, &err);
+    if (rc != 0)
+        return rc > 0 ? 0 : cli_usage_error("eval", speak, &err);
+    return run(w, &a, &err) == 0 ? 0 : cli_run_error(speak, &err);
 }

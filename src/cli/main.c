@@ -20,8 +20,6 @@
 #include "train/train.h"
 #include "cli/device_flags.h"
 
-#define EXIT_USAGE 2
-
 typedef struct train_args {
     train_config cfg;
     const char *optimizer;
@@ -72,8 +70,7 @@ static int agree_usage(dist_world *w, int failed, const char *cmd, core_error *e
     /* rank 0's own message needs no broadcast and no "rank 0:" prefix */
     if (first != 0)
         train_report_rank(w, first, err);
-    if (dist_rank(w) == 0)
-        fprintf(stderr, "ringtrain %s: %s\n", cmd, err->msg);
+    cli_usage_error(cmd, dist_rank(w) == 0, err);
     return -1;
 }
 
@@ -164,16 +161,11 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     flags[nf++] = (cli_flag){"--help", NULL, CLI_FLAG, &a.help, "show this help", 0, 0};
     flags[nf] = (cli_flag){NULL, NULL, 0, NULL, NULL, 0, 0};
     core_error err = {{0}};
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0) {
-            if (dist_rank(w) == 0) {
-                printf("usage: ringtrain train --model FILE --data FILE [flags]\n\n");
-                cli_args_help(stdout, flags);
-            }
-            return finish(w, 0);
-        }
-    if (cli_args_parse(flags, argc, argv, 2, &err) != 0 ||
-        cli_wf_resolve(&wa, &a.optimizer, &err) != 0)
+    int parsed = cli_args_command(flags, argc, argv, 2, "train --model FILE --data FILE [flags]",
+                                  dist_rank(w) == 0, &err);
+    if (parsed > 0)
+        return finish(w, 0);
+    if (parsed < 0 || cli_wf_resolve(&wa, &a.optimizer, &err) != 0)
         goto bad_usage;
     optim_kind kind;
     if (optim_kind_parse(a.optimizer, &kind, &err) != 0 ||
@@ -224,13 +216,10 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         goto bad_usage;
 
     if (agree_usage(w, 0, "train", &err) != 0)
-        return finish(w, EXIT_USAGE);
+        return finish(w, CLI_EXIT_USAGE);
     train_result res;
-    if (train_fit(w, &a.cfg, &res, &err) != 0) {
-        if (dist_rank(w) == 0)
-            fprintf(stderr, "ringtrain: error: %s\n", err.msg);
-        return finish(w, EXIT_FAILURE);
-    }
+    if (train_fit(w, &a.cfg, &res, &err) != 0)
+        return finish(w, cli_run_error(dist_rank(w) == 0, &err));
     if (res.preempted)
         return finish(w, TRAIN_EXIT_PREEMPTED);
     if (res.test_accuracy == res.test_accuracy)
@@ -244,7 +233,7 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     return finish(w, 0);
 bad_usage:
     agree_usage(w, 1, "train", &err);
-    return finish(w, EXIT_USAGE);
+    return finish(w, CLI_EXIT_USAGE);
 }
 
 int main(int argc, char **argv)
@@ -252,7 +241,7 @@ int main(int argc, char **argv)
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : 0;
+        return argc < 2 ? CLI_EXIT_USAGE : 0;
     }
     if (strcmp(argv[1], "plot") == 0)
         return cli_plot_main(argc, argv); /* no MPI: a picture from a file */
@@ -280,5 +269,5 @@ int main(int argc, char **argv)
         return finish(w, cli_sample(w, argc, argv));
     if (dist_rank(w) == 0)
         fprintf(stderr, "ringtrain: unknown command '%s' (try 'ringtrain help')\n", argv[1]);
-    return finish(w, EXIT_USAGE);
+    return finish(w, CLI_EXIT_USAGE);
 }

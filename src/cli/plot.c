@@ -357,16 +357,10 @@ int cli_plot_main(int argc, char **argv)
         {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
     core_error err = {{0}};
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: ringtrain plot --metrics FILE --out PREFIX [--split NAME]\n\n");
-            cli_args_help(stdout, flags);
-            return 0;
-        }
-    if (cli_args_parse(flags, argc, argv, 2, &err) != 0) {
-        fprintf(stderr, "ringtrain plot: %s\n", err.msg);
-        return CLI_EXIT_USAGE;
-    }
+    int parsed = cli_args_command(flags, argc, argv, 2,
+                                  "plot --metrics FILE --out PREFIX [--split NAME]", 1, &err);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : cli_usage_error("plot", 1, &err);
     plot_data *d = calloc(1, sizeof *d);
     if (!d) {
         fprintf(stderr, "ringtrain: error: out of memory\n");

@@ -185,32 +185,19 @@ int cli_predict_main(dist_world *w, int argc, char **argv)
         {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
     core_error err = {{0}};
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0) {
-            if (dist_rank(w) == 0) {
-                printf("usage: ringtrain predict --checkpoint FILE|DIR (--data FILE | --images "
-                       "LIST) [flags]\n\n");
-                cli_args_help(stdout, flags);
-            }
-            return 0;
-        }
-    if (cli_args_parse(flags, argc, argv, 2, &err) == 0 && !a.data == !a.images)
-        core_error_set(&err, "give exactly one of --data FILE and --images LIST");
-    if (err.msg[0]) {
-        if (dist_rank(w) == 0)
-            fprintf(stderr, "ringtrain predict: %s\n", err.msg);
-        return CLI_EXIT_USAGE;
-    }
+    int speak = dist_rank(w) == 0;
+    int rc = cli_args_command(flags, argc, argv, 2,
+                              "predict --checkpoint FILE|DIR (--data FILE | --images LIST) [flags]",
+                              speak, &err);
+    if (rc == 0 && !a.data == !a.images)
+        rc = core_error_set(&err, "give exactly one of --data FILE and --images LIST");
+    if (rc != 0)
+        return rc > 0 ? 0 : cli_usage_error("predict", speak, &err);
     train_loaded ld;
-    int rc = train_model_load(w, a.ckpt, 64, &ld, &err);
+    rc = train_model_load(w, a.ckpt, 64, &ld, &err);
     if (rc == 0 && dist_rank(w) == 0)
         rc = a.data ? predict_h5(ld.model, &a, &err) : predict_images(ld.model, &a, &err);
     rc = train_agree(w, rc != 0, &err);
     train_loaded_free(&ld);
-    if (rc != 0) {
-        if (dist_rank(w) == 0)
-            fprintf(stderr, "ringtrain: error: %s\n", err.msg);
-        return 1;
-    }
-    return 0;
+    return rc == 0 ? 0 : cli_run_error(speak, &err);
 }

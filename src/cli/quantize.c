@@ -166,25 +166,13 @@ int cli_quantize_main(dist_world *w, int argc, char **argv)
         {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
     core_error err = {{0}};
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0) {
-            if (dist_rank(w) == 0) {
-                printf("usage: ringtrain quantize --checkpoint FILE|DIR --calib-data FILE --out "
-                       "FILE [flags]\n\n");
-                cli_args_help(stdout, flags);
-            }
-            return 0;
-        }
-    if (cli_args_parse(flags, argc, argv, 2, &err) != 0 ||
-        (a.calib_n <= 0 && core_error_set(&err, "--calib-samples must be positive") != 0)) {
-        if (dist_rank(w) == 0)
-            fprintf(stderr, "ringtrain quantize: %s\n", err.msg);
-        return CLI_EXIT_USAGE;
-    }
-    if (run(w, &a, &err) != 0) {
-        if (dist_rank(w) == 0)
-            fprintf(stderr, "ringtrain: error: %s\n", err.msg);
-        return 1;
-    }
-    return 0;
+    int speak = dist_rank(w) == 0;
+    int rc = cli_args_command(flags, argc, argv, 2,
+                              "quantize --checkpoint FILE|DIR --calib-data FILE --out FILE [flags]",
+                              speak, &err);
+    if (rc == 0 && a.calib_n <= 0)
+        rc = core_error_set(&err, "--calib-samples must be positive");
+    if (rc != 0)
+        return rc > 0 ? 0 : cli_usage_error("quantize", speak, &err);
+    return run(w, &a, &err) == 0 ? 0 : cli_run_error(speak, &err);
 }

@@ -203,24 +203,14 @@ int cli_sample(dist_world *w, int argc, char **argv)
     };
     if (dist_rank(w) != 0)
         return 0;
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: ringtrain sample --checkpoint DIR|FILE [flags]\n\n");
-            cli_args_help(stdout, flags);
-            return 0;
-        }
     core_error err = {{0}};
-    if (cli_args_parse(flags, argc, argv, 2, &err) != 0) {
-        fprintf(stderr, "ringtrain sample: %s\n", err.msg);
-        return 2;
-    }
+    int parsed =
+        cli_args_command(flags, argc, argv, 2, "sample --checkpoint DIR|FILE [flags]", 1, &err);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : cli_usage_error("sample", 1, &err);
     sampler s;
     memset(&s, 0, sizeof s);
     int rc = setup(&s, &a, &err) == 0 ? generate(&s, &a, &err) : -1;
     sampler_free(&s);
-    if (rc != 0) {
-        fprintf(stderr, "ringtrain: error: %s\n", err.msg);
-        return 1;
-    }
-    return 0;
+    return rc == 0 ? 0 : cli_run_error(1, &err);
 }

@@ -478,6 +478,29 @@ int data_loader_streaming(const data_loader *l)
     return l->streaming;
 }
 
+/* Locks the loader and waits until the producer is idle and stopped. */
+static void pause_producer(data_loader *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->active = 0;
+    while (l->busy)
+        pthread_cond_wait(&l->cv_cons, &l->mu);
+}
+
+/* Serves [pos, end) from an empty ring; unlocks. */
+static void resume_producer(data_loader *l, size_t pos, size_t end)
+{
+    l->need_setup = 1;
+    l->pos = pos < end ? pos : end;
+    l->end = end;
+    l->head = l->filled = l->held = 0;
+    l->failed = 0;
+    l->done = l->pos >= l->end;
+    l->active = 1;
+    pthread_cond_broadcast(&l->cv_prod);
+    pthread_mutex_unlock(&l->mu);
+}
+
 int data_loader_begin_epoch(data_loader *l, long epoch, long skip_batches, core_error *err)
 {
     if (l->tok)
@@ -486,27 +509,15 @@ int data_loader_begin_epoch(data_loader *l, long epoch, long skip_batches, core_
         return core_error_set(err,
                               "%s: cannot start epoch %ld at batch %ld (an epoch has %zu batches)",
                               data_dataset_path(l->d), epoch, skip_batches, l->nbatches);
-    pthread_mutex_lock(&l->mu);
-    l->active = 0;
-    while (l->busy)
-        pthread_cond_wait(&l->cv_cons, &l->mu);
+    pause_producer(l);
     size_t *lidx = l->lidx;
     uint64_t *lsort = l->lsort;
     l->lidx = NULL;
     l->lsort = NULL;
     l->list = 0;
     l->epoch = epoch;
-    l->need_setup = 1;
-    l->pos = (size_t)skip_batches * (size_t)l->cfg.batch;
-    l->end = l->cfg.drop_last ? l->nbatches * (size_t)l->cfg.batch : l->cfg.shard_count;
-    if (l->pos > l->end)
-        l->pos = l->end;
-    l->head = l->filled = l->held = 0;
-    l->failed = 0;
-    l->done = l->pos >= l->end;
-    l->active = 1;
-    pthread_cond_broadcast(&l->cv_prod);
-    pthread_mutex_unlock(&l->mu);
+    resume_producer(l, (size_t)skip_batches * (size_t)l->cfg.batch,
+                    l->cfg.drop_last ? l->nbatches * (size_t)l->cfg.batch : l->cfg.shard_count);
     core_free(lidx);
     core_free(lsort);
     return 0;
@@ -541,10 +552,7 @@ int data_loader_begin_list(data_loader *l, const size_t *idx, size_t count, core
         return -1;
     }
     memcpy(lidx, idx, count * sizeof *lidx);
-    pthread_mutex_lock(&l->mu);
-    l->active = 0;
-    while (l->busy)
-        pthread_cond_wait(&l->cv_cons, &l->mu);
+    pause_producer(l);
     size_t *old_idx = l->lidx;
     uint64_t *old_sort = l->lsort;
     l->lidx = lidx;
@@ -556,15 +564,7 @@ int data_loader_begin_list(data_loader *l, const size_t *idx, size_t count, core
     l->list = 1;
     if (!l->streaming)
         l->reload = 1;
-    l->need_setup = 1;
-    l->pos = 0;
-    l->end = l->cfg.drop_last ? count - count % (size_t)l->cfg.batch : count;
-    l->head = l->filled = l->held = 0;
-    l->failed = 0;
-    l->done = l->pos >= l->end;
-    l->active = 1;
-    pthread_cond_broadcast(&l->cv_prod);
-    pthread_mutex_unlock(&l->mu);
+    resume_producer(l, 0, l->cfg.drop_last ? count - count % (size_t)l->cfg.batch : count);
     core_free(old_idx);
     core_free(old_sort);
     return 0;
