@@ -108,11 +108,7 @@ if [ -x "$BUILD/ringtrain" ]; then
   grep -q 'stop requested by signal' "$log" || fail "the trainer did not report the signal"
   grep -q 'scontrol requeue' "$log" || fail "no requeue after exit 75"
   grep -q '^resuming from' "$log" || fail "the restarted job did not resume"
-  a="$WORK/ref/$(cat "$WORK/ref/latest")"
-  b="$WORK/ck2/$(cat "$WORK/ck2/latest")"
-  [ "$(basename "$a")" = "$(basename "$b")" ] || fail "final steps differ: $a vs $b"
-  h5diff -q "$a" "$b" /params /params || fail "parameters after preemption + requeue differ from the uninterrupted run"
-  h5diff -q "$a" "$b" /optim /optim || fail "optimizer state after preemption + requeue differs"
+  rt_same_final "$WORK/ref" "$WORK/ck2" "preemption + requeue (against the uninterrupted run)"
   echo "SIGUSR1 -> checkpoint -> exit 75 -> requeue -> resume -> bitwise equal: $(ms_since "$t") ms"
 else
   echo "note: $BUILD/ringtrain not built; preemption path not exercised"

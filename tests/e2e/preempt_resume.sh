@@ -31,27 +31,15 @@ rt_mpirun 2 train "${common[@]}" --checkpoint-dir "$work/ref" >/dev/null
 rt_mpirun 2 train "${common[@]}" --checkpoint-dir "$work/run" --resume auto >"$work/first.log" 2>&1 &
 pid=$!
 wait_for_step "$work/run" 28 60
-# As Slurm's `scancel --signal=USR1` does: the signal reaches every rank.
-ranks=$(pgrep -f "^$BIN train .*$work/run" || true)
-[ -n "$ranks" ] || fail "no ranks found to signal"
-kill -USR1 $ranks
-set +e
-wait $pid
-rc=$?
-set -e
-[ "$rc" -eq 75 ] || fail "signalled run exited $rc, expected 75: $(cat "$work/first.log")"
+rt_stop_by_signal $pid "$work/run" "$work/first.log"
 grep -q "stop requested by signal" "$work/first.log" || fail "no stop message"
 n=$(find "$work/run" -name 'ckpt-*.h5' | wc -l)
 [ "$n" -le 2 ] || fail "--keep-checkpoints 2 left $n checkpoints"
 stopped_at=$(cat "$work/run/latest")
 rt_mpirun 2 train "${common[@]}" --checkpoint-dir "$work/run" --resume auto >"$work/second.log"
 grep -q "resuming from .*$stopped_at" "$work/second.log" || fail "did not resume from $stopped_at"
-a="$work/ref/$(cat "$work/ref/latest")"
-b="$work/run/$(cat "$work/run/latest")"
-[ "$(basename "$a")" = "$(basename "$b")" ] || fail "final steps differ: $a vs $b"
-h5diff -q "$a" "$b" /params /params || fail "parameters differ after preemption + resume"
-h5diff -q "$a" "$b" /optim /optim || fail "optimizer state differs after preemption + resume"
-echo "ok: stopped at $stopped_at with exit 75, resumed, bitwise identical at $(basename "$b")"
+rt_same_final "$work/ref" "$work/run" "preemption + resume"
+echo "ok: stopped at $stopped_at with exit 75, resumed, bitwise identical at $(cat "$work/run/latest")"
 
 # kill -9 of one rank: the job ends (no hang), the newest checkpoint is intact.
 rm -rf "$work/kill"
@@ -69,6 +57,5 @@ set -e
 grep -q "exited on signal 9" "$work/kill.log" || fail "no message naming the killed rank: $(cat "$work/kill.log")"
 rt_mpirun 2 train "${common[@]}" --checkpoint-dir "$work/kill" --resume auto >"$work/kill2.log"
 grep -q "resuming from" "$work/kill2.log" || fail "no resume after kill -9"
-c="$work/kill/$(cat "$work/kill/latest")"
-h5diff -q "$a" "$c" /params /params || fail "run resumed after kill -9 differs from the reference"
+rt_same_final "$work/ref" "$work/kill" "kill -9 and resume (against the reference)"
 echo "PASS: preemption, retention, kill -9 and resume all exact"

@@ -53,14 +53,7 @@ traced sig2 2 --epochs 30 --checkpoint-every 7 --checkpoint-dir "$work/sig" --re
   >"$work/sig2.log" 2>&1 &
 pid=$!
 wait_for "$work/sig/ckpt-000000028.h5" 60
-ranks=$(pgrep -f "^$BIN train .*$work/sig" || true)
-[ -n "$ranks" ] || fail "no ranks found to signal"
-kill -USR1 $ranks
-set +e
-wait $pid
-rc=$?
-set -e
-[ "$rc" -eq 75 ] || fail "signalled run exited $rc, expected 75: $(cat "$work/sig2.log")"
+rt_stop_by_signal $pid "$work/sig" "$work/sig2.log"
 stop=$(grep -o 'stop requested by signal at step [0-9]* (epoch [0-9]*, batch [0-9]*)' "$work/sig2.log") ||
   fail "no stop line: $(cat "$work/sig2.log")"
 epoch=$(sed -E 's/.*epoch ([0-9]+),.*/\1/' <<<"$stop")

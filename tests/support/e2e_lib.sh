@@ -29,3 +29,29 @@ fashion_subset() {
   [ -f "$TEST_H5" ] || "$BUILD/rt_idx2h5" --images "$FM/t10k-images-idx3-ubyte.gz" \
     --labels "$FM/t10k-labels-idx1-ubyte.gz" --limit "$n_test" --out "$TEST_H5" >/dev/null
 }
+
+# rt_stop_by_signal PID DIR LOG: SIGUSR1 to every rank of the background run
+# PID that checkpoints into DIR (what `scancel --signal=USR1` does); the run
+# must stop with exit 75 (LOG is shown if not).
+rt_stop_by_signal() {
+  local pid=$1 dir=$2 log=$3 ranks rc
+  ranks=$(pgrep -f "^$BIN train .*$dir" || true)
+  [ -n "$ranks" ] || fail "no ranks found to signal"
+  kill -USR1 $ranks
+  set +e
+  wait "$pid"
+  rc=$?
+  set -e
+  [ "$rc" -eq 75 ] || fail "signalled run exited $rc, expected 75: $(cat "$log")"
+}
+
+# rt_same_final DIR_A DIR_B WHAT: the newest checkpoints of two runs are of
+# the same step, with bitwise-equal parameters and optimizer state.
+rt_same_final() {
+  local a b
+  a="$1/$(cat "$1/latest")"
+  b="$2/$(cat "$2/latest")"
+  [ "$(basename "$a")" = "$(basename "$b")" ] || fail "final steps differ: $a vs $b"
+  h5diff -q "$a" "$b" /params /params || fail "parameters differ after $3"
+  h5diff -q "$a" "$b" /optim /optim || fail "optimizer state differs after $3"
+}
