@@ -15,6 +15,7 @@
 #include "core/mem.h"
 #include "core/rng.h"
 #include "engine/cpu/engine_cpu_seq.h"
+#include "engine/engine_math.h"
 
 static void cpu_zero(float *x, size_t n)
 {
@@ -394,20 +395,8 @@ static void cpu_maxpool_forward(float *y, int32_t *argmax, const float *x, int p
         float *out = y + (size_t)p * OH * OW;
         int32_t *am = argmax + (size_t)p * OH * OW;
         for (int oh = 0; oh < OH; oh++)
-            for (int ow = 0; ow < OW; ow++) {
-                int best = oh * S * W + ow * S;
-                float bv = in[best];
-                for (int ki = 0; ki < K; ki++)
-                    for (int kj = 0; kj < K; kj++) {
-                        int idx = (oh * S + ki) * W + ow * S + kj;
-                        if (in[idx] > bv) {
-                            bv = in[idx];
-                            best = idx;
-                        }
-                    }
-                out[oh * OW + ow] = bv;
-                am[oh * OW + ow] = best;
-            }
+            for (int ow = 0; ow < OW; ow++)
+                am[oh * OW + ow] = engine_max_window(in, oh, ow, K, S, W, &out[oh * OW + ow]);
     }
     if (relu)
         relu_inplace(y, (size_t)planes * OH * OW);
@@ -501,34 +490,13 @@ static double cpu_softmax_xent_forward(float *probs, const float *logits, const 
 {
     double loss = 0.0;
     for (int b = 0; b < batch; b++) {
-        const float *z = logits + (size_t)b * classes;
-        float *p = probs + (size_t)b * classes;
-        int arg = 0;
-        float mx = z[0];
-        for (int k = 1; k < classes; k++)
-            if (z[k] > mx) {
-                mx = z[k];
-                arg = k;
-            }
-        double sum = 0.0;
-        for (int k = 0; k < classes; k++) {
-            p[k] = expf(z[k] - mx);
-            sum += p[k];
-        }
-        float inv = (float)(1.0 / sum);
-        for (int k = 0; k < classes; k++)
-            p[k] *= inv;
-        if (!labels)
-            continue;
-        int y = labels[b];
-        if (y < 0 || y >= classes)
-            continue; /* out-of-range labels are the data module's to reject */
-        /* log-sum-exp in double: the loss is what gradient checks difference */
-        double lse = 0.0;
-        for (int k = 0; k < classes; k++)
-            lse += exp((double)z[k] - (double)mx);
-        loss += log(lse) - ((double)z[y] - (double)mx);
-        if (correct && arg == y)
+        /* out-of-range labels are the data module's to reject: no loss here */
+        int y = labels ? labels[b] : -1;
+        double row = 0.0;
+        int arg = engine_softmax_row(probs + (size_t)b * classes, logits + (size_t)b * classes,
+                                     classes, y, &row);
+        loss += row;
+        if (correct && labels && arg == y)
             (*correct)++;
     }
     return loss;
@@ -599,16 +567,8 @@ static int cpu_nonfinite(const float *x, size_t n)
 static void cpu_sgd_update(float *restrict p, const float *restrict g, float *restrict buf,
                            size_t n, float lr, float mu, float wd, int nesterov)
 {
-    for (size_t i = 0; i < n; i++) {
-        float d = g[i] + wd * p[i];
-        if (mu == 0.0f) {
-            p[i] -= lr * d;
-            continue;
-        }
-        float b = mu * buf[i] + d;
-        buf[i] = b;
-        p[i] -= lr * (nesterov ? d + mu * b : b);
-    }
+    for (size_t i = 0; i < n; i++)
+        engine_sgd_one(p, g, buf, i, lr, mu, wd, nesterov);
 }
 
 static int cpu_status(core_error *err)

@@ -28,6 +28,7 @@
  */
 extern "C" {
 #include "engine/engine.h"
+#include "engine/engine_math.h"
 
 #include "core/log.h"
 #include "core/mem.h"
@@ -469,19 +470,9 @@ __global__ void k_maxpool(float *y, int32_t *argmax, const float *x, size_t tota
     {
         size_t p = i / ((size_t)OH * OW);
         int oh = (int)((i / OW) % OH), ow = (int)(i % OW);
-        const float *in = x + p * H * W;
-        int best = oh * S * W + ow * S;
-        float bv = in[best];
-        for (int ki = 0; ki < K; ki++)
-            for (int kj = 0; kj < K; kj++) {
-                int idx = (oh * S + ki) * W + ow * S + kj;
-                if (in[idx] > bv) {
-                    bv = in[idx];
-                    best = idx;
-                }
-            }
+        float bv;
+        argmax[i] = engine_max_window(x + p * H * W, oh, ow, K, S, W, &bv);
         y[i] = relu && !(bv > 0.0f) ? 0.0f : bv;
-        argmax[i] = best;
     }
 }
 
@@ -634,32 +625,12 @@ __global__ void k_softmax_xent(float *probs, const float *logits, const int32_t 
 {
     FOR_EACH(b, (size_t)batch)
     {
-        const float *z = logits + b * classes;
-        float *p = probs + b * classes;
-        int arg = 0;
-        float mx = z[0];
-        for (int k = 1; k < classes; k++)
-            if (z[k] > mx) {
-                mx = z[k];
-                arg = k;
-            }
-        double sum = 0.0;
-        for (int k = 0; k < classes; k++) {
-            p[k] = expf(z[k] - mx);
-            sum += p[k];
-        }
-        float inv = (float)(1.0 / sum);
-        for (int k = 0; k < classes; k++)
-            p[k] *= inv;
-        if (!labels)
-            continue;
-        int y = labels[b];
+        int y = labels ? labels[b] : -1;
+        double loss = 0.0;
+        int arg = engine_softmax_row(probs + b * classes, logits + b * classes, classes, y, &loss);
         if (y < 0 || y >= classes)
             continue;
-        double lse = 0.0;
-        for (int k = 0; k < classes; k++)
-            lse += exp((double)z[k] - (double)mx);
-        atomicAdd(acc, log(lse) - ((double)z[y] - (double)mx));
+        atomicAdd(acc, loss);
         if (arg == y)
             atomicAdd((unsigned long long *)(acc + 1), 1ULL);
     }
@@ -826,14 +797,7 @@ __global__ void k_sgd(float *p, const float *gr, float *buf, size_t n, float lr,
 {
     FOR_EACH(i, n)
     {
-        float d = gr[i] + wd * p[i];
-        if (mu == 0.0f) {
-            p[i] -= lr * d;
-            continue;
-        }
-        float b = mu * buf[i] + d;
-        buf[i] = b;
-        p[i] -= lr * (nesterov ? d + mu * b : b);
+        engine_sgd_one(p, gr, buf, i, lr, mu, wd, nesterov);
     }
 }
 
