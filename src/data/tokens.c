@@ -15,6 +15,7 @@
 
 #include "core/mem.h"
 #include "core/rng.h"
+#include "data/h5write.h"
 #include "data/tokens_internal.h"
 
 #define TOKENS_FORMAT "ringtrain-tokens"
@@ -38,23 +39,6 @@ static const char *h5_reason(char buf[256])
 }
 
 /* ---- writing ---- */
-
-static int write_array(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int rank,
-                       const hsize_t *dims, const void *data)
-{
-    hid_t sp = H5Screate_simple(rank, dims, NULL);
-    hid_t ds =
-        sp < 0 ? -1 : H5Dcreate2(loc, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = ds >= 0 && (dims[0] == 0 ||
-                         H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0)
-                 ? 0
-                 : -1;
-    if (ds >= 0)
-        H5Dclose(ds);
-    if (sp >= 0)
-        H5Sclose(sp);
-    return rc;
-}
 
 static int write_attr_str(hid_t loc, const char *name, const char *value)
 {
@@ -89,15 +73,15 @@ static int write_file(hid_t f, const data_tokenizer *t, const int32_t *tokens, s
                                          : H5T_STD_I32LE;
     hsize_t dn = n, db = (hsize_t)t->offsets[t->vocab], dv = (hsize_t)t->vocab + 1;
     hsize_t dm[2] = {(hsize_t)t->nmerges, 2};
-    if (write_array(f, "tokens", tok_type, H5T_NATIVE_INT32, 1, &dn, tokens))
+    if (data_h5_write(f, "tokens", tok_type, H5T_NATIVE_INT32, 1, &dn, tokens))
         return -1;
     hid_t g = H5Gcreate2(f, "vocab", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0)
         return -1;
-    int rc = write_array(g, "bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &db, t->bytes) ||
-             write_array(g, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &dv, t->offsets) ||
+    int rc = data_h5_write(g, "bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &db, t->bytes) ||
+             data_h5_write(g, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &dv, t->offsets) ||
              (t->kind == DATA_TOK_BPE &&
-              write_array(g, "merges", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, dm, t->merges));
+              data_h5_write(g, "merges", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, dm, t->merges));
     H5Gclose(g);
     if (rc)
         return -1;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "data/h5write.h"
 #include "nn/layer.h"
 #include "train/checkpoint.h"
 
@@ -71,19 +72,6 @@ int train_quant_calibrate(nn_model *m, data_dataset *d, size_t n, float *scales,
 
 /* ---- HDF5 ---- */
 
-static int write_ds(hid_t g, const char *name, hid_t ftype, hid_t mtype, int ndim,
-                    const hsize_t *dims, const void *buf)
-{
-    hid_t sp = H5Screate_simple(ndim, dims, NULL);
-    hid_t ds = sp >= 0 ? H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    int rc = ds >= 0 && H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0 ? 0 : -1;
-    if (ds >= 0)
-        H5Dclose(ds);
-    if (sp >= 0)
-        H5Sclose(sp);
-    return rc;
-}
-
 static int write_str_attr(hid_t obj, const char *name, const char *text)
 {
     hid_t ty = H5Tcopy(H5T_C_S1);
@@ -140,17 +128,17 @@ static int write_tensors(hid_t f, nn_model *m, core_error *err)
         for (int k = 0; k < t->ndim; k++)
             dims[k] = (hsize_t)t->dims[k];
         if (!is_weight(t)) {
-            rc = write_ds(gp, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, dims,
-                          p + t->offset);
+            rc = data_h5_write(gp, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, dims,
+                               p + t->offset);
             continue;
         }
         int8_t *q = malloc(t->count);
         float *s = malloc((size_t)t->dims[0] * sizeof *s);
         if (q && s) {
             quantize_tensor(p + t->offset, t, q, s);
-            rc = write_ds(gq, t->name, H5T_STD_I8LE, H5T_NATIVE_INT8, t->ndim, dims, q);
+            rc = data_h5_write(gq, t->name, H5T_STD_I8LE, H5T_NATIVE_INT8, t->ndim, dims, q);
             if (rc == 0)
-                rc = write_ds(gs, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, dims, s);
+                rc = data_h5_write(gs, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, dims, s);
         } else {
             rc = -1;
         }
@@ -187,7 +175,7 @@ int train_quant_write(const char *path, nn_model *m, const float *scales, const 
             write_str_attr(f, "format", QUANT_FORMAT) ||
             write_str_attr(f, "model_spec", nn_model_spec_text(m)) ||
             write_str_attr(f, "config", config) ||
-            write_ds(f, "act_scales", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, &nl, scales))
+            data_h5_write(f, "act_scales", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, &nl, scales))
             rc = core_error_set(err, "cannot write attributes");
         if (rc == 0)
             rc = write_tensors(f, m, err);
