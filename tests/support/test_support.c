@@ -109,3 +109,21 @@ int test_world_init(dist_world **w, int *rank, int *size)
     *size = dist_size(*w);
     return 0;
 }
+
+data_dataset *test_open_dataset(const char *path)
+{
+    core_error err = {{0}};
+    data_dataset *d;
+    if (data_dataset_open(path, NULL, NULL, 10, &d, &err))
+        fail_msg("%s", err.msg);
+    return d;
+}
+
+data_loader *test_make_loader(data_dataset *d, const data_loader_config *c)
+{
+    core_error err = {{0}};
+    data_loader *l;
+    if (data_loader_create(d, c, &l, &err))
+        fail_msg("data_loader_create: %s", err.msg);
+    return l;
+}

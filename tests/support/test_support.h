@@ -11,6 +11,8 @@
 #include <cmocka.h>
 #include <hdf5.h>
 
+#include "data/data.h"
+
 /* A fresh empty directory under $RT_TEST_TMP (or /tmp) for this test; the
  * returned pointer is static storage valid until the next call. */
 const char *test_tmpdir(const char *tag);
@@ -29,6 +31,11 @@ const char *test_write_h5(const char *tag, const char *file, hid_t file_type, hi
  * (i, i + 0.5, -i, ...) and "labels" (n,) uint8 = i % 10; chunked by chunk0
  * samples and gzip-compressed when chunk0 > 0. Returns the path (static). */
 const char *test_write_ramp_h5(const char *tag, const char *file, int n, int ss, size_t chunk0);
+
+/* Opens path (datasets "images"/"labels", 10 classes) or fails the test. */
+data_dataset *test_open_dataset(const char *path);
+/* data_loader_create or fails the test. */
+data_loader *test_make_loader(data_dataset *d, const data_loader_config *c);
 
 /* MPI tests' group setup: the world, this rank and the world size. */
 typedef struct dist_world dist_world;

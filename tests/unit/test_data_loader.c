@@ -80,20 +80,11 @@ static void check_cover(const int *ids, size_t n, const data_loader_config *c)
     free(seen);
 }
 
-static data_loader *make(data_dataset *d, const data_loader_config *c)
-{
-    core_error err = {{0}};
-    data_loader *l;
-    if (data_loader_create(d, c, &l, &err))
-        fail_msg("data_loader_create: %s", err.msg);
-    return l;
-}
-
 /* Coverage, order per (seed, epoch), and exact resume, for one config. */
 static void check_loader(data_dataset *d, data_loader_config c, int expect_streaming)
 {
     int *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b), *t = malloc(N * sizeof *t);
-    data_loader *l = make(d, &c);
+    data_loader *l = test_make_loader(d, &c);
     assert_int_equal(data_loader_streaming(l), expect_streaming);
     if (c.mem_cap_bytes)
         assert_true(data_loader_mem_bytes(l) <= c.mem_cap_bytes);
@@ -112,7 +103,7 @@ static void check_loader(data_dataset *d, data_loader_config c, int expect_strea
     assert_true(memcmp(a, b, na * sizeof *a) != 0); /* epochs differ */
 
     /* Same (seed, epoch), fresh loader: identical order. */
-    data_loader *l2 = make(d, &c);
+    data_loader *l2 = test_make_loader(d, &c);
     size_t n2 = run_epoch(l2, &c, 0, 0, t);
     assert_int_equal(n2, na);
     assert_memory_equal(a, t, na * sizeof *a);
@@ -133,7 +124,7 @@ static void check_loader(data_dataset *d, data_loader_config c, int expect_strea
 
     /* Another seed: another order. */
     c.seed++;
-    l = make(d, &c);
+    l = test_make_loader(d, &c);
     size_t ns = run_epoch(l, &c, 0, 0, t);
     check_cover(t, ns, &c);
     assert_true(memcmp(a, t, na * sizeof *a) != 0);
@@ -143,18 +134,9 @@ static void check_loader(data_dataset *d, data_loader_config c, int expect_strea
     free(t);
 }
 
-static data_dataset *open_ds(const char *path)
-{
-    core_error err = {{0}};
-    data_dataset *d;
-    if (data_dataset_open(path, NULL, NULL, 10, &d, &err))
-        fail_msg("%s", err.msg);
-    return d;
-}
-
 static void test_in_memory(void **state)
 {
-    data_dataset *d = open_ds(write_file("mem", 0));
+    data_dataset *d = test_open_dataset(write_file("mem", 0));
     check_loader(d, base_config(1, 3, 32), 0);
     check_loader(d, base_config(0, 1, 7), 0);
     data_dataset_close(d);
@@ -162,7 +144,7 @@ static void test_in_memory(void **state)
 
 static void test_streaming(void **state)
 {
-    data_dataset *d = open_ds(write_file("stream", 64));
+    data_dataset *d = test_open_dataset(write_file("stream", 64));
     data_loader_config c = base_config(1, 3, 8);
     c.mem_cap_bytes = 4096; /* the 333-sample shard needs ~6.7 KiB */
     check_loader(d, c, 1);
@@ -198,13 +180,13 @@ static void test_uint8_kept_as_bytes(void **state)
     }
     const char *path = test_write_h5("u8loader", "u8.h5", H5T_STD_U8LE, H5T_NATIVE_UCHAR, x, y,
                                      (int)n, (int)ss, 50);
-    data_dataset *d = open_ds(path);
+    data_dataset *d = test_open_dataset(path);
     assert_int_equal(data_dataset_elem_bytes(d), 1);
     size_t caps[] = {0, 16384};
     for (int m = 0; m < 2; m++) {
         data_loader_config c = base_config(1, 2, 16);
         c.mem_cap_bytes = caps[m];
-        data_loader *l = make(d, &c);
+        data_loader *l = test_make_loader(d, &c);
         assert_int_equal(data_loader_streaming(l), m);
         if (m == 0) /* the shard as bytes, not as floats */
             assert_true(data_loader_mem_bytes(l) < c.shard_count * ss * sizeof(float) / 2);
@@ -229,10 +211,10 @@ static void test_uint8_kept_as_bytes(void **state)
 
 static void test_drop_last_and_small_shards(void **state)
 {
-    data_dataset *d = open_ds(write_file("drop", 0));
+    data_dataset *d = test_open_dataset(write_file("drop", 0));
     data_loader_config c = base_config(2, 3, 32); /* 333 samples */
     c.drop_last = 1;
-    data_loader *l = make(d, &c);
+    data_loader *l = test_make_loader(d, &c);
     assert_int_equal(data_loader_batches(l), 333 / 32);
     core_error err = {{0}};
     data_batch b;
@@ -250,7 +232,7 @@ static void test_drop_last_and_small_shards(void **state)
     c = base_config(0, 1, 4);
     c.shard_start = 5;
     c.shard_count = 0;
-    l = make(d, &c);
+    l = test_make_loader(d, &c);
     assert_int_equal(data_loader_batches(l), 0);
     assert_int_equal(data_loader_begin_epoch(l, 0, 0, &err), 0);
     assert_int_equal(data_loader_next(l, &b, &err), 0);
@@ -260,7 +242,7 @@ static void test_drop_last_and_small_shards(void **state)
     c = base_config(1, 4, 10);
     c.shuffle = 0;
     c.mem_cap_bytes = 2560; /* batch buffers hold samples, labels and indices */
-    l = make(d, &c);
+    l = test_make_loader(d, &c);
     assert_int_equal(data_loader_streaming(l), 1);
     int *ids = malloc(N * sizeof *ids);
     size_t got = run_epoch(l, &c, 0, 0, ids);
@@ -281,10 +263,10 @@ static void test_read_error_surfaces(void **state)
     const char *path = write_file("readerr", 16);
     char p[4096];
     snprintf(p, sizeof p, "%s", path);
-    data_dataset *d = open_ds(p);
+    data_dataset *d = test_open_dataset(p);
     data_loader_config c = base_config(0, 1, 8);
     c.mem_cap_bytes = 4096; /* stream: reads happen in the loader thread */
-    data_loader *l = make(d, &c);
+    data_loader *l = test_make_loader(d, &c);
     assert_int_equal(data_loader_streaming(l), 1);
 
     /* Overwrite the file's data region with garbage after open. */

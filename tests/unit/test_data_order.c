@@ -31,15 +31,6 @@ static const char *write_file(const char *tag, size_t chunk0)
     return test_write_ramp_h5(tag, "order.h5", N, SS, chunk0);
 }
 
-static data_dataset *open_ds(const char *path)
-{
-    core_error err = {{0}};
-    data_dataset *d;
-    if (data_dataset_open(path, NULL, NULL, 10, &d, &err))
-        fail_msg("%s", err.msg);
-    return d;
-}
-
 static data_loader_config rank_config(size_t n, int rank, int world, int batch, size_t cap)
 {
     data_loader_config c;
@@ -76,20 +67,11 @@ static size_t take(data_loader *l, long max, size_t *ids)
     return got;
 }
 
-static data_loader *make(data_dataset *d, const data_loader_config *c)
-{
-    core_error err = {{0}};
-    data_loader *l;
-    if (data_loader_create(d, c, &l, &err))
-        fail_msg("data_loader_create: %s", err.msg);
-    return l;
-}
-
 static void check_order_matches_loader(data_dataset *d, data_loader_config c, int streaming)
 {
     core_error err = {{0}};
     size_t *want = malloc(N * sizeof *want), *got = malloc(N * sizeof *got);
-    data_loader *l = make(d, &c);
+    data_loader *l = test_make_loader(d, &c);
     assert_int_equal(data_loader_streaming(l), streaming);
     for (long e = 0; e < 3; e++) {
         assert_int_equal(data_order_epoch(data_dataset_path(d), &c, SS, sizeof(float),
@@ -107,11 +89,11 @@ static void check_order_matches_loader(data_dataset *d, data_loader_config c, in
 
 static void test_order_matches_loader(void **state)
 {
-    data_dataset *d = open_ds(write_file("order_mem", 0));
+    data_dataset *d = test_open_dataset(write_file("order_mem", 0));
     check_order_matches_loader(d, rank_config(N, 1, 3, 30, 0), 0);
     check_order_matches_loader(d, rank_config(N, 0, 1, 7, 0), 0);
     data_dataset_close(d);
-    d = open_ds(write_file("order_stream", 64));
+    d = test_open_dataset(write_file("order_stream", 64));
     check_order_matches_loader(d, rank_config(N, 1, 3, 24, 6144), 1);
     check_order_matches_loader(d, rank_config(N, 0, 2, 16, 9000), 1);
     check_order_matches_loader(d, rank_config(N, 2, 3, 8, 3500), 1);
@@ -267,7 +249,7 @@ static void check_resize_with_loaders(data_dataset *d, size_t cap, long k)
     data_segment s0 = {2, batch, k};
     for (int r = 0; r < 2; r++) {
         data_loader_config c = rank_config(960, r, 2, batch, cap);
-        data_loader *l = make(d, &c);
+        data_loader *l = test_make_loader(d, &c);
         assert_int_equal(data_loader_begin_epoch(l, 4, 0, &err), 0);
         got += take(l, k, ids + got);
         data_loader_free(l);
@@ -276,7 +258,7 @@ static void check_resize_with_loaders(data_dataset *d, size_t cap, long k)
                           data_dataset_chunk_samples(d), cap};
     for (int r = 0; r < 3; r++) {
         data_loader_config c = rank_config(960, r, 3, batch, cap);
-        data_loader *l = make(d, &c);
+        data_loader *l = test_make_loader(d, &c);
         size_t *part, len, rem;
         long steps;
         assert_int_equal(
@@ -304,11 +286,11 @@ static void check_resize_with_loaders(data_dataset *d, size_t cap, long k)
 
 static void test_resize_with_loaders(void **state)
 {
-    data_dataset *d = open_ds(write_file("resize_mem", 0));
+    data_dataset *d = test_open_dataset(write_file("resize_mem", 0));
     check_resize_with_loaders(d, 0, 7);
     check_resize_with_loaders(d, 0, 1);
     data_dataset_close(d);
-    d = open_ds(write_file("resize_stream", 32));
+    d = test_open_dataset(write_file("resize_stream", 32));
     check_resize_with_loaders(d, 8000, 7);
     check_resize_with_loaders(d, 8000, 19);
     data_dataset_close(d);
@@ -321,7 +303,7 @@ static void check_list_then_epoch(data_dataset *d, size_t cap, int streaming)
 {
     core_error err = {{0}};
     data_loader_config c = rank_config(N, 1, 2, 10, cap);
-    data_loader *l = make(d, &c);
+    data_loader *l = test_make_loader(d, &c);
     assert_int_equal(data_loader_streaming(l), streaming);
     size_t *want = malloc(N * sizeof *want), *got = malloc(2 * N * sizeof *got);
     assert_int_equal(data_order_epoch(data_dataset_path(d), &c, SS, sizeof(float),
@@ -351,10 +333,10 @@ static void check_list_then_epoch(data_dataset *d, size_t cap, int streaming)
 
 static void test_list_epoch(void **state)
 {
-    data_dataset *d = open_ds(write_file("list_mem", 0));
+    data_dataset *d = test_open_dataset(write_file("list_mem", 0));
     check_list_then_epoch(d, 0, 0);
     data_dataset_close(d);
-    d = open_ds(write_file("list_stream", 16));
+    d = test_open_dataset(write_file("list_stream", 16));
     check_list_then_epoch(d, 4000, 1);
     data_dataset_close(d);
 }
