@@ -179,7 +179,9 @@ int dist_bench_allreduce_run(dist_world *w, const dist_bench_config *cfg_in, cor
             nmax = cfg.bytes[i] / sizeof(float);
     if (dist_world_reserve(w, nmax, err) != 0)
         return -1;
-    float *buf = core_alloc((nmax ? nmax : 1) * sizeof(float), "benchmark buffer", err);
+    /* Every backend reduces the same shared buffer: what the trainer gives
+     * them (its gradients live in one), and hier's zero-copy path. */
+    float *buf = dist_shared_alloc(w, nmax ? nmax : 1, err);
     float *orig = core_alloc((nmax ? nmax : 1) * sizeof(float), "benchmark buffer", err);
     double *times =
         core_alloc(sizeof(double) * (size_t)cfg.nkinds * (size_t)cfg.iters, "timings", err);
@@ -196,7 +198,7 @@ int dist_bench_allreduce_run(dist_world *w, const dist_bench_config *cfg_in, cor
     }
     core_free(times);
     core_free(orig);
-    core_free(buf);
+    dist_shared_free(w, buf);
     return rc == 0 ? 0 : core_error_prefix(err, "dist/bench");
 }
 

@@ -47,6 +47,17 @@ int dist_thread_multiple(const dist_world *w);
 
 /* Ensures scratch for all-reduces of up to n floats; call at start-up. */
 int dist_world_reserve(dist_world *w, size_t n, core_error *err);
+/* A buffer of n floats that every rank on this node can read and write (an
+ * MPI-3 shared window), zeroed. Collective over the world: every rank
+ * allocates the same n, in the same order. hier all-reduces a slice of it
+ * without staging (docs/COMMUNICATION.md, "Shared buffers"); the other
+ * backends treat it as ordinary memory. At most 8 at once. Free with
+ * dist_shared_free (collective too, same order); the world frees what is left
+ * at finalize. */
+float *dist_shared_alloc(dist_world *w, size_t n, core_error *err);
+void dist_shared_free(dist_world *w, float *p);
+/* 1 when [p, p+n) lies inside this rank's copy of a shared buffer. */
+int dist_shared_contains(const dist_world *w, const float *p, size_t n);
 /* Ring segment size in bytes (default 256 KiB); every rank must set the same. */
 int dist_world_set_ring_segment(dist_world *w, size_t bytes, core_error *err);
 size_t dist_world_ring_segment(const dist_world *w);

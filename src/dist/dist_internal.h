@@ -40,6 +40,7 @@ struct dist_world {
     int length_check;       /* 1: dist_allreduce_sum checks n across ranks first */
     int wait_spin;          /* 1: waits never sleep (RINGTRAIN_COMM_WAIT=spin), for comparison */
     struct dist_hier *hier; /* shared-memory state of the hier backend (hier.c) */
+    int hier_zero_copy;     /* 0: hier stages even shared buffers (RINGTRAIN_HIER_STAGING=1) */
     uint64_t *lengths;      /* size entries: gather buffer of the length and consistency checks */
     double timeout_s;       /* watchdog timeout of collectives (dist_world_set_comm_timeout) */
     struct dist_nccl *nccl; /* NCCL communicator and streams (nccl.c), NULL unless set up */

@@ -48,12 +48,36 @@
 /* Floats per block: 512 KiB, a few blocks fit in a core's L2. */
 #define DIST_HIER_BLOCK ((size_t)128 * 1024)
 
-enum { HIER_IN = 0, HIER_RED = 1, HIER_OUT = 2, HIER_NFLAGS = 3 };
+/* Staging path: IN, RED, OUT. Shared buffers (below): ARRIVE, CLAIM, RING,
+ * COPIED per rank; TICKET and DONE only in local rank 0's segment. */
+enum {
+    HIER_IN,
+    HIER_RED,
+    HIER_OUT,
+    HIER_ARRIVE,
+    HIER_CLAIM,
+    HIER_RING,
+    HIER_COPIED,
+    HIER_TICKET,
+    HIER_DONE,
+    HIER_NFLAGS
+};
+
+/* Buffers from dist_shared_alloc that may be live at once. */
+#define DIST_HIER_SHARED_MAX 8
+/* Floats per claimed block of the shared path: 128 KiB. */
+#define DIST_HIER_ZBLOCK ((size_t)32 * 1024)
 
 typedef struct hier_flag {
     _Alignas(64) uint64_t seq;
     char pad[64 - sizeof(uint64_t)];
 } hier_flag;
+
+typedef struct hier_buf {
+    MPI_Win win;  /* MPI_WIN_NULL: slot unused */
+    float **base; /* every local rank's copy, mapped here */
+    size_t n;     /* floats per rank */
+} hier_buf;
 
 typedef struct hier_seg {
     hier_flag flag[HIER_NFLAGS];
@@ -70,6 +94,9 @@ struct dist_hier {
     int *world_of;  /* world rank of every local rank */
     uint64_t seq;   /* blocks done so far; the same on every local rank */
     size_t block;
+    hier_buf shared[DIST_HIER_SHARED_MAX];
+    uint64_t zcalls;  /* shared-path calls so far; the same on every local rank */
+    uint64_t zticket; /* first ticket of the next shared-path call */
 };
 
 static int chunk_begin(size_t m, int p, int i, size_t *out)
@@ -151,6 +178,8 @@ int dist_hier_init(dist_world *w, core_error *err)
     h->node = h->leaders = MPI_COMM_NULL;
     h->win = MPI_WIN_NULL;
     h->block = DIST_HIER_BLOCK;
+    for (int i = 0; i < DIST_HIER_SHARED_MAX; i++)
+        h->shared[i].win = MPI_WIN_NULL;
     int color;
     if (node_color(w, &color, &h->node, err) != 0)
         return -1;
@@ -181,6 +210,9 @@ void dist_hier_free(dist_world *w)
     struct dist_hier *h = w->hier;
     if (!h)
         return;
+    for (int i = 0; i < DIST_HIER_SHARED_MAX; i++)
+        if (h->shared[i].win != MPI_WIN_NULL)
+            dist_shared_free(w, h->shared[i].base[h->lrank]);
     if (h->win_locked)
         MPI_Win_unlock_all(h->win);
     if (h->win != MPI_WIN_NULL)
@@ -305,6 +337,215 @@ static void block_share(dist_world *w, struct dist_hier *h, float *blk, size_t m
     publish(h, HIER_OUT, s);
 }
 
+/* ---- Shared buffers: the zero-copy path ----
+ *
+ * A buffer from dist_shared_alloc lives in a shared window, so every local
+ * rank can read and write every other's copy. An all-reduce of a slice of it
+ * then needs no staging: after every local rank has arrived (its slice is
+ * final), the slice is cut into blocks of DIST_HIER_ZBLOCK floats, and any
+ * rank that is running claims the next block (a ticket counter in local rank
+ * 0's segment), sums it over ranks 0..L-1 in that order and writes the sum into
+ * every rank's copy (only the leader's with several nodes), then counts it
+ * done. A rank returns when every block is done. A peer that the OS or the
+ * hypervisor has descheduled after arriving holds nobody up: the running
+ * ranks take its share. Two waits per call instead of three per block of the
+ * staging path, and one pass over memory less (no copy in and out of slots).
+ * The same order of summation as the staging path: the same bits.
+ *
+ * Tickets are never reset: a call with nb blocks owns [zticket, zticket+nb),
+ * a claim is a compare-and-swap that never moves the counter past the call's
+ * end, so a late rank cannot take a ticket of the next call. Every local rank
+ * makes the same calls in the same order, so zcalls and zticket agree. */
+
+static hier_buf *find_shared(struct dist_hier *h, const float *buf, size_t n, size_t *off)
+{
+    for (int i = 0; i < DIST_HIER_SHARED_MAX; i++) {
+        hier_buf *b = &h->shared[i];
+        const float *mine = b->win != MPI_WIN_NULL ? b->base[h->lrank] : NULL;
+        if (mine && buf >= mine && buf < mine + b->n && n <= b->n - (size_t)(buf - mine)) {
+            *off = (size_t)(buf - mine);
+            return b;
+        }
+    }
+    return NULL;
+}
+
+static int rank_of_claim(const struct dist_hier *h)
+{
+    for (int q = 0; q < h->lsize; q++)
+        if (__atomic_load_n(&h->seg[q]->flag[HIER_CLAIM].seq, __ATOMIC_RELAXED) != 0)
+            return q;
+    return 0;
+}
+
+/* Sums block [a, b) over the local ranks' copies into the copies of ranks
+ * [d0, d1), through a small buffer that stays in L1. */
+static void zsum_block(const struct dist_hier *h, const hier_buf *sb, size_t off, size_t a,
+                       size_t b, int d0, int d1)
+{
+    float tmp[1024];
+    for (size_t i = a; i < b; i += 1024) {
+        size_t m = b - i < 1024 ? b - i : 1024;
+        add2(tmp, sb->base[0] + off + i, sb->base[1] + off + i, m);
+        for (int q = 2; q < h->lsize; q++)
+            add_into(tmp, sb->base[q] + off + i, m);
+        for (int q = d0; q < d1; q++)
+            memcpy(sb->base[q] + off + i, tmp, m * sizeof(float));
+    }
+}
+
+static void zwait_done(dist_world *w, const struct dist_hier *h, uint64_t end)
+{
+    const uint64_t *done = &h->seg[0]->flag[HIER_DONE].seq;
+    dist_backoff b;
+    dist_backoff_start(&b);
+    while (__atomic_load_n(done, __ATOMIC_ACQUIRE) < end)
+        dist_backoff_pause(w, &b, h->world_of[rank_of_claim(h)]);
+}
+
+static void shared_reduce(dist_world *w, struct dist_hier *h, const hier_buf *sb, size_t off,
+                          size_t n, int leader_only)
+{
+    uint64_t c = ++h->zcalls;
+    uint64_t nb = (n + DIST_HIER_ZBLOCK - 1) / DIST_HIER_ZBLOCK;
+    uint64_t first = h->zticket, end = first + nb;
+    h->zticket = end;
+    publish(h, HIER_ARRIVE, c);
+    wait_all(w, h, HIER_ARRIVE, c);
+    uint64_t *ticket = &h->seg[0]->flag[HIER_TICKET].seq;
+    uint64_t *done = &h->seg[0]->flag[HIER_DONE].seq;
+    uint64_t t = __atomic_load_n(ticket, __ATOMIC_RELAXED);
+    while (t < end) {
+        if (!__atomic_compare_exchange_n(ticket, &t, t + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            continue; /* t now holds the counter's value */
+        publish(h, HIER_CLAIM, t + 1);
+        size_t a = (size_t)(t - first) * DIST_HIER_ZBLOCK;
+        size_t b = n - a < DIST_HIER_ZBLOCK ? n - a : DIST_HIER_ZBLOCK;
+        zsum_block(h, sb, off, a, a + b, 0, leader_only ? 1 : h->lsize);
+        publish(h, HIER_CLAIM, 0);
+        __atomic_fetch_add(done, 1, __ATOMIC_RELEASE);
+        t = __atomic_load_n(ticket, __ATOMIC_RELAXED);
+    }
+    zwait_done(w, h, end);
+}
+
+static int shared_allreduce(dist_world *w, struct dist_hier *h, const hier_buf *sb, size_t off,
+                            size_t n, core_error *err)
+{
+    int multi = h->nnodes > 1;
+    if (h->lsize > 1)
+        shared_reduce(w, h, sb, off, n, multi);
+    if (!multi)
+        return 0;
+    uint64_t c = h->zcalls;
+    float *lead = sb->base[0] + off;
+    if (h->lrank == 0) {
+        int rc = dist_ring_allreduce_comm(w, h->leaders, lead, n, w->scratch, err);
+        /* Published even on failure, so that no local rank is left waiting
+         * for a result that will not come; the caller aborts the job. */
+        publish(h, HIER_RING, c);
+        if (rc != 0)
+            return core_error_prefix(err, "dist/hier: ring across %d node leaders", h->nnodes);
+        /* The others copy from this rank's buffer: it must stay as it is
+         * until they have. */
+        publish(h, HIER_COPIED, c);
+        wait_all(w, h, HIER_COPIED, c);
+        return 0;
+    }
+    wait_one(w, h, 0, HIER_RING, c);
+    memcpy(sb->base[h->lrank] + off, lead, n * sizeof(float));
+    publish(h, HIER_COPIED, c);
+    return 0;
+}
+
+float *dist_shared_alloc(dist_world *w, size_t n, core_error *err)
+{
+    struct dist_hier *h = w->hier;
+    if (!h) {
+        core_error_set(err, "dist/hier: not initialized (rank %d)", w->rank);
+        return NULL;
+    }
+    unsigned long long mine = n, lo = 0, hi = 0;
+    int rc = MPI_Allreduce(&mine, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, w->ctl);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Allreduce(&mine, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, w->ctl);
+    if (rc != MPI_SUCCESS) {
+        dist_mpi_error(w, err, rc, "dist/hier: agreeing on a shared buffer's size");
+        return NULL;
+    }
+    if (lo != hi) {
+        core_error_set(err,
+                       "dist/hier: shared buffer sizes differ across ranks (%llu to %llu floats); "
+                       "every rank must allocate the same",
+                       lo, hi);
+        return NULL;
+    }
+    int slot_i = 0;
+    while (slot_i < DIST_HIER_SHARED_MAX && h->shared[slot_i].win != MPI_WIN_NULL)
+        slot_i++;
+    /* Every rank has made the same allocations, so they agree on slot_i. */
+    if (slot_i == DIST_HIER_SHARED_MAX) {
+        core_error_set(err, "dist/hier: more than %d shared buffers at once", DIST_HIER_SHARED_MAX);
+        return NULL;
+    }
+    hier_buf *b = &h->shared[slot_i];
+    b->base = calloc((size_t)h->lsize, sizeof *b->base);
+    if (!b->base) {
+        core_error_set(err, "dist/hier: out of memory (rank %d)", w->rank);
+        return NULL;
+    }
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true");
+    void *base = NULL;
+    MPI_Win win = MPI_WIN_NULL;
+    rc = MPI_Win_allocate_shared((MPI_Aint)((n ? n : 1) * sizeof(float) + 64), 1, info, h->node,
+                                 &base, &win);
+    MPI_Info_free(&info);
+    for (int q = 0; rc == MPI_SUCCESS && q < h->lsize; q++) {
+        MPI_Aint sz;
+        int disp;
+        void *p = NULL;
+        rc = MPI_Win_shared_query(win, q, &sz, &disp, &p);
+        b->base[q] = (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+    }
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Win_lock_all(MPI_MODE_NOCHECK, win);
+    if (rc != MPI_SUCCESS) {
+        if (win != MPI_WIN_NULL)
+            MPI_Win_free(&win);
+        free(b->base);
+        b->base = NULL;
+        dist_mpi_error(w, err, rc, "dist/hier: allocating a shared buffer");
+        return NULL;
+    }
+    b->win = win;
+    b->n = n;
+    memset(b->base[h->lrank], 0, n * sizeof(float));
+    return b->base[h->lrank];
+}
+
+void dist_shared_free(dist_world *w, float *p)
+{
+    struct dist_hier *h = w ? w->hier : NULL;
+    size_t off;
+    hier_buf *b = h && p ? find_shared(h, p, 0, &off) : NULL;
+    if (!b || off != 0)
+        return;
+    MPI_Win_unlock_all(b->win);
+    MPI_Win_free(&b->win);
+    b->win = MPI_WIN_NULL;
+    free(b->base);
+    b->base = NULL;
+    b->n = 0;
+}
+
+int dist_shared_contains(const dist_world *w, const float *p, size_t n)
+{
+    size_t off;
+    return w && w->hier && find_shared(w->hier, p, n, &off) != NULL;
+}
+
 int dist_hier_allreduce(dist_world *w, float *buf, size_t n, core_error *err)
 {
     struct dist_hier *h = w->hier;
@@ -313,11 +554,15 @@ int dist_hier_allreduce(dist_world *w, float *buf, size_t n, core_error *err)
     if (n == 0 || w->size == 1)
         return 0;
     int multi = h->nnodes > 1;
+    size_t off;
+    const hier_buf *sb = w->hier_zero_copy ? find_shared(h, buf, n, &off) : NULL;
     if (multi && n > w->reserved_n)
         return core_error_set(err,
                               "dist/hier: all-reduce of %zu floats exceeds the %zu reserved at "
                               "start-up; call dist_world_reserve with the largest size",
                               n, w->reserved_n);
+    if (sb)
+        return shared_allreduce(w, h, sb, off, n, err);
     if (h->lsize > 1)
         for (size_t o = 0; o < n; o += h->block)
             block_reduce(w, h, buf + o, n - o < h->block ? n - o : h->block,

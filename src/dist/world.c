@@ -135,6 +135,10 @@ int dist_world_init(int *argc, char ***argv, dist_world **out, core_error *err)
     w->timeout_s = DIST_COMM_TIMEOUT_DEFAULT;
     const char *wait = getenv("RINGTRAIN_COMM_WAIT");
     w->wait_spin = wait && strcmp(wait, "spin") == 0;
+    /* For comparison only: hier copies through its staging slots even when
+     * the buffer is a shared one (docs/COMMUNICATION.md). */
+    const char *staging = getenv("RINGTRAIN_HIER_STAGING");
+    w->hier_zero_copy = !(staging && strcmp(staging, "1") == 0);
     if (start_mpi(argc, argv, w, err) != 0) {
         /* Every rank got the same thread level, so every rank is here and
          * MPI can be finalized cleanly (if this call started it). */

@@ -36,6 +36,7 @@ struct nn_model {
 
     size_t nparams;
     float *params, *grads;
+    int grads_external; /* nn_model_use_grads: the caller owns grads */
     int ntensors;
     nn_tensor *tensors;
 
@@ -371,7 +372,8 @@ void nn_model_free(nn_model *m)
     free(m->layers);
     free(m->tensors);
     e->free(m->params);
-    e->free(m->grads);
+    if (!m->grads_external)
+        e->free(m->grads);
     e->free(m->act);
     e->free(m->delta[0]);
     e->free(m->delta[1]);
@@ -462,6 +464,26 @@ float *nn_model_params(nn_model *m)
 float *nn_model_grads(nn_model *m)
 {
     return m->grads;
+}
+
+int nn_model_use_grads(nn_model *m, float *g, core_error *err)
+{
+    if (m->e->device_memory)
+        return core_error_set(err, "%s: gradients in device memory cannot move to host memory",
+                              m->source);
+    if (g == m->grads)
+        return 0;
+    memcpy(g, m->grads, m->nparams * sizeof(float));
+    for (int i = 0; i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        for (int t = 0; t < l->ntensors; t++)
+            l->grad[t] = g + l->tensor[t].offset;
+    }
+    if (!m->grads_external)
+        m->e->free(m->grads);
+    m->grads = g;
+    m->grads_external = 1;
+    return 0;
 }
 
 int nn_model_tensor_count(const nn_model *m)

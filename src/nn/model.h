@@ -66,6 +66,10 @@ void nn_model_init_params(nn_model *m, uint64_t seed);
 size_t nn_model_param_count(const nn_model *m);
 float *nn_model_params(nn_model *m);
 float *nn_model_grads(nn_model *m);
+/* Moves the gradients into g (param_count floats of host memory that the
+ * caller owns and frees after the model, e.g. a dist_shared_alloc buffer that
+ * hier reduces without staging). Host engines only. */
+int nn_model_use_grads(nn_model *m, float *g, core_error *err);
 int nn_model_tensor_count(const nn_model *m);
 const nn_tensor *nn_model_tensor(const nn_model *m, int i);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "engine/engine.h"
 
 int train_eval_create(train_eval *e, int classes, core_error *err)
 {
@@ -148,6 +149,18 @@ int train_buckets_create(dist_world *w, nn_model *m, dist_bucket_config cfg, dis
     size_t *pts = core_alloc((size_t)(np > 0 ? np : 1) * sizeof *pts, "bucket boundaries", err);
     cfg.ready_points = pts;
     cfg.nready_points = pts ? nn_model_ready_points(m, pts, np) : 0;
+    /* hier sums gradients that live in a node-shared buffer in place, without
+     * staging them (docs/COMMUNICATION.md, "Shared buffers"). The other
+     * backends and the GPU engine keep the model's own buffer. */
+    if (cfg.kind == DIST_ALLREDUCE_HIER && dist_size(w) > 1 && !nn_model_engine(m)->device_memory &&
+        !dist_shared_contains(w, nn_model_grads(m), nn_model_param_count(m))) {
+        float *g = dist_shared_alloc(w, nn_model_param_count(m), err);
+        int failed = !g || nn_model_use_grads(m, g, err) != 0;
+        if (train_agree(w, failed, err) != 0) {
+            core_free(pts);
+            return -1;
+        }
+    }
     /* collective even when the allocation failed: the layout check agrees */
     int rc = dist_buckets_create(w, nn_model_grads(m), nn_model_param_count(m), &cfg, out, err);
     core_free(pts);

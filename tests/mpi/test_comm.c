@@ -9,7 +9,8 @@
  * one tensor and larger than the whole buffer, overlapped and not (bitwise
  * identical); bitwise agreement of every rank with random floats; the
  * consistency and length checks; the flags exchange and the non-finite
- * policy with a NaN injected on one rank.
+ * policy with a NaN injected on one rank; node-shared buffers (hier without
+ * staging) the same way.
  */
 #include "test_support.h"
 
@@ -145,7 +146,11 @@ static void run_step(dist_buckets *b, float *grads, size_t n, const size_t *tens
         fail_msg("step %ld: %s", step, err.msg);
 }
 
-static void bucket_case(dist_allreduce_kind kind, size_t n, size_t first, size_t rest)
+/* g in a node-shared buffer when shared (hier's zero-copy path); g_sync stays
+ * private, so for hier the bitwise check below also compares the zero-copy
+ * path with the staging one. */
+static void bucket_case_in(dist_allreduce_kind kind, size_t n, size_t first, size_t rest,
+                           int shared)
 {
     core_error err;
     /* Tensors of uneven sizes: 7, 1, 1000, then the rest. */
@@ -154,7 +159,9 @@ static void bucket_case(dist_allreduce_kind kind, size_t n, size_t first, size_t
     for (int t = 0; t < 4; t++)
         if (ends[t] < n || t == 3)
             ends[nt++] = ends[t] < n ? ends[t] : n;
-    float *g = alloc_floats(n), *g_sync = alloc_floats(n), *want = alloc_floats(n);
+    float *g = shared ? dist_shared_alloc(world, n, &err) : alloc_floats(n);
+    assert_non_null(g);
+    float *g_sync = alloc_floats(n), *want = alloc_floats(n);
     reference(want, n);
     for (int overlap = 0; overlap < 2; overlap++) {
         dist_bucket_config cfg = {kind, first, rest, 60.0, overlap, 1, NULL, 0};
@@ -188,7 +195,15 @@ static void bucket_case(dist_allreduce_kind kind, size_t n, size_t first, size_t
                dist_allreduce_kind_name(kind), n);
     core_free(want);
     core_free(g_sync);
-    core_free(g);
+    if (shared)
+        dist_shared_free(world, g);
+    else
+        core_free(g);
+}
+
+static void bucket_case(dist_allreduce_kind kind, size_t n, size_t first, size_t rest)
+{
+    bucket_case_in(kind, n, first, rest, 0);
 }
 
 static void test_buckets(void **state)
@@ -199,6 +214,58 @@ static void test_buckets(void **state)
         bucket_case(kinds[k], 4099, 12, 20);           /* buckets smaller than one tensor */
         bucket_case(kinds[k], 4099, 1 << 20, 1 << 22); /* one bucket larger than the buffer */
         bucket_case(kinds[k], 100003, 4096, 65536);    /* several, last one ragged */
+    }
+}
+
+/* Buffers from dist_shared_alloc: every backend (hier without staging) on
+ * slices at two offsets against the reference; hier's zero-copy and staging
+ * paths give the same bits, on every rank; buckets over a shared buffer;
+ * different sizes across ranks fail on every rank. */
+static void test_shared_buffers(void **state)
+{
+    core_error err;
+    size_t nmax = 1000003, offs[] = {0, 17};
+    assert_int_equal(dist_world_reserve(world, nmax, &err), 0);
+    float *s = dist_shared_alloc(world, nmax + 17, &err);
+    assert_non_null(s);
+    assert_true(dist_shared_contains(world, s + 17, nmax));
+    assert_false(dist_shared_contains(world, s + 18, nmax));
+    float *want = alloc_floats(nmax), *priv = alloc_floats(nmax);
+    for (int k = 0; k < NKINDS; k++)
+        for (int o = 0; o < 2; o++)
+            for (size_t li = 0; li < NLENGTHS; li++) {
+                size_t n = lengths[li];
+                float *a = s + offs[o];
+                fill(a, n, rank);
+                reference(want, n);
+                if (dist_allreduce_sum(world, kinds[k], a, n, &err) != 0)
+                    fail_msg("%s (shared, offset %zu) n=%zu: %s",
+                             dist_allreduce_kind_name(kinds[k]), offs[o], n, err.msg);
+                expect_all(n == 0 || memcmp(a, want, n * sizeof(float)) == 0, " (shared buffer)",
+                           dist_allreduce_kind_name(kinds[k]), n);
+            }
+    /* Random floats: zero-copy == staging, bit for bit, on every rank. */
+    size_t n = 300007;
+    test_fill_uniform(s + 17, n, 7 + (uint64_t)rank, -2.0f, 2.0f);
+    memcpy(priv, s + 17, n * sizeof(float));
+    assert_int_equal(dist_allreduce_sum(world, DIST_ALLREDUCE_HIER, s + 17, n, &err), 0);
+    assert_int_equal(dist_allreduce_sum(world, DIST_ALLREDUCE_HIER, priv, n, &err), 0);
+    expect_all(memcmp(priv, s + 17, n * sizeof(float)) == 0, " (zero-copy != staging)", "hier", n);
+    memcpy(want, priv, n * sizeof(float));
+    assert_int_equal(dist_broadcast(world, want, n * sizeof(float), 0, &err), 0);
+    expect_all(memcmp(priv, want, n * sizeof(float)) == 0, " (differs from rank 0)", "hier", n);
+    core_free(priv);
+    core_free(want);
+    dist_shared_free(world, s);
+
+    bucket_case_in(DIST_ALLREDUCE_HIER, 100003, 4096, 65536, 1);
+    bucket_case_in(DIST_ALLREDUCE_HIER, 4099, 12, 20, 1);
+    bucket_case_in(DIST_ALLREDUCE_RING, 4099, 12, 20, 1);
+
+    if (size > 1) {
+        float *bad = dist_shared_alloc(world, rank == size - 1 ? 10 : 11, &err);
+        assert_null(bad);
+        assert_non_null(strstr(err.msg, "differ"));
     }
 }
 
@@ -357,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_backends_equal_reference),
         cmocka_unit_test(test_backends_bitwise_identical_on_every_rank),
         cmocka_unit_test(test_buckets),
+        cmocka_unit_test(test_shared_buffers),
         cmocka_unit_test(test_bucket_layout),
         cmocka_unit_test(test_check_same),
         cmocka_unit_test(test_length_mismatch),
