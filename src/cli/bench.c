@@ -151,8 +151,8 @@ static int bench_idle(dist_world *w, int argc, char **argv)
 
 static int bench_step(dist_world *w, int argc, char **argv)
 {
-    train_bench_step_config c = {NULL, 64, 20, 3, DIST_ALLREDUCE_RING, 0, 0};
-    const char *backend = "ring";
+    train_bench_step_config c = {NULL, 64, 20, 3, DIST_ALLREDUCE_HIER, 0, 0};
+    const char *backend = "hier";
     float bucket_mib = 25.0f, first_mib = 1.0f;
     int help = 0;
     cli_flag flags[] = {

@@ -670,7 +670,7 @@ void train_config_defaults(train_config *cfg)
     cfg->batch = 64;
     cfg->optim = optim_config_default(OPTIM_ADAM);
     cfg->seed = 1;
-    cfg->allreduce = DIST_ALLREDUCE_RING;
+    cfg->allreduce = DIST_ALLREDUCE_HIER;
     cfg->log_every = 100;
     cfg->accumulate = 1;
     cfg->overlap = TRAIN_OVERLAP_AUTO;
