@@ -1,31 +1,18 @@
 /*
  * core/mem.c: aligned, zeroed allocation (see mem.h).
  */
-#define _GNU_SOURCE /* madvise, MADV_HUGEPAGE */
 #include "core/mem.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-
-/* Buffers from this size on are placed on 2 MiB boundaries and offered to
- * the kernel for transparent huge pages (Debian's default THP mode is
- * "madvise": nothing gets them unless it asks). */
-#define CORE_HUGE_FROM ((size_t)4 << 20)
-#define CORE_HUGE_PAGE ((size_t)2 << 20)
 
 void *core_alloc(size_t bytes, const char *what, core_error *err)
 {
     size_t rounded = (bytes + 63) & ~(size_t)63;
     if (rounded == 0)
         rounded = 64;
-    int huge = rounded >= CORE_HUGE_FROM;
-    if (huge)
-        rounded = (rounded + CORE_HUGE_PAGE - 1) & ~(CORE_HUGE_PAGE - 1);
-    void *p = aligned_alloc(huge ? CORE_HUGE_PAGE : 64, rounded);
-    if (p && huge)
-        (void)madvise(p, rounded, MADV_HUGEPAGE); /* advice only: failure is harmless */
+    void *p = aligned_alloc(64, rounded);
     if (!p) {
         char h[32];
         core_error_set(err, "out of memory allocating %s (%s)", what,
