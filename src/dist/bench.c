@@ -181,7 +181,14 @@ int dist_bench_allreduce_run(dist_world *w, const dist_bench_config *cfg_in, cor
         return -1;
     /* Every backend reduces the same shared buffer: what the trainer gives
      * them (its gradients live in one), and hier's zero-copy path. */
-    float *buf = dist_shared_alloc(w, nmax ? nmax : 1, err);
+    char why[256];
+    int shared = dist_shared_fits(w, nmax ? nmax : 1, why, sizeof why);
+    if (!shared && w->rank == 0)
+        core_log_warn("bench allreduce: %s; every backend reduces private memory instead (hier "
+                      "through its staging slots)",
+                      why);
+    float *buf = shared ? dist_shared_alloc(w, nmax ? nmax : 1, err)
+                        : core_alloc((nmax ? nmax : 1) * sizeof(float), "benchmark buffer", err);
     float *orig = core_alloc((nmax ? nmax : 1) * sizeof(float), "benchmark buffer", err);
     double *times =
         core_alloc(sizeof(double) * (size_t)cfg.nkinds * (size_t)cfg.iters, "timings", err);
@@ -198,7 +205,10 @@ int dist_bench_allreduce_run(dist_world *w, const dist_bench_config *cfg_in, cor
     }
     core_free(times);
     core_free(orig);
-    dist_shared_free(w, buf);
+    if (shared)
+        dist_shared_free(w, buf);
+    else
+        core_free(buf);
     return rc == 0 ? 0 : core_error_prefix(err, "dist/bench");
 }
 

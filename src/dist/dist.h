@@ -56,6 +56,13 @@ int dist_world_reserve(dist_world *w, size_t n, core_error *err);
  * at finalize. */
 float *dist_shared_alloc(dist_world *w, size_t n, core_error *err);
 void dist_shared_free(dist_world *w, float *p);
+/* 1 when every node's shared-memory file system (Open MPI's backing
+ * directory for shared windows: $OMPI_MCA_osc_sm_backing_directory, else
+ * /dev/shm) has room for a shared buffer of n floats on each of its ranks,
+ * plus a margin; else 0 and, in why, what is missing (containers often give
+ * /dev/shm 64 MiB). Collective; the same answer on every rank.
+ * dist_shared_alloc checks it first. */
+int dist_shared_fits(dist_world *w, size_t n, char *why, size_t len);
 /* 1 when [p, p+n) lies inside this rank's copy of a shared buffer. */
 int dist_shared_contains(const dist_world *w, const float *p, size_t n);
 /* Ring segment size in bytes (default 256 KiB); every rank must set the same. */

@@ -39,8 +39,10 @@
 #include "dist/dist_internal.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "core/mem.h"
 
@@ -458,6 +460,47 @@ static int shared_allreduce(dist_world *w, struct dist_hier *h, const hier_buf *
     return 0;
 }
 
+/* Open MPI backs shared windows with a file in this directory (its osc/sm
+ * component's backing_directory parameter, /dev/shm by default). */
+static const char *backing_dir(void)
+{
+    const char *d = getenv("OMPI_MCA_osc_sm_backing_directory");
+    return d && *d ? d : "/dev/shm";
+}
+
+/* Room left beside the node's shared buffers, for MPI's own segments. */
+#define DIST_SHARED_MARGIN ((double)(16u << 20))
+
+int dist_shared_fits(dist_world *w, size_t n, char *why, size_t len)
+{
+    struct dist_hier *h = w->hier;
+    int lsize = h ? h->lsize : 1;
+    double need = (double)lsize * ((double)n * sizeof(float) + 4096.0) + DIST_SHARED_MARGIN;
+    struct statvfs fs;
+    const char *dir = backing_dir();
+    int ok = statvfs(dir, &fs) == 0;
+    double avail = ok ? (double)fs.f_bavail * (double)fs.f_frsize : 0.0;
+    int fits = ok && avail >= need;
+    if (!fits && why) {
+        char a[32], b[32];
+        if (ok)
+            snprintf(why, len,
+                     "%s has %s free; the %d rank(s) of this node need %s for a shared buffer "
+                     "of %zu floats each",
+                     dir, core_format_bytes(avail, a, sizeof a), lsize,
+                     core_format_bytes(need, b, sizeof b), n);
+        else
+            snprintf(why, len, "cannot query the free space of %s", dir);
+    }
+    int all = fits;
+    /* The same answer everywhere, or no rank could use the result. */
+    if (MPI_Allreduce(&fits, &all, 1, MPI_INT, MPI_MIN, w->ctl) != MPI_SUCCESS)
+        all = 0;
+    if (!all && fits && why)
+        snprintf(why, len, "another node lacks room for a shared buffer of %zu floats", n);
+    return all;
+}
+
 float *dist_shared_alloc(dist_world *w, size_t n, core_error *err)
 {
     struct dist_hier *h = w->hier;
@@ -478,6 +521,13 @@ float *dist_shared_alloc(dist_world *w, size_t n, core_error *err)
                        "dist/hier: shared buffer sizes differ across ranks (%llu to %llu floats); "
                        "every rank must allocate the same",
                        lo, hi);
+        return NULL;
+    }
+    /* Open MPI does not fail a window its backing file system cannot hold:
+     * it warns and the job hangs or dies of SIGBUS on first touch. */
+    char why[256];
+    if (!dist_shared_fits(w, n, why, sizeof why)) {
+        core_error_set(err, "dist/hier: no room for a shared buffer: %s", why);
         return NULL;
     }
     int slot_i = 0;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "core/mem.h"
 #include "engine/engine.h"
 
@@ -152,9 +153,21 @@ int train_buckets_create(dist_world *w, nn_model *m, dist_bucket_config cfg, dis
     /* hier sums gradients that live in a node-shared buffer in place, without
      * staging them (docs/COMMUNICATION.md, "Shared buffers"). The other
      * backends and the GPU engine keep the model's own buffer. */
-    if (cfg.kind == DIST_ALLREDUCE_HIER && dist_size(w) > 1 && !nn_model_engine(m)->device_memory &&
-        !dist_shared_contains(w, nn_model_grads(m), nn_model_param_count(m))) {
-        float *g = dist_shared_alloc(w, nn_model_param_count(m), err);
+    size_t nparams = nn_model_param_count(m);
+    int want = cfg.kind == DIST_ALLREDUCE_HIER && dist_size(w) > 1 &&
+               !nn_model_engine(m)->device_memory &&
+               !dist_shared_contains(w, nn_model_grads(m), nparams);
+    char why[256];
+    if (want && !dist_shared_fits(w, nparams, why, sizeof why)) {
+        want = 0;
+        if (dist_rank(w) == 0) /* the same decision everywhere: one line */
+            core_log_warn("hier: %s; summing the gradients through staging slots instead (slower; "
+                          "give the node more shared memory, e.g. docker run --shm-size, for the "
+                          "zero-copy path)",
+                          why);
+    }
+    if (want) {
+        float *g = dist_shared_alloc(w, nparams, err);
         int failed = !g || nn_model_use_grads(m, g, err) != 0;
         if (train_agree(w, failed, err) != 0) {
             core_free(pts);
