@@ -122,6 +122,34 @@ static void test_on_ready_and_accumulate(void **state)
     nn_model_free(m);
 }
 
+/* nn_model_use_grads: the gradients move (values kept), backward then
+ * writes only the new buffer, bit for bit what the model's own gave. */
+static void test_use_grads(void **state)
+{
+    nn_model *m = build(fashion, 3);
+    nn_model_init_params(m, 7);
+    float x[3 * 784];
+    test_fill_uniform(x, 3 * 784, 1, 0.0f, 1.0f);
+    int32_t y[3] = {1, 5, 9};
+    nn_stats st = {0};
+    nn_model_forward(m, x, y, 3, 1, &st);
+    nn_model_backward(m, 0, NULL, NULL);
+    size_t n = nn_model_param_count(m);
+    float *own = malloc(n * sizeof *own), *ext = malloc(n * sizeof *ext);
+    memcpy(own, nn_model_grads(m), n * sizeof *own);
+    core_error err = {{0}};
+    assert_int_equal(nn_model_use_grads(m, ext, &err), 0);
+    assert_ptr_equal(nn_model_grads(m), ext);
+    assert_memory_equal(ext, own, n * sizeof *own); /* moved with their values */
+    memset(ext, 0, n * sizeof *ext);
+    nn_model_forward(m, x, y, 3, 1, &st);
+    nn_model_backward(m, 0, NULL, NULL);
+    assert_memory_equal(ext, own, n * sizeof *own); /* every tensor writes ext */
+    nn_model_free(m);                               /* leaves ext to its owner */
+    free(ext);
+    free(own);
+}
+
 static void test_seed_determinism(void **state)
 {
     nn_model *a = build(fashion, 1), *b = build(fashion, 8), *c = build(fashion, 1);
@@ -279,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_fashion_param_count),
         cmocka_unit_test(test_tensor_layout),
         cmocka_unit_test(test_on_ready_and_accumulate),
+        cmocka_unit_test(test_use_grads),
         cmocka_unit_test(test_seed_determinism),
         cmocka_unit_test(test_probs_and_inference),
         cmocka_unit_test(test_parse_errors),
