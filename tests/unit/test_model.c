@@ -89,15 +89,24 @@ static void on_ready(void *ctx, size_t done)
         log->calls[log->n++] = done;
 }
 
-static void test_on_ready_and_accumulate(void **state)
+/* The tutorial CNN at batch 3 with seed 7, and one forward of x (filled
+ * here) and y. */
+static nn_model *fashion_forward(float x[3 * 784], int32_t y[3], nn_stats *st)
 {
     nn_model *m = build(fashion, 3);
     nn_model_init_params(m, 7);
-    float x[3 * 784];
     test_fill_uniform(x, 3 * 784, 1, 0.0f, 1.0f);
-    int32_t y[3] = {1, 5, 9};
+    y[0] = 1, y[1] = 5, y[2] = 9;
+    nn_model_forward(m, x, y, 3, 1, st);
+    return m;
+}
+
+static void test_on_ready_and_accumulate(void **state)
+{
+    float x[3 * 784];
+    int32_t y[3];
     nn_stats st = {0};
-    nn_model_forward(m, x, y, 3, 1, &st);
+    nn_model *m = fashion_forward(x, y, &st);
     assert_int_equal(st.count, 3);
     assert_true(st.loss_sum > 0.0);
     ready_log log = {{0}, 0};
@@ -126,13 +135,10 @@ static void test_on_ready_and_accumulate(void **state)
  * writes only the new buffer, bit for bit what the model's own gave. */
 static void test_use_grads(void **state)
 {
-    nn_model *m = build(fashion, 3);
-    nn_model_init_params(m, 7);
     float x[3 * 784];
-    test_fill_uniform(x, 3 * 784, 1, 0.0f, 1.0f);
-    int32_t y[3] = {1, 5, 9};
+    int32_t y[3];
     nn_stats st = {0};
-    nn_model_forward(m, x, y, 3, 1, &st);
+    nn_model *m = fashion_forward(x, y, &st);
     nn_model_backward(m, 0, NULL, NULL);
     size_t n = nn_model_param_count(m);
     float *own = malloc(n * sizeof *own), *ext = malloc(n * sizeof *ext);
