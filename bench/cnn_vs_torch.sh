@@ -10,7 +10,7 @@
 # that goes first swaps every round), S training steps each, and prints the
 # medians and their ratio:
 #   1 process x 1 thread, batch 64      ringtrain train  vs  torch_ref.py
-#   2 ranks x 1 thread, 64 per rank     mpirun -np 2 ringtrain (ring all-reduce)
+#   2 ranks x 1 thread, 64 per rank     mpirun -np 2 ringtrain (default all-reduce: hier)
 #                                       vs  torch_ref.py --ddp 2 (DDP over gloo)
 # plus: OpenBLAS SGEMM measured in the same run and the FLOP/s ringtrain's
 # images/s amount to; bench_step (the step alone, no loader, no comm); peak
@@ -192,7 +192,7 @@ print()
 print("| configuration | ringtrain img/s | PyTorch img/s | ratio | ringtrain GFLOP/s (% of SGEMM 2048^3) | per CPU-second: ringtrain / PyTorch, ratio |")
 print("| --- | --- | --- | --- | --- | --- |")
 for tag, name in (("1x1", "1 process x 1 thread, batch 64"),
-                  ("2x1", "2 ranks x 1 thread, 64 per rank (ring vs DDP gloo)")):
+                  ("2x1", "2 ranks x 1 thread, 64 per rank (ringtrain hier vs DDP gloo)")):
     a, b = med[tag + ".rt.ips"], med[tag + ".torch.ips"]
     gf = a * mflop / 1e3
     per_core = gf / (2 if tag == "2x1" else 1)
