@@ -155,6 +155,29 @@ static void bench_print_row(const dist_world *w, const dist_bench_config *cfg, s
     core_log_info("%s", line);
 }
 
+/* A node-shared buffer of n floats, what the trainer reduces with hier
+ * (hier's zero-copy path; the other backends treat it as ordinary memory),
+ * or private memory when /dev/shm lacks room (one warning, from rank 0). */
+static float *bench_alloc(dist_world *w, size_t n, const char *who, int *shared, core_error *err)
+{
+    char why[256];
+    *shared = dist_shared_fits(w, n, why, sizeof why);
+    if (!*shared && w->rank == 0)
+        core_log_warn("%s: %s; every backend reduces private memory instead (hier through its "
+                      "staging slots)",
+                      who, why);
+    return *shared ? dist_shared_alloc(w, n, err)
+                   : core_alloc(n * sizeof(float), "benchmark buffer", err);
+}
+
+static void bench_free(dist_world *w, float *p, int shared)
+{
+    if (shared)
+        dist_shared_free(w, p);
+    else
+        core_free(p);
+}
+
 int dist_bench_allreduce_run(dist_world *w, const dist_bench_config *cfg_in, core_error *err)
 {
     static const size_t default_bytes[] = {1u << 20, 4u << 20, 16u << 20, 64u << 20};
@@ -181,14 +204,8 @@ int dist_bench_allreduce_run(dist_world *w, const dist_bench_config *cfg_in, cor
         return -1;
     /* Every backend reduces the same shared buffer: what the trainer gives
      * them (its gradients live in one), and hier's zero-copy path. */
-    char why[256];
-    int shared = dist_shared_fits(w, nmax ? nmax : 1, why, sizeof why);
-    if (!shared && w->rank == 0)
-        core_log_warn("bench allreduce: %s; every backend reduces private memory instead (hier "
-                      "through its staging slots)",
-                      why);
-    float *buf = shared ? dist_shared_alloc(w, nmax ? nmax : 1, err)
-                        : core_alloc((nmax ? nmax : 1) * sizeof(float), "benchmark buffer", err);
+    int shared;
+    float *buf = bench_alloc(w, nmax ? nmax : 1, "bench allreduce", &shared, err);
     float *orig = core_alloc((nmax ? nmax : 1) * sizeof(float), "benchmark buffer", err);
     double *times =
         core_alloc(sizeof(double) * (size_t)cfg.nkinds * (size_t)cfg.iters, "timings", err);
@@ -205,10 +222,7 @@ int dist_bench_allreduce_run(dist_world *w, const dist_bench_config *cfg_in, cor
     }
     core_free(times);
     core_free(orig);
-    if (shared)
-        dist_shared_free(w, buf);
-    else
-        core_free(buf);
+    bench_free(w, buf, shared);
     return rc == 0 ? 0 : core_error_prefix(err, "dist/bench");
 }
 
@@ -293,7 +307,8 @@ int dist_bench_idle(dist_world *w, dist_allreduce_kind kind, int trials, core_er
         return core_error_set(err, "dist/bench idle: needs at least 2 ranks");
     size_t n = (size_t)1 << 20, wn = 16384;
     int reps = 1000;
-    float *g = core_alloc(n * sizeof(float), "gradients", err);
+    int shared;
+    float *g = bench_alloc(w, n, "bench idle", &shared, err);
     float *work = core_alloc(wn * sizeof(float), "work", err);
     /* [case][trial]: wall time, and the other threads' CPU time. */
     double *wall = core_alloc(sizeof(double) * 3 * (size_t)trials, "timings", err);
@@ -338,6 +353,6 @@ int dist_bench_idle(dist_world *w, dist_allreduce_kind kind, int trials, core_er
     core_free(cpu);
     core_free(wall);
     core_free(work);
-    core_free(g);
+    bench_free(w, g, shared);
     return rc == 0 ? 0 : core_error_prefix(err, "dist/bench idle");
 }
