@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The communication engine inside training, 3 ranks:
-#   - overlap on and off give bitwise-identical parameters, for ring and hier;
+#   - overlap on and off give bitwise-identical parameters, for ring and hier
+#     (one node, and "nodes" of 2 ranks), and hier's two groupings agree bit
+#     for bit (3 ranks: both sum (a0 + a1) + a2);
 #   - --accumulate 4 gives the same training loss to 3 decimals;
 #   - a different model or global batch on one rank stops every rank with a
 #     message naming that rank (no deadlock, no wrong result);
@@ -17,15 +19,23 @@ data=(--data "$TRAIN_H5" --train-limit 960 --epochs 1 --seed 4 --log-every 0)
 args=(--model "$spec" --batch-size 48 "${data[@]}")
 
 final_of() { sed -nE 's/.*train loss ([0-9.]+).*/\1/p' <<<"$(grep '^final:' "$1")"; }
-for kind in ring hier; do
-  rt_mpirun 3 train "${args[@]}" --allreduce "$kind" --bucket-mib 0.25 --first-bucket-mib 0.01 \
-    --overlap on --checkpoint-dir "$work/$kind-on" >"$work/$kind-on.log"
-  rt_mpirun 3 train "${args[@]}" --allreduce "$kind" --bucket-mib 0.25 --first-bucket-mib 0.01 \
-    --no-overlap --checkpoint-dir "$work/$kind-off" >"$work/$kind-off.log"
+# hier2: hier with the ranks grouped into "nodes" of 2 (test-only
+# RINGTRAIN_TEST_NODE_SIZE): node sums in the leaders' shared copies, the
+# leaders' ring, the copy back to the other local rank.
+for kind in ring hier hier2; do
+  nodes=0 backend=$kind
+  [ "$kind" = hier2 ] && nodes=2 backend=hier
+  for ov in on off; do
+    RINGTRAIN_TEST_NODE_SIZE=$nodes rt_mpirun 3 train "${args[@]}" --allreduce "$backend" --bucket-mib 0.25 \
+      --first-bucket-mib 0.01 --overlap "$ov" --checkpoint-dir "$work/$kind-$ov" >"$work/$kind-$ov.log"
+  done
   h5diff -q "$work/$kind-on/ckpt-000000020.h5" "$work/$kind-off/ckpt-000000020.h5" /params /params ||
     fail "$kind: overlap on and off give different parameters"
   echo "ok: $kind overlap on/off bitwise identical (loss $(final_of "$work/$kind-on.log"))"
 done
+# With 3 ranks both groupings sum (a0 + a1) + a2: the same bits.
+h5diff -q "$work/hier2-on/ckpt-000000020.h5" "$work/hier-on/ckpt-000000020.h5" /params /params ||
+  fail "hier with nodes of 2 and on one node give different parameters"
 # --overlap auto (the default): off for a rank bound to one CPU, on with more
 one=(train --model "$spec" --batch-size 16 --data "$TRAIN_H5" --train-limit 64 --epochs 1 --log-every 0)
 taskset -c 0 "$BIN" "${one[@]}" --checkpoint-dir "$work/auto1" >"$work/auto1.log" 2>&1
