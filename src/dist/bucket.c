@@ -171,6 +171,23 @@ static size_t bucket_end(const dist_bucket_config *c, size_t at, size_t cap, siz
     return want;
 }
 
+/* The last bucket is reduced after backward has finished, so nothing hides
+ * it: it should hold only what backward finishes last. When it spans a layer
+ * boundary, it is cut at the last one if both parts are at least the first
+ * bucket's size (smaller tails are not worth another call), so that the
+ * layers before it go out while backward computes the last one. */
+static void split_tail(const dist_bucket_config *c, size_t *end, size_t *k, size_t min)
+{
+    size_t a = *k > 1 ? end[*k - 2] : 0, n = end[*k - 1], cut = 0;
+    for (int i = 0; i < c->nready_points; i++)
+        if (c->ready_points[i] > a && c->ready_points[i] < n)
+            cut = c->ready_points[i];
+    if (cut && cut - a >= min && n - cut >= min) {
+        end[*k - 1] = cut;
+        end[(*k)++] = n;
+    }
+}
+
 static int make_layout(dist_buckets *b, core_error *err)
 {
     size_t first = b->cfg.first_bucket_bytes / sizeof(float);
@@ -184,8 +201,8 @@ static int make_layout(dist_buckets *b, core_error *err)
     if (nb > (size_t)1 << 24)
         return core_error_set(err, "dist: %zu buckets is too many; raise the bucket size", nb);
     /* A bucket ending on a layer is longer than half its size, so there are
-     * fewer than twice as many as plain slices. */
-    nb = 2 * nb + 1;
+     * fewer than twice as many as plain slices; one more for the tail split. */
+    nb = 2 * nb + 2;
     b->end = calloc(nb, sizeof *b->end);
     if (!b->end)
         return core_error_set(err, "dist: out of memory for %zu buckets", nb);
@@ -195,6 +212,7 @@ static int make_layout(dist_buckets *b, core_error *err)
         at = bucket_end(&b->cfg, at, rest, b->n);
         b->end[k++] = at;
     }
+    split_tail(&b->cfg, b->end, &k, first);
     b->nb = (int)k;
     return 0;
 }

@@ -302,6 +302,15 @@ static void test_bucket_layout(void **state)
      * bucket, so there are more buckets (7) than plain slices (5). */
     size_t every13[] = {13, 26, 39, 52, 65, 78, 91, 100}, ends13[] = {13, 26, 39, 52, 65, 78, 100};
     check_layout(every13, 8, ends13, 7);
+
+    /* Layer ends at 30, 56, 68, 100: 0 -> 10 (nothing within 20), 10 -> 30,
+     * 30 -> 56 (none in (42.5, 55], 56 within 80), then 56 -> 100 (none in
+     * (68.5, 81], 100 within 106), the last bucket: cut at its last layer
+     * boundary, 68, because both parts (12 and 32) are at least the first
+     * bucket's 10, so that 56..68 goes out while backward computes the rest.
+     * (In every13 the tail 78..100 stays whole: 100 - 91 = 9 < 10.) */
+    size_t tail[] = {30, 56, 68, 100}, tail_want[] = {10, 30, 56, 68, 100};
+    check_layout(tail, 4, tail_want, 5);
 }
 
 static void test_check_same(void **state)
