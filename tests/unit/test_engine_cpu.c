@@ -99,6 +99,10 @@ static void test_conv_vs_direct(void **state)
         {2, 1, 5, 5, 2, 5, 1, 2, 2, 5, 5},     /* kernel = input, same */
         {3, 3, 12, 10, 4, 3, 1, 1, 1, 12, 10}, /* same, H != W */
         {2, 2, 8, 9, 3, 5, 1, 2, 2, 8, 9},     /* same, 5x5 */
+        /* same, a kernel far larger than the image: most shifts leave the
+         * whole batch plane (found by fuzz_spec: a negative memcpy size) */
+        {2, 2, 3, 4, 2, 13, 1, 6, 6, 3, 4},
+        {1, 1, 2, 2, 1, 7, 1, 3, 3, 2, 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_conv(&cases[i], 0);

@@ -88,6 +88,18 @@ static void zero_outside(float *row, int batch, const engine_conv_geom *g, int k
     }
 }
 
+/* Positions p of a row of np whose source p + d lies inside [0, np): [p0, p1).
+ * Empty (p0 == p1) when the shift is at least the whole plane, which a kernel
+ * much larger than the image gives. */
+static void shift_range(long np, long d, long *p0, long *p1)
+{
+    long a = d < 0 ? -d : 0, b = d > 0 ? np - d : np;
+    if (a > np)
+        a = np;
+    *p0 = a;
+    *p1 = b < a ? a : b;
+}
+
 static void im2col_flat(const float *x, int batch, const engine_conv_geom *g, float *cols)
 {
     const int K = g->K;
@@ -97,10 +109,11 @@ static void im2col_flat(const float *x, int batch, const engine_conv_geom *g, fl
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
                 float *row = cols + ((size_t)(c * K + ki) * K + kj) * (size_t)np;
-                long d = (long)(ki - g->pad_h) * g->W + (kj - g->pad_w);
-                long p0 = d < 0 ? -d : 0, p1 = d > 0 ? np - d : np;
+                long d = (long)(ki - g->pad_h) * g->W + (kj - g->pad_w), p0, p1;
+                shift_range(np, d, &p0, &p1);
                 memset(row, 0, (size_t)p0 * sizeof *row);
-                memcpy(row + p0, xc + p0 + d, (size_t)(p1 - p0) * sizeof *row);
+                if (p1 > p0)
+                    memcpy(row + p0, xc + p0 + d, (size_t)(p1 - p0) * sizeof *row);
                 memset(row + p1, 0, (size_t)(np - p1) * sizeof *row);
                 zero_outside(row, batch, g, ki, kj);
             }
@@ -118,12 +131,13 @@ static void col2im_flat(float *cols, int batch, const engine_conv_geom *g, float
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
                 float *restrict row = cols + ((size_t)(c * K + ki) * K + kj) * (size_t)np;
-                long d = (long)(ki - g->pad_h) * g->W + (kj - g->pad_w);
-                long p0 = d < 0 ? -d : 0, p1 = d > 0 ? np - d : np;
+                long d = (long)(ki - g->pad_h) * g->W + (kj - g->pad_w), p0, p1;
+                shift_range(np, d, &p0, &p1);
                 zero_outside(row, batch, g, ki, kj);
-                float *restrict out = dc + d;
-                for (long p = p0; p < p1; p++)
-                    out[p] += row[p];
+                float *restrict out = dc + p0 + d;
+                const float *restrict in = row + p0;
+                for (long i = 0; i < p1 - p0; i++)
+                    out[i] += in[i];
             }
     }
 }
