@@ -3,9 +3,13 @@
  * through shared memory, node leaders run the ring across nodes, and the
  * result is shared back within the node.
  *
+ * Two paths. A buffer from dist_shared_alloc (the trainer's gradients) is
+ * summed in place by the zero-copy path further down ("Shared buffers").
+ * Any other buffer goes through staging slots:
+ *
  * Shared memory: at world init every node-local rank allocates a segment of
  * an MPI-3 shared window (MPI_Win_allocate_shared on the node communicator):
- * three sequence counters, each on its own cache line, and DIST_HIER_SLOTS
+ * sequence counters, each on its own cache line, and DIST_HIER_SLOTS
  * staging slots of one block each. A call walks the buffer block by block
  * (a block stays in cache between the passes); block s, on local rank r of L:
  *
