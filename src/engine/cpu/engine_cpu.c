@@ -14,6 +14,7 @@
 
 #include "core/mem.h"
 #include "core/rng.h"
+#include "core/sum.h"
 #include "engine/cpu/engine_cpu_seq.h"
 #include "engine/engine_math.h"
 
@@ -564,10 +565,7 @@ static void cpu_dropout_mask(float *mask, size_t n, float p, uint64_t seed, uint
 
 static double cpu_sumsq(const float *x, size_t n)
 {
-    double ss = 0.0;
-    for (size_t i = 0; i < n; i++)
-        ss += (double)x[i] * (double)x[i];
-    return ss;
+    return core_sum_squares(x, n);
 }
 
 static int cpu_nonfinite(const float *x, size_t n)
