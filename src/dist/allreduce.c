@@ -107,6 +107,15 @@ int dist_allreduce_run(dist_world *w, dist_allreduce_kind kind, float *buf, size
     return core_error_set(err, "dist: all-reduce backend %d is not built in", (int)kind);
 }
 
+int dist_allreduce_run_checked(dist_world *w, dist_allreduce_kind kind, float *buf, size_t n,
+                               int *bad, core_error *err)
+{
+    if (kind == DIST_ALLREDUCE_HIER)
+        return dist_hier_allreduce_checked(w, buf, n, bad, err);
+    *bad = dist_has_nonfinite(buf, n);
+    return dist_allreduce_run(w, kind, buf, n, err);
+}
+
 /*
  * The length check: every rank's n gathered on the gradient communicator
  * (one 8-byte MPI_Allgather, tested with backoff) before any gradient moves,

@@ -94,7 +94,7 @@ static void stall_hook(const dist_buckets *b, int i, long step)
     nanosleep(&ts, NULL);
 }
 
-/* One bucket: stall hook, non-finite scan, watched all-reduce. */
+/* One bucket: stall hook, watched all-reduce with the non-finite check. */
 static int run_bucket(dist_buckets *b, int i, long step, int *nonfinite, core_error *err)
 {
     size_t a = bucket_begin(b, i), len = b->end[i] - a;
@@ -103,12 +103,12 @@ static int run_bucket(dist_buckets *b, int i, long step, int *nonfinite, core_er
     if (b->cfg.kind == DIST_ALLREDUCE_NCCL)
         dist_nccl_begin_bucket(b->w, i);
 #endif
-    if (b->cfg.check_finite && dist_has_nonfinite(b->grads + a, len))
-        *nonfinite = 1;
     char what[192];
     describe(b, i, step, what, sizeof what);
     dist_watch_begin(what, b->cfg.timeout_s);
-    int rc = dist_allreduce_run(b->w, b->cfg.kind, b->grads + a, len, err);
+    int rc = b->cfg.check_finite
+                 ? dist_allreduce_run_checked(b->w, b->cfg.kind, b->grads + a, len, nonfinite, err)
+                 : dist_allreduce_run(b->w, b->cfg.kind, b->grads + a, len, err);
     dist_watch_end();
     if (rc != 0)
         core_error_prefix(err, "dist: %s", what);

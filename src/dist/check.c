@@ -119,13 +119,15 @@ int dist_agree_flags(dist_world *w, long step, const int *local, int *first_rank
     int outer = dist_watch_active();
     if (!outer)
         dist_watch_begin(what, w->timeout_s);
-    MPI_Request req;
-    int rc = MPI_Iallreduce(MPI_IN_PLACE, v, n, MPI_INT32_T, MPI_MAX, w->ctl, &req);
     int failed = 0;
-    if (rc != MPI_SUCCESS)
-        failed = dist_mpi_error(w, err, rc, "dist: step flag agreement");
-    else
-        failed = dist_wait_req(w, &req, -1, "dist: step flag agreement", err);
+    if (!dist_hier_agree_max(w, v, n)) {
+        MPI_Request req;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, v, n, MPI_INT32_T, MPI_MAX, w->ctl, &req);
+        if (rc != MPI_SUCCESS)
+            failed = dist_mpi_error(w, err, rc, "dist: step flag agreement");
+        else
+            failed = dist_wait_req(w, &req, -1, "dist: step flag agreement", err);
+    }
     if (!outer)
         dist_watch_end();
     if (failed)

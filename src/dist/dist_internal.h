@@ -53,6 +53,15 @@ void dist_hier_free(dist_world *w);
 /* Number of node groups (leaders) the hier backend sees; sizes its scratch. */
 int dist_hier_nodes(const dist_world *w);
 int dist_hier_allreduce(dist_world *w, float *buf, size_t n, core_error *err);
+/* The same, and *bad = whether this rank's input held a NaN or an Inf. On
+ * the zero-copy path that costs no pass of its own: the sum is checked as it
+ * is made (any non-finite input makes it non-finite), the inputs only then. */
+int dist_hier_allreduce_checked(dist_world *w, float *buf, size_t n, int *bad, core_error *err);
+
+/* Element-wise MAX of n int32 over every rank through the node's shared
+ * window, when the whole world is one node: a store and a wait, no message.
+ * Returns 0, untouched, where it does not apply (the caller uses MPI). */
+int dist_hier_agree_max(dist_world *w, int32_t *v, int n);
 
 /* The ring over any communicator of the world (the leaders' one for hier). */
 int dist_ring_allreduce_comm(dist_world *w, MPI_Comm comm, float *buf, size_t n, float *scratch,
@@ -109,6 +118,11 @@ void dist_watch_fire(dist_world *w, const char *what, double waited_s, const cha
  * are checked once at creation). */
 int dist_allreduce_run(dist_world *w, dist_allreduce_kind kind, float *buf, size_t n,
                        core_error *err);
+/* The same, and *bad = whether this rank's buf held a NaN or an Inf before
+ * the sum: a scan first, except where hier finds it during the sum. Host
+ * memory only (not nccl). */
+int dist_allreduce_run_checked(dist_world *w, dist_allreduce_kind kind, float *buf, size_t n,
+                               int *bad, core_error *err);
 
 /* NCCL backend (nccl.c, built with RINGTRAIN_HAVE_NCCL): buf is device memory. */
 int dist_nccl_allreduce(dist_world *w, float *buf, size_t n, core_error *err);

@@ -36,6 +36,12 @@
  * (several nodes) by the ring in its fixed order, and only copied after
  * that: every rank ends with the same bits.
  *
+ * The same window also carries the trainer's per-step flag agreement when
+ * the whole job is one node (dist_hier_agree_max: each rank stores its flags
+ * and waits for the others', no MPI message), and the zero-copy path finds
+ * the ranks whose gradients hold a NaN or an Inf while it sums them, so the
+ * trainer needs no scan of its own (dist_hier_allreduce_checked).
+ *
  * Test-only: RINGTRAIN_TEST_NODE_SIZE=k groups ranks into "nodes" of k
  * consecutive ranks instead of by shared memory, so that the leaders' ring
  * is exercised on one machine.
@@ -55,7 +61,7 @@
 #define DIST_HIER_BLOCK ((size_t)128 * 1024)
 
 /* Staging path: IN, RED, OUT. Shared buffers (below): ARRIVE, CLAIM, RING,
- * COPIED per rank; TICKET and DONE only in local rank 0's segment. */
+ * COPIED, BAD per rank; TICKET and DONE only in local rank 0's segment. */
 enum {
     HIER_IN,
     HIER_RED,
@@ -64,6 +70,8 @@ enum {
     HIER_CLAIM,
     HIER_RING,
     HIER_COPIED,
+    HIER_BAD,
+    HIER_AGREE,
     HIER_TICKET,
     HIER_DONE,
     HIER_NFLAGS
@@ -87,6 +95,9 @@ typedef struct hier_buf {
 
 typedef struct hier_seg {
     hier_flag flag[HIER_NFLAGS];
+    /* dist_hier_agree_max's values, double-buffered by call parity: a rank
+     * can be one call ahead of the slowest reader, never two. */
+    _Alignas(64) int32_t agree[2][DIST_MAX_FLAGS];
     _Alignas(64) float data[]; /* DIST_HIER_SLOTS blocks */
 } hier_seg;
 
@@ -102,6 +113,7 @@ struct dist_hier {
     size_t block;
     hier_buf shared[DIST_HIER_SHARED_MAX];
     uint64_t zcalls;  /* shared-path calls so far; the same on every local rank */
+    uint64_t agrees;  /* dist_hier_agree_max calls so far; the same on every rank */
     uint64_t zticket; /* first ticket of the next shared-path call */
 };
 
@@ -385,9 +397,13 @@ static int rank_of_claim(const struct dist_hier *h)
 }
 
 /* Sums block [a, b) over the local ranks' copies into the copies of ranks
- * [d0, d1), through a small buffer that stays in L1. */
+ * [d0, d1), through a small buffer that stays in L1. With check = the call
+ * id, it also finds the ranks whose gradients hold a NaN or an Inf: any such
+ * input makes the sum non-finite (NaN propagates, Inf + -Inf is NaN), so
+ * only the sum is scanned, in L1, and the inputs only when it fails, before
+ * they are overwritten; the guilty rank's BAD counter is set to the call. */
 static void zsum_block(const struct dist_hier *h, const hier_buf *sb, size_t off, size_t a,
-                       size_t b, int d0, int d1)
+                       size_t b, int d0, int d1, uint64_t check)
 {
     float tmp[1024];
     for (size_t i = a; i < b; i += 1024) {
@@ -395,6 +411,10 @@ static void zsum_block(const struct dist_hier *h, const hier_buf *sb, size_t off
         add2(tmp, sb->base[0] + off + i, sb->base[1] + off + i, m);
         for (int q = 2; q < h->lsize; q++)
             add_into(tmp, sb->base[q] + off + i, m);
+        if (check && dist_has_nonfinite(tmp, m))
+            for (int q = 0; q < h->lsize; q++)
+                if (dist_has_nonfinite(sb->base[q] + off + i, m))
+                    __atomic_store_n(&h->seg[q]->flag[HIER_BAD].seq, check, __ATOMIC_RELAXED);
         for (int q = d0; q < d1; q++)
             memcpy(sb->base[q] + off + i, tmp, m * sizeof(float));
     }
@@ -409,8 +429,10 @@ static void zwait_done(dist_world *w, const struct dist_hier *h, uint64_t end)
         dist_backoff_pause(w, &b, h->world_of[rank_of_claim(h)]);
 }
 
+/* check: also find the local ranks with non-finite inputs (zsum_block);
+ * *bad says whether this rank was one. */
 static void shared_reduce(dist_world *w, struct dist_hier *h, const hier_buf *sb, size_t off,
-                          size_t n, int leader_only)
+                          size_t n, int leader_only, int check, int *bad)
 {
     uint64_t c = ++h->zcalls;
     uint64_t nb = (n + DIST_HIER_ZBLOCK - 1) / DIST_HIER_ZBLOCK;
@@ -427,20 +449,25 @@ static void shared_reduce(dist_world *w, struct dist_hier *h, const hier_buf *sb
         publish(h, HIER_CLAIM, t + 1);
         size_t a = (size_t)(t - first) * DIST_HIER_ZBLOCK;
         size_t b = n - a < DIST_HIER_ZBLOCK ? n - a : DIST_HIER_ZBLOCK;
-        zsum_block(h, sb, off, a, a + b, 0, leader_only ? 1 : h->lsize);
+        zsum_block(h, sb, off, a, a + b, 0, leader_only ? 1 : h->lsize, check ? c : 0);
         publish(h, HIER_CLAIM, 0);
+        /* Release: a BAD mark set above is seen by whoever sees the count. */
         __atomic_fetch_add(done, 1, __ATOMIC_RELEASE);
         t = __atomic_load_n(ticket, __ATOMIC_RELAXED);
     }
     zwait_done(w, h, end);
+    if (check)
+        *bad = __atomic_load_n(&h->seg[h->lrank]->flag[HIER_BAD].seq, __ATOMIC_RELAXED) == c;
 }
 
 static int shared_allreduce(dist_world *w, struct dist_hier *h, const hier_buf *sb, size_t off,
-                            size_t n, core_error *err)
+                            size_t n, int *bad, core_error *err)
 {
     int multi = h->nnodes > 1;
     if (h->lsize > 1)
-        shared_reduce(w, h, sb, off, n, multi);
+        shared_reduce(w, h, sb, off, n, multi, bad != NULL, bad);
+    else if (bad)
+        *bad = dist_has_nonfinite(sb->base[0] + off, n);
     if (!multi)
         return 0;
     uint64_t c = h->zcalls;
@@ -462,6 +489,24 @@ static int shared_allreduce(dist_world *w, struct dist_hier *h, const hier_buf *
     memcpy(sb->base[h->lrank] + off, lead, n * sizeof(float));
     publish(h, HIER_COPIED, c);
     return 0;
+}
+
+int dist_hier_agree_max(dist_world *w, int32_t *v, int n)
+{
+    struct dist_hier *h = w->hier;
+    if (!h || h->nnodes != 1 || h->lsize != w->size || h->lsize < 2 || n > DIST_MAX_FLAGS)
+        return 0;
+    uint64_t c = ++h->agrees;
+    int32_t(*val)[DIST_MAX_FLAGS] = h->seg[h->lrank]->agree;
+    memcpy(val[c & 1], v, (size_t)n * sizeof *v);
+    publish(h, HIER_AGREE, c);
+    wait_all(w, h, HIER_AGREE, c);
+    for (int q = 0; q < h->lsize; q++) {
+        const int32_t *theirs = h->seg[q]->agree[c & 1];
+        for (int k = 0; k < n; k++)
+            v[k] = theirs[k] > v[k] ? theirs[k] : v[k];
+    }
+    return 1;
 }
 
 /* Open MPI backs shared windows with a file in this directory (its osc/sm
@@ -600,23 +645,28 @@ int dist_shared_contains(const dist_world *w, const float *p, size_t n)
     return w && w->hier && find_shared(w->hier, p, n, &off) != NULL;
 }
 
-int dist_hier_allreduce(dist_world *w, float *buf, size_t n, core_error *err)
+/* bad: NULL, or where to say whether this rank's input held a NaN or an
+ * Inf (found during the sum on the zero-copy path, by a scan otherwise). */
+static int hier_allreduce(dist_world *w, float *buf, size_t n, int *bad, core_error *err)
 {
     struct dist_hier *h = w->hier;
     if (!h)
         return core_error_set(err, "dist/hier: not initialized (rank %d)", w->rank);
-    if (n == 0 || w->size == 1)
-        return 0;
     int multi = h->nnodes > 1;
     size_t off;
-    const hier_buf *sb = w->hier_zero_copy ? find_shared(h, buf, n, &off) : NULL;
+    const hier_buf *sb =
+        w->hier_zero_copy && n > 0 && w->size > 1 ? find_shared(h, buf, n, &off) : NULL;
+    if (bad && !sb)
+        *bad = dist_has_nonfinite(buf, n);
+    if (n == 0 || w->size == 1)
+        return 0;
     if (multi && n > w->reserved_n)
         return core_error_set(err,
                               "dist/hier: all-reduce of %zu floats exceeds the %zu reserved at "
                               "start-up; call dist_world_reserve with the largest size",
                               n, w->reserved_n);
     if (sb)
-        return shared_allreduce(w, h, sb, off, n, err);
+        return shared_allreduce(w, h, sb, off, n, bad, err);
     if (h->lsize > 1)
         for (size_t o = 0; o < n; o += h->block)
             block_reduce(w, h, buf + o, n - o < h->block ? n - o : h->block,
@@ -629,4 +679,14 @@ int dist_hier_allreduce(dist_world *w, float *buf, size_t n, core_error *err)
         for (size_t o = 0; o < n; o += h->block)
             block_share(w, h, buf + o, n - o < h->block ? n - o : h->block);
     return 0;
+}
+
+int dist_hier_allreduce(dist_world *w, float *buf, size_t n, core_error *err)
+{
+    return hier_allreduce(w, buf, n, NULL, err);
+}
+
+int dist_hier_allreduce_checked(dist_world *w, float *buf, size_t n, int *bad, core_error *err)
+{
+    return hier_allreduce(w, buf, n, bad, err);
 }

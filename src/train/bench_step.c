@@ -6,7 +6,8 @@
  * maxima is reported: a step is as slow as its slowest rank.
  *
  *   communication alone  = the all-reduce time without overlap (it all runs
- *                          inside dist_buckets_wait, after backward)
+ *                          inside dist_buckets_wait, after backward), with
+ *                          the trainer's non-finite check of the gradients
  *   exposed              = dist_buckets_wait with overlap (what backward did
  *                          not hide)
  *   hidden               = 1 - exposed / communication alone
@@ -188,7 +189,7 @@ int train_bench_step(dist_world *w, const train_bench_step_config *cfg, core_err
             b.y[i] = (int32_t)core_rng_below(&r, (uint64_t)nn_model_num_classes(b.m));
         for (int mode = 0; mode < 2 && rc == 0; mode++) {
             dist_bucket_config bc = {
-                cfg->kind, cfg->first_bucket_bytes, cfg->bucket_bytes, 0.0, mode == 0, 0, NULL, 0};
+                cfg->kind, cfg->first_bucket_bytes, cfg->bucket_bytes, 0.0, mode == 0, 1, NULL, 0};
             rc = train_buckets_create(w, b.m, bc, &modes[mode], err);
         }
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The collective watchdog: one rank stalls (test-only hook) before a bucket
-# all-reduce; the job must end within --comm-timeout plus a margin, with a
+# all-reduce or before the step's flag agreement; the job must end within --comm-timeout plus a margin, with a
 # non-zero exit and a watchdog line naming the stalled rank - never a hang.
 # Needs only the dist test program, not the dataset.
 set -euo pipefail
@@ -17,16 +17,17 @@ fail() {
   exit 1
 }
 
-# stall NP KIND OVERLAP STALL_RANK WANT_REGEX
+# stall NP KIND OVERLAP STALL_RANK WANT_REGEX [FLAGS]: FLAGS=1 stalls before
+# the flag agreement instead of inside bucket 0.
 stall() {
-  local np=$1 kind=$2 overlap=$3 srank=$4 want=$5
+  local np=$1 kind=$2 overlap=$3 srank=$4 want=$5 flags=${6:-0}
   local t0 t1 rc
   t0=$(date +%s.%N)
   set +e
   timeout -k 5 120 mpirun --oversubscribe --allow-run-as-root --mca btl self,vader,tcp \
     -x RINGTRAIN_TEST_STALL_RANK="$srank" -x RINGTRAIN_TEST_STALL_STEP=3 \
     -x RT_TEST_COMM_TIMEOUT="$TIMEOUT" -x RT_TEST_ALLREDUCE="$kind" -x RT_TEST_OVERLAP="$overlap" \
-    -np "$np" "$PROG" >"$work/out" 2>"$work/err"
+    -x RT_TEST_STALL_FLAGS="$flags" ${NODE_SIZE:+-x RINGTRAIN_TEST_NODE_SIZE=$NODE_SIZE} -np "$np" "$PROG" >"$work/out" 2>"$work/err"
   rc=$?
   set -e
   t1=$(date +%s.%N)
@@ -50,3 +51,10 @@ stall 3 ring 1 1 "\[rank [02]\] $wd rank 1"
 stall 2 mpi 1 1 "\[rank [01]\] $wd"
 # Alone, the stalled rank's compute thread catches its own comm thread.
 stall 1 ring 1 0 "\[rank 0\] $wd rank 0's own comm thread"
+# The flag agreement: through the node's shared window when the job is one
+# node, whatever the backend (it names the rank it waits on); through MPI
+# across "nodes" (NODE_SIZE: the test-only grouping).
+fw='watchdog: the flag agreement at step 3 has not completed after [0-9.]+ s; waiting on'
+stall 3 hier 0 2 "\[rank [01]\] $fw rank 2" 1
+stall 2 ring 1 1 "\[rank 0\] $fw rank 1" 1
+NODE_SIZE=2 stall 3 hier 0 2 "\[rank [01]\] $fw an unknown peer" 1

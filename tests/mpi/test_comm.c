@@ -368,52 +368,84 @@ static void test_flags(void **state)
 }
 
 /* One training step's tail as the trainer runs it: buckets, flags, policy,
- * optimizer only when the step is taken. Returns the decision. */
+ * optimizer only when the step is taken. bad[r] is what rank r poisons its
+ * gradient with at position at (0: nothing). Returns the decision; *first is
+ * the rank the agreement names. */
 static int nonfinite_step(dist_buckets *b, float *g, size_t n, float *params, long step,
-                          int poison_rank, dist_nonfinite_policy policy, core_error *err)
+                          const float *bad, size_t at, dist_nonfinite_policy policy, int *first,
+                          core_error *err)
 {
     fill(g, n, rank);
-    if (rank == poison_rank)
-        g[n / 2] = NAN;
+    if (bad[rank] != 0.0f)
+        g[at] = bad[rank];
     dist_buckets_begin(b, step);
     dist_buckets_ready(b, n);
     assert_int_equal(dist_buckets_wait(b, err), 0);
-    int first;
-    assert_int_equal(dist_any_nonfinite(world, step, dist_buckets_nonfinite(b), &first, err), 0);
-    int decision = dist_nonfinite_decide(policy, step, first, err);
+    assert_int_equal(dist_buckets_nonfinite(b), bad[rank] != 0.0f);
+    assert_int_equal(dist_any_nonfinite(world, step, dist_buckets_nonfinite(b), first, err), 0);
+    int decision = dist_nonfinite_decide(policy, step, *first, err);
     if (decision == 0)
         for (size_t i = 0; i < n; i++)
             params[i] -= 0.01f * g[i];
     return decision;
 }
 
+/* The policy over private buffers (ring: a scan before the sum) and shared
+ * ones (hier: the check made during the sum, by whichever rank claims the
+ * block). n spans several of hier's claimed blocks; the poison lands in
+ * the middle, in the first and in the last element; +Inf and -Inf on two
+ * ranks sum to NaN and must still name both. */
 static void test_nonfinite_policy(void **state)
 {
     core_error err;
-    size_t n = 5000;
-    float *g = alloc_floats(n), *p = alloc_floats(n), *p_before = alloc_floats(n);
-    int poison = size - 1;
-    for (int overlap = 0; overlap < 2; overlap++) {
-        dist_bucket_config cfg = {DIST_ALLREDUCE_RING, 1024, 4096, 60.0, overlap, 1, NULL, 0};
-        dist_buckets *b = NULL;
-        assert_int_equal(dist_buckets_create(world, g, n, &cfg, &b, &err), 0);
-        memset(p, 0, n * sizeof(float));
-        assert_int_equal(nonfinite_step(b, g, n, p, 1, -1, DIST_NONFINITE_SKIP, &err), 0);
-        memcpy(p_before, p, n * sizeof(float));
-        /* skip: every rank skips, parameters untouched. */
-        assert_int_equal(nonfinite_step(b, g, n, p, 2, poison, DIST_NONFINITE_SKIP, &err), 1);
-        assert_memory_equal(p, p_before, n * sizeof(float));
-        assert_int_equal(nonfinite_step(b, g, n, p, 3, -1, DIST_NONFINITE_SKIP, &err), 0);
-        assert_false(dist_has_nonfinite(p, n));
-        /* stop: every rank stops with the rank and step in the message. */
-        memcpy(p_before, p, n * sizeof(float));
-        assert_int_equal(nonfinite_step(b, g, n, p, 4, poison, DIST_NONFINITE_STOP, &err), -1);
-        char want[96];
-        snprintf(want, sizeof want, "on rank %d at step 4", poison);
-        if (!strstr(err.msg, want))
-            fail_msg("'%s' lacks '%s'", err.msg, want);
-        assert_memory_equal(p, p_before, n * sizeof(float));
-        dist_buckets_free(b);
+    size_t n = 70001;
+    float *p = alloc_floats(n), *p_before = alloc_floats(n), *priv = alloc_floats(n);
+    float *shared = dist_shared_alloc(world, n, &err);
+    assert_non_null(shared);
+    float none[8] = {0}, nan_last[8] = {0}, two_inf[8] = {0};
+    nan_last[size - 1] = NAN;
+    two_inf[0] = INFINITY;
+    two_inf[size - 1] = -INFINITY;
+    const size_t spots[3] = {n / 2 + 3, 0, n - 1};
+    for (int path = 0; path < 2; path++) {
+        float *g = path ? shared : priv;
+        dist_allreduce_kind kind = path ? DIST_ALLREDUCE_HIER : DIST_ALLREDUCE_RING;
+        for (int overlap = 0; overlap < 2; overlap++) {
+            dist_bucket_config cfg = {kind, 4096, 262144, 60.0, overlap, 1, NULL, 0};
+            dist_buckets *b = NULL;
+            assert_int_equal(dist_buckets_create(world, g, n, &cfg, &b, &err), 0);
+            memset(p, 0, n * sizeof(float));
+            int first;
+            long step = 1;
+            assert_int_equal(
+                nonfinite_step(b, g, n, p, step++, none, 0, DIST_NONFINITE_SKIP, &first, &err), 0);
+            assert_int_equal(first, -1);
+            for (int k = 0; k < 3; k++) {
+                /* skip: every rank skips, parameters untouched. */
+                memcpy(p_before, p, n * sizeof(float));
+                const float *bad = k == 1 ? two_inf : nan_last;
+                assert_int_equal(nonfinite_step(b, g, n, p, step++, bad, spots[k],
+                                                DIST_NONFINITE_SKIP, &first, &err),
+                                 1);
+                assert_int_equal(first, k == 1 ? 0 : size - 1);
+                assert_memory_equal(p, p_before, n * sizeof(float));
+                assert_int_equal(
+                    nonfinite_step(b, g, n, p, step++, none, 0, DIST_NONFINITE_SKIP, &first, &err),
+                    0);
+                assert_false(dist_has_nonfinite(p, n));
+            }
+            /* stop: every rank stops with the rank and step in the message. */
+            memcpy(p_before, p, n * sizeof(float));
+            assert_int_equal(nonfinite_step(b, g, n, p, 9, nan_last, spots[0], DIST_NONFINITE_STOP,
+                                            &first, &err),
+                             -1);
+            char want[96];
+            snprintf(want, sizeof want, "on rank %d at step 9", size - 1);
+            if (!strstr(err.msg, want))
+                fail_msg("'%s' lacks '%s'", err.msg, want);
+            assert_memory_equal(p, p_before, n * sizeof(float));
+            dist_buckets_free(b);
+        }
     }
     float inf[3] = {1.0f, INFINITY, 0.0f};
     assert_true(dist_has_nonfinite(inf, 3));
@@ -422,9 +454,10 @@ static void test_nonfinite_policy(void **state)
     assert_int_equal(dist_nonfinite_policy_parse("stop", &pol, &err), 0);
     assert_int_equal(pol, DIST_NONFINITE_STOP);
     assert_int_equal(dist_nonfinite_policy_parse("ignore", &pol, &err), -1);
+    dist_shared_free(world, shared);
+    core_free(priv);
     core_free(p_before);
     core_free(p);
-    core_free(g);
 }
 
 int main(void)

@@ -8,13 +8,15 @@
  * line naming the stalled rank. Knobs (environment, test-only):
  * RT_TEST_COMM_TIMEOUT (seconds, default 60), RT_TEST_ALLREDUCE (ring, mpi or
  * hier; default ring), RT_TEST_OVERLAP (1 or 0; default 1), RT_TEST_STEPS
- * (default 5).
+ * (default 5), RT_TEST_STALL_FLAGS=1 (the stall hook's rank sleeps before
+ * the step's flag agreement instead of inside a bucket).
  */
 #include "test_support.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/mem.h"
 #include "dist/dist.h"
@@ -39,12 +41,18 @@ static void test_watched_steps(void **state)
     size_t n = 300000;
     float *g = core_alloc(n * sizeof(float), "grads", &err);
     assert_non_null(g);
+    int stall_flags = atoi(env_or("RT_TEST_STALL_FLAGS", "0"));
+    int stall_rank = atoi(env_or("RINGTRAIN_TEST_STALL_RANK", "-1"));
+    long stall_step = atol(env_or("RINGTRAIN_TEST_STALL_STEP", "-1"));
+    if (stall_flags) /* the buckets' own hook must not fire as well */
+        unsetenv("RINGTRAIN_TEST_STALL_RANK");
     dist_bucket_config cfg = {kind, 64 << 10, 256 << 10, 0, atoi(env_or("RT_TEST_OVERLAP", "1")),
                               1,    NULL,     0};
     dist_buckets *b = NULL;
     if (dist_buckets_create(w, g, n, &cfg, &b, &err) != 0)
         fail_msg("%s", err.msg);
     long steps = atol(env_or("RT_TEST_STEPS", "5"));
+
     for (long step = 1; step <= steps; step++) {
         for (size_t i = 0; i < n; i++)
             g[i] = 1.0f;
@@ -56,6 +64,12 @@ static void test_watched_steps(void **state)
         for (size_t i = 0; i < n; i++)
             if (g[i] != (float)dist_size(w))
                 fail_msg("step %ld: g[%zu] = %g", step, i, (double)g[i]);
+        if (stall_flags && dist_rank(w) == stall_rank && step == stall_step) {
+            fprintf(stderr, "TEST HOOK: stalling rank %d before the flag agreement of step %ld\n",
+                    stall_rank, step);
+            fflush(stderr);
+            sleep(3600);
+        }
         int first;
         assert_int_equal(dist_any_nonfinite(w, step, 0, &first, &err), 0);
         assert_int_equal(first, -1);
