@@ -3,6 +3,9 @@
 #   1. `ringtrain bench allreduce`, 2 ranks: ring, mpi, hier per size, ratio to
 #      MPI_Allreduce; then the same while a busy loop shares core 1 (a noisy
 #      neighbour: every rank on that core is descheduled now and then);
+#   1c. what the trainer's NaN/Inf check of the gradients costs on hier's
+#      zero-copy path: unchecked, checked during the sum, scan then sum
+#      (build/bench/bench_check), for the CNN's and the MLP's gradient sizes;
 #   2. `ringtrain bench step` on a 22.6 M-parameter model, 2 ranks, hier (the
 #      default) and ring: the share of communication hidden behind backward;
 #   3. data-parallel scaling of the tutorial CNN: 1 rank vs 2 ranks with the same
@@ -31,6 +34,10 @@ hog=$!
 "${mpi[@]}" -np 2 "$bin" bench allreduce --sizes 1M,4M,16M,64M --iters 20
 kill "$hog" 2>/dev/null || true
 wait "$hog" 2>/dev/null || true
+
+echo "== 1c. the non-finite check of the gradients, 2 ranks, hier zero-copy"
+"${mpi[@]}" -np 2 "$build/bench/bench_check" --floats 421642 --iters 300
+"${mpi[@]}" -np 2 "$build/bench/bench_check" --floats 22609930 --iters 20
 
 for kind in hier ring; do
   echo "== 2. training step anatomy, 22.6 M parameters, 2 ranks, global batch 64, $kind"
