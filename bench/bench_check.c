@@ -75,8 +75,8 @@ int main(int argc, char **argv)
     else if (!g)
         fprintf(stderr, "bench_check: --floats and --iters must be positive\n");
     for (int c = 0; c < 2 && rc == 0; c++) {
-        dist_bucket_config cfg = {DIST_ALLREDUCE_HIER, n * sizeof(float), n * sizeof(float), 0.0,
-                                  0, c, NULL, 0};
+        dist_bucket_config cfg = {
+            DIST_ALLREDUCE_HIER, n * sizeof(float), n * sizeof(float), 0.0, 0, c, NULL, 0};
         rc = dist_buckets_create(w, g, n, &cfg, &b[c], &err);
     }
     double *t = rc == 0 ? calloc((size_t)NMODES * (size_t)iters, sizeof *t) : NULL;
