@@ -151,8 +151,8 @@ static int bench_idle(dist_world *w, int argc, char **argv)
 
 static int bench_step(dist_world *w, int argc, char **argv)
 {
-    train_bench_step_config c = {NULL, 64, 20, 3, DIST_ALLREDUCE_HIER, 0, 0};
-    const char *backend = "hier";
+    train_bench_step_config c = {NULL, 64, 20, 3, DIST_ALLREDUCE_HIER, 0, 0, 1};
+    const char *backend = "hier", *shard = "on";
     float bucket_mib = 25.0f, first_mib = 1.0f;
     int help = 0;
     cli_flag flags[] = {
@@ -163,6 +163,8 @@ static int bench_step(dist_world *w, int argc, char **argv)
         {"--allreduce", "ring|mpi|hier", CLI_STRING, &backend, "all-reduce backend", 0, 0},
         {"--bucket-mib", "X", CLI_POS_FLOAT, &bucket_mib, "bucket size", 0, 0},
         {"--first-bucket-mib", "X", CLI_POS_FLOAT, &first_mib, "first bucket size", 0, 0},
+        {"--shard-optimizer", "on|off", CLI_STRING, &shard,
+         "hier: each rank of a node updates a slice of the parameters, as train does", 0, 0},
         {"--help", NULL, CLI_FLAG, &help, "show this help", 0, 0},
         {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
@@ -173,6 +175,11 @@ static int bench_step(dist_world *w, int argc, char **argv)
         return finish(w, 0);
     if (rc < 0 || dist_allreduce_kind_parse(backend, &c.kind, &err) != 0)
         return usage_error(w, &err);
+    if (strcmp(shard, "on") != 0 && strcmp(shard, "off") != 0) {
+        core_error_set(&err, "--shard-optimizer expects on or off, got '%s'", shard);
+        return usage_error(w, &err);
+    }
+    c.shard_optim = strcmp(shard, "on") == 0;
     c.bucket_bytes = (size_t)((double)bucket_mib * (1 << 20));
     c.first_bucket_bytes = (size_t)((double)first_mib * (1 << 20));
     rc = train_bench_step(w, &c, &err);

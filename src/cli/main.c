@@ -31,6 +31,7 @@ typedef struct train_args {
     float bucket_mib, first_bucket_mib, comm_timeout;
     int no_overlap;
     const char *overlap;
+    const char *shard;
     int help;
     const char *device, *precision;
 } train_args;
@@ -82,6 +83,7 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     a.optimizer = optim_kind_name(a.cfg.optim.kind);
     a.allreduce = dist_allreduce_kind_name(a.cfg.allreduce);
     a.overlap = "auto";
+    a.shard = "on";
     a.lr = a.cfg.optim.lr;
     a.momentum = optim_config_default(OPTIM_SGD).momentum;
     a.weight_decay = 0.0f;
@@ -133,6 +135,10 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          "one CPU or a GPU)",
          0, 0},
         {"--no-overlap", NULL, CLI_FLAG, &a.no_overlap, "same as --overlap off", 0, 0},
+        {"--shard-optimizer", "on|off", CLI_STRING, &a.shard,
+         "hier, CPU: each rank of a node updates a slice of the parameters and takes the "
+         "others' from shared memory (same results)",
+         0, 0},
         {"--accumulate", "N", CLI_POS_INT, &a.cfg.accumulate,
          "compute each local batch in N micro-batches, reduce once", 0, 0},
         {"--comm-timeout", "S", CLI_POS_FLOAT, &a.comm_timeout,
@@ -182,6 +188,12 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         a.cfg.overlap = strcmp(a.overlap, "on") == 0;
     else {
         core_error_set(&err, "--overlap expects auto, on or off, got '%s'", a.overlap);
+        goto bad_usage;
+    }
+    if (strcmp(a.shard, "on") == 0 || strcmp(a.shard, "off") == 0)
+        a.cfg.shard_optim = strcmp(a.shard, "on") == 0;
+    else {
+        core_error_set(&err, "--shard-optimizer expects on or off, got '%s'", a.shard);
         goto bad_usage;
     }
     a.cfg.bucket_bytes = (size_t)((double)a.bucket_mib * (1 << 20));

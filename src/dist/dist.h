@@ -65,6 +65,21 @@ void dist_shared_free(dist_world *w, float *p);
 int dist_shared_fits(dist_world *w, size_t n, char *why, size_t len);
 /* 1 when [p, p+n) lies inside this rank's copy of a shared buffer. */
 int dist_shared_contains(const dist_world *w, const float *p, size_t n);
+
+/* The sharded optimizer step. A node's ranks split n floats into one slice
+ * each, by local rank (whole cache lines, in order; the last ones may be
+ * empty): dist_shard_slice gives this rank's [*a, *b). Each rank updates its
+ * slice of a shared buffer (the parameters), then dist_shared_allgather
+ * copies the other ranks' slices from their copies into this rank's, so that
+ * every copy is whole again. Collective over the node, same order on every
+ * rank; watched like a bucket (the waits name the rank not yet there). It
+ * returns when every local rank has finished copying, so the caller may
+ * write its slice again at once. dist_shard_gather makes a private buffer (the optimizer state)
+ * whole on every local rank from each rank's slice, through MPI; it is meant
+ * for checkpoints, not for every step. */
+void dist_shard_slice(const dist_world *w, size_t n, size_t *a, size_t *b);
+int dist_shared_allgather(dist_world *w, float *buf, size_t n, core_error *err);
+int dist_shard_gather(dist_world *w, float *buf, size_t n, core_error *err);
 /* Ring segment size in bytes (default 256 KiB); every rank must set the same. */
 int dist_world_set_ring_segment(dist_world *w, size_t bytes, core_error *err);
 size_t dist_world_ring_segment(const dist_world *w);

@@ -72,6 +72,8 @@ enum {
     HIER_COPIED,
     HIER_BAD,
     HIER_AGREE,
+    HIER_GATHER,
+    HIER_GATHERED,
     HIER_TICKET,
     HIER_DONE,
     HIER_NFLAGS
@@ -114,6 +116,7 @@ struct dist_hier {
     hier_buf shared[DIST_HIER_SHARED_MAX];
     uint64_t zcalls;  /* shared-path calls so far; the same on every local rank */
     uint64_t agrees;  /* dist_hier_agree_max calls so far; the same on every rank */
+    uint64_t gathers; /* dist_shared_allgather calls so far; the same on every local rank */
     uint64_t zticket; /* first ticket of the next shared-path call */
 };
 
@@ -509,6 +512,84 @@ int dist_hier_agree_max(dist_world *w, int32_t *v, int n)
     return 1;
 }
 
+/* ---- The sharded optimizer step: slices by local rank ---- */
+
+static void shard_of(size_t n, int L, int q, size_t *a, size_t *b)
+{
+    size_t per = (n + (size_t)L - 1) / (size_t)L;
+    per = (per + 15) & ~(size_t)15; /* whole 64-byte lines */
+    size_t lo = (size_t)q * per;
+    *a = lo < n ? lo : n;
+    *b = lo + per < n ? lo + per : n;
+}
+
+void dist_shard_slice(const dist_world *w, size_t n, size_t *a, size_t *b)
+{
+    const struct dist_hier *h = w->hier;
+    shard_of(n, h ? h->lsize : 1, h ? h->lrank : 0, a, b);
+}
+
+int dist_shared_allgather(dist_world *w, float *buf, size_t n, core_error *err)
+{
+    struct dist_hier *h = w->hier;
+    if (!h)
+        return core_error_set(err, "dist/hier: not initialized (rank %d)", w->rank);
+    if (h->lsize == 1 || n == 0)
+        return 0;
+    size_t off;
+    const hier_buf *sb = find_shared(h, buf, n, &off);
+    if (!sb)
+        return core_error_set(err,
+                              "dist: the sharded step's all-gather needs a buffer from "
+                              "dist_shared_alloc (rank %d)",
+                              w->rank);
+    uint64_t c = ++h->gathers;
+    char what[96];
+    snprintf(what, sizeof what, "the parameter all-gather %llu of the sharded optimizer step",
+             (unsigned long long)c);
+    int outer = dist_watch_active();
+    if (!outer)
+        dist_watch_begin(what, w->timeout_s);
+    publish(h, HIER_GATHER, c);
+    for (int q = 0; q < h->lsize; q++) {
+        if (q == h->lrank)
+            continue;
+        size_t a, b;
+        shard_of(n, h->lsize, q, &a, &b);
+        if (a < b) {
+            wait_one(w, h, q, HIER_GATHER, c);
+            memcpy(buf + a, sb->base[q] + off + a, (b - a) * sizeof(float));
+        }
+    }
+    /* Nobody reads this rank's copy once this returns: the caller may write
+     * its slice again at once. */
+    publish(h, HIER_GATHERED, c);
+    wait_all(w, h, HIER_GATHERED, c);
+    if (!outer)
+        dist_watch_end();
+    return 0;
+}
+
+int dist_shard_gather(dist_world *w, float *buf, size_t n, core_error *err)
+{
+    struct dist_hier *h = w->hier;
+    if (!h)
+        return core_error_set(err, "dist/hier: not initialized (rank %d)", w->rank);
+    /* One broadcast per slice from its owner, in pieces that fit an int. */
+    const size_t piece = (size_t)1 << 28;
+    for (int q = 0; q < h->lsize; q++) {
+        size_t a, b;
+        shard_of(n, h->lsize, q, &a, &b);
+        for (size_t o = a; o < b; o += piece) {
+            int cnt = (int)(b - o < piece ? b - o : piece);
+            int rc = MPI_Bcast(buf + o, cnt, MPI_FLOAT, q, h->node);
+            if (rc != MPI_SUCCESS)
+                return dist_mpi_error(w, err, rc, "dist: gathering the sharded optimizer state");
+        }
+    }
+    return 0;
+}
+
 /* Open MPI backs shared windows with a file in this directory (its osc/sm
  * component's backing_directory parameter, /dev/shm by default). */
 static const char *backing_dir(void)
@@ -627,9 +708,11 @@ float *dist_shared_alloc(dist_world *w, size_t n, core_error *err)
 void dist_shared_free(dist_world *w, float *p)
 {
     struct dist_hier *h = w ? w->hier : NULL;
-    size_t off;
-    hier_buf *b = h && p ? find_shared(h, p, 0, &off) : NULL;
-    if (!b || off != 0)
+    hier_buf *b = NULL;
+    for (int i = 0; h && p && i < DIST_HIER_SHARED_MAX && !b; i++)
+        if (h->shared[i].win != MPI_WIN_NULL && h->shared[i].base[h->lrank] == p)
+            b = &h->shared[i];
+    if (!b)
         return;
     MPI_Win_unlock_all(b->win);
     MPI_Win_free(&b->win);

@@ -36,7 +36,8 @@ struct nn_model {
 
     size_t nparams;
     float *params, *grads;
-    int grads_external; /* nn_model_use_grads: the caller owns grads */
+    int grads_external;  /* nn_model_use_grads: the caller owns grads */
+    int params_external; /* nn_model_use_params: the caller owns params */
     int ntensors;
     nn_tensor *tensors;
 
@@ -371,7 +372,8 @@ void nn_model_free(nn_model *m)
         free(m->layers[i].priv);
     free(m->layers);
     free(m->tensors);
-    e->free(m->params);
+    if (!m->params_external)
+        e->free(m->params);
     if (!m->grads_external)
         e->free(m->grads);
     e->free(m->act);
@@ -464,6 +466,22 @@ float *nn_model_params(nn_model *m)
 float *nn_model_grads(nn_model *m)
 {
     return m->grads;
+}
+
+int nn_model_use_params(nn_model *m, float *p, core_error *err)
+{
+    if (m->e->device_memory)
+        return core_error_set(err, "%s: parameters in device memory cannot move to host memory",
+                              m->source);
+    if (p == m->params)
+        return 0;
+    memcpy(p, m->params, m->nparams * sizeof(float));
+    point_params(m, p);
+    if (!m->params_external)
+        m->e->free(m->params);
+    m->params = p;
+    m->params_external = 1;
+    return 0;
 }
 
 int nn_model_use_grads(nn_model *m, float *g, core_error *err)

@@ -70,6 +70,9 @@ float *nn_model_grads(nn_model *m);
  * caller owns and frees after the model, e.g. a dist_shared_alloc buffer that
  * hier reduces without staging). Host engines only. */
 int nn_model_use_grads(nn_model *m, float *g, core_error *err);
+/* The same for the parameters (their values move along): the sharded
+ * optimizer step keeps them in a node-shared buffer. Host engines only. */
+int nn_model_use_params(nn_model *m, float *p, core_error *err);
 int nn_model_tensor_count(const nn_model *m);
 const nn_tensor *nn_model_tensor(const nn_model *m, int i);
 

@@ -156,28 +156,36 @@ static void decay(size_t n, float *restrict p, float factor)
 
 void optim_step(optim *o, float *params, const float *grads, float lr)
 {
+    optim_step_slice(o, params, grads, lr, 0, o->n);
+}
+
+void optim_step_slice(optim *o, float *params, const float *grads, float lr, size_t a, size_t b)
+{
     const optim_config *c = &o->cfg;
     o->step++;
-    if (c->kind == OPTIM_ADAM && c->decoupled) {
-        /* torch.optim.AdamW: p *= 1 - lr wd, then Adam without L2 */
-        double bc1 = 1.0 - pow((double)c->beta1, (double)o->step);
-        double bc2 = 1.0 - pow((double)c->beta2, (double)o->step);
-        decay(o->n, params, 1.0f - lr * c->weight_decay);
-        adam_update(o->n, params, grads, o->m, o->v, (float)((double)lr / bc1), (float)sqrt(bc2),
-                    c->beta1, c->beta2, c->eps, 0.0f);
+    if (b > o->n)
+        b = o->n;
+    if (a >= b)
         return;
-    }
+    size_t n = b - a;
+    float *p = params + a, *m = o->m + a, *v = o->v ? o->v + a : NULL;
+    const float *g = grads + a;
     if (c->kind == OPTIM_ADAM) {
         double bc1 = 1.0 - pow((double)c->beta1, (double)o->step);
         double bc2 = 1.0 - pow((double)c->beta2, (double)o->step);
-        adam_update(o->n, params, grads, o->m, o->v, (float)((double)lr / bc1), (float)sqrt(bc2),
-                    c->beta1, c->beta2, c->eps, c->weight_decay);
+        float wd = c->weight_decay;
+        if (c->decoupled) { /* torch.optim.AdamW: p *= 1 - lr wd, then Adam without L2 */
+            decay(n, p, 1.0f - lr * c->weight_decay);
+            wd = 0.0f;
+        }
+        adam_update(n, p, g, m, v, (float)((double)lr / bc1), (float)sqrt(bc2), c->beta1, c->beta2,
+                    c->eps, wd);
         return;
     }
     if (c->momentum == 0.0f)
-        sgd_plain(o->n, params, grads, lr, c->weight_decay);
+        sgd_plain(n, p, g, lr, c->weight_decay);
     else if (c->nesterov)
-        sgd_nesterov(o->n, params, grads, o->m, lr, c->momentum, c->weight_decay);
+        sgd_nesterov(n, p, g, m, lr, c->momentum, c->weight_decay);
     else
-        sgd_momentum(o->n, params, grads, o->m, lr, c->momentum, c->weight_decay);
+        sgd_momentum(n, p, g, m, lr, c->momentum, c->weight_decay);
 }

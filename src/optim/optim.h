@@ -2,8 +2,9 @@
  * optim/optim.h: optimizers acting on the flat parameter buffer.
  *
  * The trainer passes the averaged gradient (already divided by the global
- * batch). Every rank holds the same state and takes the same step, so the
- * parameters stay identical without being exchanged.
+ * batch). Every rank takes the same step, so the parameters stay identical:
+ * either each rank updates all of them, or (sharded, optim_step_slice) each
+ * rank of a node updates its slice and the node shares the slices.
  *
  * Defaults (documented in README): SGD lr 0.01 momentum 0.9;
  * Adam lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8 (PyTorch's defaults).
@@ -46,6 +47,11 @@ int optim_create(optim *o, const optim_config *cfg, size_t n, core_error *err);
 void optim_destroy(optim *o);
 /* One step: params -= update(grads). lr is the rate for this step (schedules). */
 void optim_step(optim *o, float *params, const float *grads, float lr);
+/* One step that updates only [a, b) of params and of the state: the sharded
+ * step, where each rank of a node updates its own slice. The step count
+ * advances as for a whole step; every element gets the bits optim_step
+ * would give it. Elements outside [a, b) are left as they are. */
+void optim_step_slice(optim *o, float *params, const float *grads, float lr, size_t a, size_t b);
 
 /* Number of state buffers the checkpoint must save (1 for SGD, 2 for Adam). */
 int optim_state_count(const optim *o);

@@ -11,6 +11,10 @@
  *   exposed              = dist_buckets_wait with overlap (what backward did
  *                          not hide)
  *   hidden               = 1 - exposed / communication alone
+ *
+ * "optimizer" is the scale by 1/batch and the optimizer step; when the step
+ * is sharded (hier on the CPU, as train does), this rank's slice and the
+ * all-gather of the others' slices.
  */
 #include "train/bench_step.h"
 
@@ -69,6 +73,9 @@ typedef struct bench_ctx {
     int32_t *y;
     int local;
     float scale;
+    int sharded; /* the optimizer step updates [sa, sb), then the all-gather */
+    size_t sa, sb;
+    dist_world *w;
 } bench_ctx;
 
 /* One step in the given bucket mode; t[] receives the phase durations. */
@@ -88,7 +95,13 @@ static int timed_step(bench_ctx *b, dist_buckets *buckets, long step, double *t,
     float *g = nn_model_grads(b->m);
     for (size_t i = 0; i < n; i++)
         g[i] *= b->scale;
-    optim_step(&b->opt, nn_model_params(b->m), g, b->opt.cfg.lr);
+    if (!b->sharded)
+        optim_step(&b->opt, nn_model_params(b->m), g, b->opt.cfg.lr);
+    else {
+        optim_step_slice(&b->opt, nn_model_params(b->m), g, b->opt.cfg.lr, b->sa, b->sb);
+        if (dist_shared_allgather(b->w, nn_model_params(b->m), n, err) != 0)
+            return -1;
+    }
     double t4 = core_now();
     t[PH_FWD] = t1 - t0;
     t[PH_BWD] = t2 - t1;
@@ -194,13 +207,19 @@ int train_bench_step(dist_world *w, const train_bench_step_config *cfg, core_err
         }
     }
     if (rc == 0) {
+        b.w = w;
+        int sh = train_shard_params(w, b.m, cfg->shard_optim, &b.sa, &b.sb, err);
+        rc = sh < 0 ? -1 : 0;
+        b.sharded = sh > 0;
+    }
+    if (rc == 0) {
         size_t n = nn_model_param_count(b.m);
         char hb[32];
         core_log_info("bench step: %s, %zu parameters (%s of gradients), %d rank(s), global "
-                      "batch %d (%d per rank), all-reduce %s in %d bucket(s)",
+                      "batch %d (%d per rank), all-reduce %s in %d bucket(s), optimizer step %s",
                       cfg->model_path, n, core_format_bytes((double)n * 4.0, hb, sizeof hb), size,
                       cfg->batch, b.local, dist_allreduce_kind_name(cfg->kind),
-                      dist_buckets_count(modes[0]));
+                      dist_buckets_count(modes[0]), b.sharded ? "sharded" : "whole");
         rc = bench_run(w, cfg, &b, modes, err);
     }
     dist_buckets_free(modes[0]);

@@ -20,6 +20,7 @@ typedef struct train_bench_step_config {
     int warmup; /* untimed steps per mode */
     dist_allreduce_kind kind;
     size_t bucket_bytes, first_bucket_bytes; /* 0: defaults */
+    int shard_optim;                         /* as train_config.shard_optim */
 } train_bench_step_config;
 
 int train_bench_step(dist_world *w, const train_bench_step_config *cfg, core_error *err);

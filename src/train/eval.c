@@ -179,3 +179,38 @@ int train_buckets_create(dist_world *w, nn_model *m, dist_bucket_config cfg, dis
     core_free(pts);
     return pts ? rc : -1;
 }
+
+int train_shard_params(dist_world *w, nn_model *m, int want, size_t *a, size_t *b, core_error *err)
+{
+    size_t n = nn_model_param_count(m);
+    *a = 0;
+    *b = n;
+    /* The same answer on every rank: the gradients are shared everywhere or
+     * nowhere (train_buckets_create decided collectively). */
+    if (!want || nn_model_engine(m)->device_memory || dist_size(w) == 1 ||
+        !dist_shared_contains(w, nn_model_grads(m), n))
+        return 0;
+    char why[256];
+    if (!dist_shared_fits(w, n, why, sizeof why)) {
+        if (dist_rank(w) == 0)
+            core_log_warn("sharded optimizer step: %s; every rank updates all parameters "
+                          "instead",
+                          why);
+        return 0;
+    }
+    float *p = dist_shared_alloc(w, n, err);
+    int failed = !p || nn_model_use_params(m, p, err) != 0;
+    if (train_agree(w, failed, err) != 0)
+        return -1;
+    dist_shard_slice(w, n, a, b);
+    return 1;
+}
+
+int train_optim_gather(dist_world *w, optim *o, int sharded, core_error *err)
+{
+    if (!sharded)
+        return 0;
+    if (dist_shard_gather(w, o->m, o->n, err) != 0)
+        return -1;
+    return o->v ? dist_shard_gather(w, o->v, o->n, err) : 0;
+}

@@ -17,6 +17,7 @@
 #include "data/data.h"
 #include "dist/dist.h"
 #include "nn/model.h"
+#include "optim/optim.h"
 
 typedef struct train_eval {
     int classes;
@@ -57,6 +58,19 @@ int train_agree(dist_world *w, int failed, core_error *err);
 /* Collective: every rank's err becomes rank `first`'s message ("rank r: ..."
  * when there are several ranks); returns -1. */
 int train_report_rank(dist_world *w, int first, core_error *err);
+
+/* The sharded optimizer step (docs/COMMUNICATION.md, "The sharded optimizer
+ * step"): with hier's node-shared gradients on a host engine, the
+ * parameters move into a node-shared buffer too, and each rank of a node
+ * updates only its slice [*a, *b) of them, then takes the others' slices.
+ * Collective. Returns 1 when sharded, 0 when not (want = 0, a GPU engine,
+ * private gradients, or no room in /dev/shm: one warning line), -1 on error
+ * (agreed on every rank). *a, *b: this rank's slice ([0, n) if not). */
+int train_shard_params(dist_world *w, nn_model *m, int want, size_t *a, size_t *b, core_error *err);
+/* After a sharded step each rank holds the optimizer state of its slice
+ * only: this makes it whole on every rank, before a checkpoint is written.
+ * Collective; a no-op when not sharded. */
+int train_optim_gather(dist_world *w, optim *o, int sharded, core_error *err);
 
 /* Collective: dist_buckets_create over the model's gradient buffer, with
  * buckets ending on the model's layer boundaries (cfg->ready_points). */

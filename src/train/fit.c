@@ -48,11 +48,13 @@ typedef struct fit_ctx {
     train_wf *wf;
     train_resize resize;
     dist_buckets *buckets; /* the gradient buffer's all-reduce buckets */
-    int micro_batch;       /* samples per forward/backward (local batch / --accumulate) */
-    long skipped_steps;    /* steps skipped for non-finite values */
-    long test_nan_step;    /* test-only: RINGTRAIN_TEST_NAN_RANK/_STEP poison this step's loss */
-    train_device dev;      /* --device cuda: device optimizer state (train/device.h) */
-    int stepped;           /* this run has begun a step */
+    int sharded;           /* sharded optimizer step: this rank updates [shard_a, shard_b) */
+    size_t shard_a, shard_b;
+    int micro_batch;    /* samples per forward/backward (local batch / --accumulate) */
+    long skipped_steps; /* steps skipped for non-finite values */
+    long test_nan_step; /* test-only: RINGTRAIN_TEST_NAN_RANK/_STEP poison this step's loss */
+    train_device dev;   /* --device cuda: device optimizer state (train/device.h) */
+    int stepped;        /* this run has begun a step */
 } fit_ctx;
 
 /* The trainer's RNG stream of a rank (dropout masks of sequence layers). */
@@ -329,7 +331,8 @@ static int setup_workflow(fit_ctx *c, core_error *err)
                         cfg->seed,
                         cfg->resume != NULL,
                         cfg->loader_mem_cap,
-                        c->test_ld};
+                        c->test_ld,
+                        c->sharded};
     return train_wf_create(&c->wf, &s, err);
 }
 
@@ -380,7 +383,18 @@ static int setup_comm(fit_ctx *c, core_error *err)
                         err) != 0)
             return -1;
     }
-    return train_buckets_create(c->w, c->model, bc, &c->buckets, err);
+    if (train_buckets_create(c->w, c->model, bc, &c->buckets, err) != 0)
+        return -1;
+    int sh = train_shard_params(c->w, c->model, cfg->shard_optim, &c->shard_a, &c->shard_b, err);
+    if (sh < 0)
+        return -1;
+    c->sharded = sh;
+    if (sh && c->rank == 0)
+        core_log_info("optimizer step sharded over the %d rank(s) of each node (rank 0 updates "
+                      "parameters %zu..%zu of %zu)",
+                      dist_local_size(c->w), c->shard_a, c->shard_b,
+                      nn_model_param_count(c->model));
+    return 0;
 }
 
 /* Test-only hook: RINGTRAIN_TEST_NAN_RANK=r RINGTRAIN_TEST_NAN_STEP=s make
@@ -549,8 +563,17 @@ static int step_once(fit_ctx *c, const data_batch *b, int failed, nn_stats *stat
     for (size_t i = 0; i < n; i++)
         grads[i] *= scale;
     float lr = train_wf_update_grads(c->wf, grads, n);
-    optim_step(&c->opt, nn_model_params(c->model), grads, lr);
+    if (!c->sharded) {
+        optim_step(&c->opt, nn_model_params(c->model), grads, lr);
+        train_wf_after_update(c->wf);
+        return 0;
+    }
+    /* Sharded: this rank's slice, frozen tensors put back, then the other
+     * ranks' slices (each owner has put its frozen values back first). */
+    optim_step_slice(&c->opt, nn_model_params(c->model), grads, lr, c->shard_a, c->shard_b);
     train_wf_after_update(c->wf);
+    if (dist_shared_allgather(c->w, nn_model_params(c->model), n, &comm_err) != 0)
+        return core_error_set(err, "%s", comm_err.msg);
     return 0;
 }
 
@@ -559,6 +582,8 @@ static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
     if (!c->cfg->ckpt_dir)
         return 0;
     train_device_pull(&c->dev, c->model, &c->opt);
+    if (train_optim_gather(c->w, &c->opt, c->sharded, err) != 0)
+        return -1;
     int failed = 0;
     if (c->rank == 0) {
         failed =
@@ -674,6 +699,7 @@ void train_config_defaults(train_config *cfg)
     cfg->log_every = 100;
     cfg->accumulate = 1;
     cfg->overlap = TRAIN_OVERLAP_AUTO;
+    cfg->shard_optim = 1;
     cfg->comm_timeout = DIST_COMM_TIMEOUT_DEFAULT;
     cfg->nonfinite = DIST_NONFINITE_SKIP;
     train_wf_config_defaults(&cfg->wf);

@@ -5,13 +5,11 @@
 #include "train/workflow.h"
 
 #include <errno.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/stat.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -364,6 +362,8 @@ static int write_best(train_wf *wf, core_error *err)
 {
     if (!wf->s.ckpt_dir)
         return 0;
+    if (train_optim_gather(wf->s.w, wf->s.opt, wf->s.sharded, err) != 0)
+        return -1;
     int failed = 0;
     if (wf->rank == 0) {
         char dir[1024], path[1024], old[1024];

@@ -70,6 +70,7 @@ typedef struct train_wf_setup {
     int resumed;
     size_t loader_mem_cap;
     data_loader *test_ld; /* may be NULL */
+    int sharded;          /* the optimizer step is sharded: gather its state before saving */
 } train_wf_setup;
 
 void train_wf_config_defaults(train_wf_config *wc);

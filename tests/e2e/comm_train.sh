@@ -3,6 +3,7 @@
 #   - overlap on and off give bitwise-identical parameters, for ring and hier
 #     (one node, and "nodes" of 2 ranks), and hier's two groupings agree bit
 #     for bit (3 ranks: both sum (a0 + a1) + a2);
+#   - the sharded optimizer step gives the same checkpoint as the whole step;
 #   - --accumulate 4 gives the same training loss to 3 decimals;
 #   - a different model or global batch on one rank stops every rank with a
 #     message naming that rank (no deadlock, no wrong result);
@@ -36,6 +37,18 @@ done
 # With 3 ranks both groupings sum (a0 + a1) + a2: the same bits.
 h5diff -q "$work/hier2-on/ckpt-000000020.h5" "$work/hier-on/ckpt-000000020.h5" /params /params ||
   fail "hier with nodes of 2 and on one node give different parameters"
+# The sharded optimizer step (hier's default on the CPU: each of the 3 ranks
+# updates a third of the parameters) against every rank updating all: the
+# whole checkpoint is identical, parameters and the optimizer state that
+# the ranks gather before rank 0 writes it.
+grep -q "optimizer step sharded over the 3 rank(s) of each node" "$work/hier-on.log" ||
+  fail "hier did not shard the optimizer step: $(grep -i shard "$work/hier-on.log")"
+rt_mpirun 3 train "${args[@]}" --allreduce hier --bucket-mib 0.25 --first-bucket-mib 0.01 \
+  --overlap on --shard-optimizer off --checkpoint-dir "$work/noshard" >"$work/noshard.log"
+! grep -q "optimizer step sharded" "$work/noshard.log" || fail "--shard-optimizer off still sharded"
+h5diff -q "$work/hier-on/ckpt-000000020.h5" "$work/noshard/ckpt-000000020.h5" ||
+  fail "the sharded optimizer step gives a different checkpoint than the whole step"
+echo "ok: sharded optimizer step bitwise identical to the whole step (parameters and optimizer state)"
 # --overlap auto (the default): off for a rank bound to one CPU, on with more
 one=(train --model "$spec" --batch-size 16 --data "$TRAIN_H5" --train-limit 64 --epochs 1 --log-every 0)
 taskset -c 0 "$BIN" "${one[@]}" --checkpoint-dir "$work/auto1" >"$work/auto1.log" 2>&1

@@ -10,7 +10,7 @@
  * identical); bitwise agreement of every rank with random floats; the
  * consistency and length checks; the flags exchange and the non-finite
  * policy with a NaN injected on one rank; node-shared buffers (hier without
- * staging) the same way.
+ * staging) the same way; the sharded optimizer step's slices and gathers.
  */
 #include "test_support.h"
 
@@ -460,6 +460,61 @@ static void test_nonfinite_policy(void **state)
     core_free(p);
 }
 
+/* The sharded optimizer step's pieces: the slices of a node's ranks cover
+ * [0, n) once, in whole cache lines; the all-gather over a shared buffer
+ * makes every copy whole (twice in a row, so the call counters are used);
+ * the state gather does the same for private memory; a private buffer is
+ * refused by the all-gather with a message. */
+static void test_shard(void **state)
+{
+    core_error err;
+    const size_t sizes[] = {0, 1, 17, 1000, 65537};
+    /* hier's nodes: by shared memory, or the test-only grouping */
+    const char *k_env = getenv("RINGTRAIN_TEST_NODE_SIZE");
+    int ns = k_env ? atoi(k_env) : 0;
+    int first = ns > 0 ? rank / ns * ns : 0;
+    int group = ns > 0 ? (size - first < ns ? size - first : ns) : dist_local_size(world);
+    double nodes = ns > 0 ? (double)((size + ns - 1) / ns) : 0.0;
+    if (ns <= 0) {
+        nodes = dist_local_rank(world) == 0;
+        assert_int_equal(dist_sum_f64(world, &nodes, 1, &err), 0);
+    }
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k], a, b;
+        dist_shard_slice(world, n, &a, &b);
+        assert_true(a <= b && b <= n);
+        assert_true(a == b || a % 16 == 0);
+        double covered[2] = {(double)(b - a), (double)(b - a) * (double)(a + b)};
+        assert_int_equal(dist_sum_f64(world, covered, 2, &err), 0);
+        /* per node: lengths sum to n, and sum(len * (a + b)) = n^2 only when
+         * the slices tile [0, n) without overlap */
+        assert_true(covered[0] == nodes * (double)n);
+        assert_true(covered[1] == nodes * (double)n * (double)n);
+        float *s = dist_shared_alloc(world, n, &err);
+        assert_non_null(s);
+        float *priv = alloc_floats(n);
+        for (int round = 0; round < 2; round++) {
+            for (size_t i = 0; i < n; i++)
+                s[i] = priv[i] = (float)-1 - (float)rank;
+            for (size_t i = a; i < b; i++)
+                s[i] = priv[i] = value(i, 1000 + round);
+            assert_int_equal(dist_shared_allgather(world, s, n, &err), 0);
+            assert_int_equal(dist_shard_gather(world, priv, n, &err), 0);
+            for (size_t i = 0; i < n; i++)
+                if (s[i] != value(i, 1000 + round) || priv[i] != value(i, 1000 + round))
+                    fail_msg("rank %d n=%zu round %d: element %zu is %g / %g, want %g", rank, n,
+                             round, i, (double)s[i], (double)priv[i],
+                             (double)value(i, 1000 + round));
+        }
+        if (n > 0 && group > 1) {
+            assert_int_equal(dist_shared_allgather(world, priv, n, &err), -1);
+            assert_non_null(strstr(err.msg, "dist_shared_alloc"));
+        }
+        core_free(priv);
+        dist_shared_free(world, s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -472,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_length_mismatch),
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_nonfinite_policy),
+        cmocka_unit_test(test_shard),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -189,6 +189,78 @@ static void test_adam_first_step_is_lr_sign(void **state)
     optim_destroy(&o);
 }
 
+/* The sharded step: ranks that each update one slice (optim_step_slice),
+ * with the slices then put together, give bit for bit what one whole step
+ * gives, for every optimizer, over several steps. Slice bounds are odd, so
+ * vector loops start and end mid-vector; an empty slice only advances the
+ * step count. Elements outside a slice are left as they were. */
+static void check_slices(const optim_config *cfg)
+{
+    core_error err = {{0}};
+    const size_t cut[] = {0, 333, 334, 334, 701, N};
+    enum { NS = 5 };
+    optim whole, part[NS];
+    assert_int_equal(optim_create(&whole, cfg, N, &err), 0);
+    float *pw = malloc(N * sizeof *pw), *g = malloc(N * sizeof *g);
+    float *pp[NS];
+    assert_non_null(pw);
+    assert_non_null(g);
+    test_fill_uniform(pw, N, 3, -1.0f, 1.0f);
+    for (int k = 0; k < NS; k++) {
+        assert_int_equal(optim_create(&part[k], cfg, N, &err), 0);
+        pp[k] = malloc(N * sizeof(float));
+        assert_non_null(pp[k]);
+        memcpy(pp[k], pw, N * sizeof(float));
+    }
+    for (int s = 0; s < STEPS; s++) {
+        test_fill_uniform(g, N, 200 + (uint64_t)s, -2.0f, 2.0f);
+        optim_step(&whole, pw, g, lr_at(s));
+        for (int k = 0; k < NS; k++) {
+            float last = pp[k][N - 1];
+            optim_step_slice(&part[k], pp[k], g, lr_at(s), cut[k], cut[k + 1]);
+            if (cut[k + 1] < N) /* outside the slice: untouched */
+                assert_memory_equal(&pp[k][N - 1], &last, sizeof last);
+            assert_int_equal(part[k].step, whole.step);
+        }
+        /* what the all-gather does: every slice from its owner */
+        for (int k = 0; k < NS; k++)
+            for (int j = 0; j < NS; j++)
+                if (j != k)
+                    memcpy(pp[k] + cut[j], pp[j] + cut[j], (cut[j + 1] - cut[j]) * sizeof(float));
+        for (int k = 0; k < NS; k++)
+            assert_memory_equal(pp[k], pw, N * sizeof(float));
+    }
+    for (int k = 0; k < NS; k++) {
+        size_t a = cut[k], len = cut[k + 1] - cut[k];
+        assert_memory_equal(part[k].m + a, whole.m + a, len * sizeof(float));
+        if (whole.v)
+            assert_memory_equal(part[k].v + a, whole.v + a, len * sizeof(float));
+        optim_destroy(&part[k]);
+        free(pp[k]);
+    }
+    optim_destroy(&whole);
+    free(g);
+    free(pw);
+}
+
+static void test_sliced_step_equals_whole(void **state)
+{
+    optim_config c = optim_config_default(OPTIM_SGD);
+    c.momentum = 0.0f;
+    check_slices(&c);
+    c = optim_config_default(OPTIM_SGD);
+    c.weight_decay = 0.01f;
+    check_slices(&c);
+    c.nesterov = 1;
+    check_slices(&c);
+    c = optim_config_default(OPTIM_ADAM);
+    check_slices(&c);
+    c.weight_decay = 0.05f;
+    check_slices(&c);
+    c.decoupled = 1;
+    check_slices(&c);
+}
+
 static void test_defaults(void **state)
 {
     optim_config s = optim_config_default(OPTIM_SGD);
@@ -248,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_adam_defaults),
         cmocka_unit_test(test_adam_weight_decay_and_betas),
         cmocka_unit_test(test_adam_first_step_is_lr_sign),
+        cmocka_unit_test(test_sliced_step_equals_whole),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_kind_parse_and_state_count),
     };
