@@ -14,7 +14,11 @@
 #      to one core (mpirun's default for up to 2 ranks), so --overlap auto runs
 #      without the comm thread. Each pair also runs two independent 1-rank jobs
 #      at once, one per core: what the two cores give without any
-#      communication, the hardware's own ceiling for the 2-rank rate.
+#      communication, the hardware's own ceiling for the 2-rank rate;
+#   3b. `ringtrain bench scaling`, the same comparison inside one job: rounds
+#      of 2 ranks together and each rank alone (the other asleep), a few
+#      hundred ms apart, so that the VM's slow minutes hit both sides; ratios
+#      to the sum of the two cores' 1-rank rates and to the slower core's.
 # Usage: bench/comm.sh [BUILD_DIR] [REPEATS]   (not a test; prints a report)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -75,4 +79,7 @@ mb=$(med "${both[@]}")
 echo "per pair (2 ranks / (2 x 1 rank), runs back to back): ${pair[*]}"
 echo "two independent 1-rank jobs at once / (2 x 1 rank), same pairs: ${both[*]} (median $mb)"
 awk -v a="$m1" -v b="$m2" -v p="$mp" 'BEGIN { printf "2-rank throughput = %.2f x (2 x 1-rank) (medians); median of the pairs %.2f\n", b / (2 * a), p }'
+echo "== 3b. scaling inside one job (bench scaling), 32 per rank, synthetic data"
+"${mpi[@]}" -np 2 "$bin" bench scaling --model "$here/models/fashion_cnn.spec" --batch-per-rank 32 \
+  --rounds 15 --steps 20
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -149,6 +149,18 @@ static int bench_idle(dist_world *w, int argc, char **argv)
     return finish(w, rc == 0 ? 0 : cli_run_error(dist_rank(w) == 0, &err));
 }
 
+/* --allreduce and --shard-optimizer of bench step and bench scaling. */
+static int backend_and_shard(const char *backend, const char *shard, dist_allreduce_kind *kind,
+                             int *shard_on, core_error *err)
+{
+    if (dist_allreduce_kind_parse(backend, kind, err) != 0)
+        return -1;
+    if (strcmp(shard, "on") != 0 && strcmp(shard, "off") != 0)
+        return core_error_set(err, "--shard-optimizer expects on or off, got '%s'", shard);
+    *shard_on = strcmp(shard, "on") == 0;
+    return 0;
+}
+
 static int bench_step(dist_world *w, int argc, char **argv)
 {
     train_bench_step_config c = {NULL, 64, 20, 3, DIST_ALLREDUCE_HIER, 0, 0, 1};
@@ -173,21 +185,47 @@ static int bench_step(dist_world *w, int argc, char **argv)
                               dist_rank(w) == 0, &err);
     if (rc > 0)
         return finish(w, 0);
-    if (rc < 0 || dist_allreduce_kind_parse(backend, &c.kind, &err) != 0)
+    if (rc < 0 || backend_and_shard(backend, shard, &c.kind, &c.shard_optim, &err) != 0)
         return usage_error(w, &err);
-    if (strcmp(shard, "on") != 0 && strcmp(shard, "off") != 0) {
-        core_error_set(&err, "--shard-optimizer expects on or off, got '%s'", shard);
-        return usage_error(w, &err);
-    }
-    c.shard_optim = strcmp(shard, "on") == 0;
     c.bucket_bytes = (size_t)((double)bucket_mib * (1 << 20));
     c.first_bucket_bytes = (size_t)((double)first_mib * (1 << 20));
     rc = train_bench_step(w, &c, &err);
     return finish(w, rc == 0 ? 0 : cli_run_error(dist_rank(w) == 0, &err));
 }
 
+static int bench_scaling(dist_world *w, int argc, char **argv)
+{
+    train_bench_scaling_config c = {NULL, 32, 15, 20, DIST_ALLREDUCE_HIER, 1};
+    const char *backend = "hier", *shard = "on";
+    int help = 0;
+    cli_flag flags[] = {
+        {"--model", "FILE", CLI_STRING, &c.model_path, "model spec", 1, 0},
+        {"--batch-per-rank", "N", CLI_POS_INT, &c.local_batch, "samples per rank in both phases", 0,
+         0},
+        {"--rounds", "N", CLI_POS_INT, &c.rounds, "rounds (each: one phase alone, one together)", 0,
+         0},
+        {"--steps", "N", CLI_POS_INT, &c.steps, "steps per phase", 0, 0},
+        {"--allreduce", "ring|mpi|hier", CLI_STRING, &backend, "all-reduce backend", 0, 0},
+        {"--shard-optimizer", "on|off", CLI_STRING, &shard,
+         "hier: each rank of a node updates a slice of the parameters, as train does", 0, 0},
+        {"--help", NULL, CLI_FLAG, &help, "show this help", 0, 0},
+        {NULL, NULL, 0, NULL, NULL, 0, 0},
+    };
+    core_error err = {{0}};
+    int rc = cli_args_command(flags, argc, argv, 3, "bench scaling --model FILE [flags]",
+                              dist_rank(w) == 0, &err);
+    if (rc > 0)
+        return finish(w, 0);
+    if (rc < 0 || backend_and_shard(backend, shard, &c.kind, &c.shard_optim, &err) != 0)
+        return usage_error(w, &err);
+    rc = train_bench_scaling(w, &c, &err);
+    return finish(w, rc == 0 ? 0 : cli_run_error(dist_rank(w) == 0, &err));
+}
+
 int cli_bench_main(dist_world *w, int argc, char **argv)
 {
+    if (argc >= 3 && strcmp(argv[2], "scaling") == 0)
+        return bench_scaling(w, argc, argv);
     if (argc >= 3 && strcmp(argv[2], "step") == 0)
         return bench_step(w, argc, argv);
     if (argc >= 3 && strcmp(argv[2], "allreduce") == 0)
@@ -198,6 +236,8 @@ int cli_bench_main(dist_world *w, int argc, char **argv)
         fprintf(stderr, "usage: ringtrain bench allreduce [--sizes LIST] [--iters N] "
                         "[--backends ring,mpi,hier] [--segment BYTES]\n"
                         "       ringtrain bench idle [--backend NAME] [--trials N]\n"
-                        "       ringtrain bench step --model FILE [--batch-size N] [--steps N]\n");
+                        "       ringtrain bench step --model FILE [--batch-size N] [--steps N]\n"
+                        "       ringtrain bench scaling --model FILE [--batch-per-rank N] "
+                        "[--rounds N] [--steps N]\n");
     return finish(w, CLI_EXIT_USAGE);
 }

@@ -122,6 +122,9 @@ int dist_sum_f64(dist_world *w, double *v, int n, core_error *err);
 int dist_max_i32(dist_world *w, int32_t *v, int n, core_error *err);
 int dist_broadcast(dist_world *w, void *buf, size_t bytes, int root, core_error *err);
 int dist_barrier(dist_world *w, core_error *err);
+/* A barrier that sleeps while it waits (MPI_Barrier spins): for a rank that
+ * must stay off its core while others work (bench scaling's idle ranks). */
+int dist_barrier_idle(dist_world *w, core_error *err);
 
 /* Collective agreement on failure: every rank passes whether it failed.
  * Returns the lowest failed rank, or -1 when all succeeded. */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "core/mem.h"
@@ -312,6 +313,18 @@ int dist_barrier(dist_world *w, core_error *err)
     if (rc != MPI_SUCCESS)
         return dist_mpi_error(w, err, rc, "dist: barrier");
     return 0;
+}
+
+int dist_barrier_idle(dist_world *w, core_error *err)
+{
+    MPI_Request req;
+    int rc = MPI_Ibarrier(w->ctl, &req);
+    for (int done = 0; rc == MPI_SUCCESS && !done;) {
+        rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (rc == MPI_SUCCESS && !done)
+            nanosleep(&(struct timespec){0, 100000}, NULL);
+    }
+    return rc == MPI_SUCCESS ? 0 : dist_mpi_error(w, err, rc, "dist: idle barrier");
 }
 
 int dist_first_failed(dist_world *w, int failed)

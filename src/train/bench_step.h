@@ -25,4 +25,26 @@ typedef struct train_bench_step_config {
 
 int train_bench_step(dist_world *w, const train_bench_step_config *cfg, core_error *err);
 
+/* `ringtrain bench scaling`: the data-parallel scaling of training steps,
+ * with the noise of a shared machine cancelled out. In one job, every round
+ * has a phase where all ranks train together (the trainer's step: buckets,
+ * flag agreement, sharded or whole optimizer step) and, for each rank, a
+ * phase where it trains alone (what a 1-rank job's step does: no
+ * all-reduce) while the others sleep; `steps` steps of `local_batch` samples
+ * per rank each, the order rotating. The phases of a round are a second or
+ * two apart, so a slow minute of the machine hits all of them, and each
+ * core's own speed enters the 1-rank figure. Prints per round and the
+ * medians of (size-rank throughput) / (sum of the 1-rank throughputs) and
+ * of the same against the slowest core alone. Synthetic data. */
+typedef struct train_bench_scaling_config {
+    const char *model_path;
+    int local_batch; /* samples per rank, in both phases */
+    int rounds;
+    int steps; /* per phase */
+    dist_allreduce_kind kind;
+    int shard_optim;
+} train_bench_scaling_config;
+
+int train_bench_scaling(dist_world *w, const train_bench_scaling_config *cfg, core_error *err);
+
 #endif

@@ -7,7 +7,10 @@
 #     gradients summed through hier's staging slots, and the parameters
 #     bitwise those of the zero-copy run with the normal /dev/shm (both paths
 #     sum in local rank order);
-#   - `bench allreduce` falls back to private memory with one warning.
+#   - `bench allreduce` falls back to private memory with one warning;
+#   - with a 22 MiB /dev/shm the gradients fit but the sharded optimizer
+#     step's parameters do not: ONE warning line, the whole step on every
+#     rank, and the same parameters again.
 # Needs root for the mount namespace; exit 77 = skipped.
 BUILD=$1 SRC=$2
 source "$SRC/tests/support/e2e_lib.sh"
@@ -22,6 +25,10 @@ if [ "${3:-}" = inner ]; then
     fail "training with a small /dev/shm: $(cat "$work/small.log")"
   rt_mpirun 2 bench allreduce --sizes 1M,16M --iters 3 >"$work/bench.log" 2>&1 ||
     fail "bench allreduce with a small /dev/shm: $(cat "$work/bench.log")"
+  umount /dev/shm
+  mount -t tmpfs -o size=22m tmpfs /dev/shm || fail "mounting a 22 MiB /dev/shm"
+  rt_mpirun 2 "${args[@]}" --checkpoint-dir "$work/mid" >"$work/mid.log" 2>&1 ||
+    fail "training with a 22 MiB /dev/shm: $(cat "$work/mid.log")"
   exit 0
 fi
 
@@ -48,3 +55,13 @@ n=$(grep -c "warning: bench allreduce: /dev/shm has" "$work/bench.log" || true)
 [ "$(grep -cE '^ +(1.0|16.0) MiB .* yes .* yes .* yes' "$work/bench.log")" = 2 ] ||
   fail "bench allreduce rows missing or wrong: $(cat "$work/bench.log")"
 echo "ok: bench allreduce falls back to private memory with one warning"
+
+n=$(grep -c "warning: sharded optimizer step: /dev/shm has .* free; .*every rank updates all parameters instead" \
+  "$work/mid.log" || true)
+[ "$n" = 1 ] || fail "expected one warning line about the sharded step, got $n: $(cat "$work/mid.log")"
+! grep -q "staging slots" "$work/mid.log" || fail "22 MiB /dev/shm: the gradients fell back to staging"
+! grep -q "optimizer step sharded" "$work/mid.log" || fail "22 MiB /dev/shm: still sharded"
+grep -q "optimizer step sharded" "$work/normal.log" || fail "normal /dev/shm: not sharded"
+h5diff -q "$work/normal/$(cat "$work/normal/latest")" "$work/mid/$(cat "$work/mid/latest")" \
+  /params /params || fail "whole and sharded optimizer steps end with different parameters"
+echo "ok: room for the gradients only: one warning, the whole optimizer step, parameters identical"
