@@ -4,7 +4,8 @@
  * One step: the loader thread has the next local batch ready; forward and
  * backward on the local engine; the gradient buffer (one slice of memory) is
  * summed over ranks; divided by the global batch; every rank takes the same
- * optimizer step. Setup and every step end with a collective agreement on
+ * optimizer step (sharded with hier on the CPU: each rank of a node updates
+ * its slice of the parameters and copies the others'). Setup and every step end with a collective agreement on
  * failure, so an error on one rank stops all of them with its message.
  */
 #define _GNU_SOURCE
