@@ -46,7 +46,7 @@ echo "== 1c. the non-finite check of the gradients, 2 ranks, hier zero-copy"
 for kind in hier ring; do
   echo "== 2. training step anatomy, 22.6 M parameters, 2 ranks, global batch 64, $kind"
   "${mpi[@]}" -np 2 "$bin" bench step --model "$here/models/mlp_22m.spec" --batch-size 64 \
-    --steps 10 --allreduce "$kind"
+    --steps 20 --allreduce "$kind"
 done
 
 echo "== 3. scaling of the tutorial CNN, 32 images per rank, $reps alternating pairs"
