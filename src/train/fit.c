@@ -5,8 +5,9 @@
  * backward on the local engine; the gradient buffer (one slice of memory) is
  * summed over ranks; divided by the global batch; every rank takes the same
  * optimizer step (sharded with hier on the CPU: each rank of a node updates
- * its slice of the parameters and copies the others'). Setup and every step end with a collective agreement on
- * failure, so an error on one rank stops all of them with its message.
+ * its slice of the parameters and copies the others'). Setup and every step
+ * end with a collective agreement on failure, so an error on one rank stops
+ * all of them with its message.
  */
 #define _GNU_SOURCE
 #include "train/train.h"
