@@ -18,3 +18,25 @@ double core_sum_squares(const float *x, size_t n)
         ss += acc[k];
     return ss;
 }
+
+double core_scale_sum_squares(float *x, size_t n, float scale)
+{
+    enum { LANES = 8 };
+    double acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int k = 0; k < LANES; k++) {
+            float v = x[i + k] * scale;
+            x[i + k] = v;
+            acc[k] += (double)v * (double)v;
+        }
+    for (int k = 0; i < n; i++, k++) {
+        float v = x[i] * scale;
+        x[i] = v;
+        acc[k] += (double)v * (double)v;
+    }
+    double ss = 0.0;
+    for (int k = 0; k < LANES; k++)
+        ss += acc[k];
+    return ss;
+}

@@ -64,5 +64,7 @@ void optim_add_l1(float *grads, const float *params, size_t n, float l1);
 /* torch.nn.utils.clip_grad_norm_: if the global L2 norm exceeds max_norm,
  * g *= max_norm / (norm + 1e-6). Returns the norm before clipping. */
 double optim_clip_grad_norm(float *grads, size_t n, float max_norm);
+/* The clipping of optim_clip_grad_norm with the norm already known. */
+void optim_clip_to_norm(float *grads, size_t n, float max_norm, double norm);
 
 #endif

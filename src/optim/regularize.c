@@ -23,13 +23,18 @@ void optim_add_l1(float *grads, const float *params, size_t n, float l1)
 double optim_clip_grad_norm(float *grads, size_t n, float max_norm)
 {
     double norm = sqrt(core_sum_squares(grads, n));
+    optim_clip_to_norm(grads, n, max_norm, norm);
+    return norm;
+}
+
+void optim_clip_to_norm(float *grads, size_t n, float max_norm, double norm)
+{
     if (max_norm <= 0.0f)
-        return norm;
+        return;
     double coef = (double)max_norm / (norm + 1e-6);
     if (coef >= 1.0)
-        return norm;
+        return;
     float c = (float)coef;
     for (size_t i = 0; i < n; i++)
         grads[i] *= c;
-    return norm;
 }

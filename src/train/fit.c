@@ -562,9 +562,7 @@ static int step_once(fit_ctx *c, const data_batch *b, int failed, nn_stats *stat
         train_wf_after_update(c->wf);
         return 0;
     }
-    for (size_t i = 0; i < n; i++)
-        grads[i] *= scale;
-    float lr = train_wf_update_grads(c->wf, grads, n);
+    float lr = train_wf_update_grads(c->wf, grads, n, scale);
     if (!c->sharded) {
         optim_step(&c->opt, nn_model_params(c->model), grads, lr);
         train_wf_after_update(c->wf);

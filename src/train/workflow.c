@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/sum.h"
 #include "train/checkpoint.h"
 #include "train/early_stop.h"
 #include "train/eval.h"
@@ -292,10 +293,18 @@ void train_wf_before_step(train_wf *wf, long step)
     nn_model_set_seed(wf->s.model, train_wf_dropout_seed(wf->s.seed, wf->rank, step));
 }
 
-float train_wf_update_grads(train_wf *wf, float *grads, size_t n)
+float train_wf_update_grads(train_wf *wf, float *grads, size_t n, float scale)
 {
-    optim_add_l1(grads, nn_model_params(wf->s.model), n, wf->wc.l1);
-    wf->grad_norm = optim_clip_grad_norm(grads, n, wf->wc.clip_norm);
+    if (wf->wc.l1 == 0.0f) {
+        /* the division and the norm in one pass over the gradients */
+        wf->grad_norm = sqrt(core_scale_sum_squares(grads, n, scale));
+        optim_clip_to_norm(grads, n, wf->wc.clip_norm, wf->grad_norm);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            grads[i] *= scale;
+        optim_add_l1(grads, nn_model_params(wf->s.model), n, wf->wc.l1);
+        wf->grad_norm = optim_clip_grad_norm(grads, n, wf->wc.clip_norm);
+    }
     wf->lr = optim_schedule_lr(&wf->sched, wf->s.opt->step);
     return wf->lr;
 }

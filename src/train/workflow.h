@@ -90,8 +90,10 @@ void train_wf_describe(const train_wf *wf);
 
 /* Per step, in this order. */
 void train_wf_before_step(train_wf *wf, long step);
-/* After the all-reduce and the division: L1, clipping; returns the step's lr. */
-float train_wf_update_grads(train_wf *wf, float *grads, size_t n);
+/* After the all-reduce: the division (grads *= scale, 1/global batch), L1,
+ * the norm and clipping; returns the step's lr. Without L1 the division and
+ * the norm take one pass (core_scale_sum_squares), with the same bits. */
+float train_wf_update_grads(train_wf *wf, float *grads, size_t n, float scale);
 /* The GPU path's train_wf_update_grads: the engine clipped the gradients and
  * measured their norm (train/device.c); records it and returns the step's lr. */
 float train_wf_grad_norm_lr(train_wf *wf, double grad_norm);

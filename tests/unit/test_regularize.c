@@ -6,10 +6,12 @@
  * continuing the schedule.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "test_support.h"
 
+#include "core/sum.h"
 #include "optim/optim.h"
 #include "optim/schedule.h"
 
@@ -83,6 +85,41 @@ static void test_clip_global_norm(void **state)
     assert_float_equal(optim_clip_grad_norm(h, 2, 1.0f), 0.5, 1e-7);
     assert_float_equal(h[0], 0.3f, 0.0);
     assert_float_equal(h[1], 0.4f, 0.0);
+}
+
+/* The trainer's one-pass division and norm: the same bits as scaling and
+ * then core_sum_squares, for lengths around the 8 lanes and a long one; the
+ * sum agrees with a plain double loop to rounding; clipping with the known
+ * norm equals optim_clip_grad_norm. */
+static void test_scale_sum_squares(void **state)
+{
+    const size_t lens[] = {0, 1, 7, 8, 9, 17, 1037, 100003};
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        size_t n = lens[k];
+        float *a = malloc((n ? n : 1) * sizeof *a), *b = malloc((n ? n : 1) * sizeof *b);
+        assert_non_null(a);
+        assert_non_null(b);
+        test_fill_uniform(a, n, 40 + k, -3.0f, 3.0f);
+        memcpy(b, a, n * sizeof *a);
+        const float scale = 1.0f / 96.0f;
+        double fused = core_scale_sum_squares(a, n, scale);
+        double plain = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            b[i] *= scale;
+            plain += (double)b[i] * (double)b[i];
+        }
+        assert_memory_equal(a, b, n * sizeof *a);
+        double two = core_sum_squares(b, n);
+        assert_memory_equal(&fused, &two, sizeof fused);
+        assert_true(fabs(fused - plain) <= 1e-12 * (plain > 1.0 ? plain : 1.0));
+        /* clipping with that norm = optim_clip_grad_norm */
+        optim_clip_to_norm(a, n, 0.01f, sqrt(fused));
+        double norm_b = optim_clip_grad_norm(b, n, 0.01f);
+        assert_memory_equal(&norm_b, &(double){sqrt(fused)}, sizeof norm_b);
+        assert_memory_equal(a, b, n * sizeof *a);
+        free(a);
+        free(b);
+    }
 }
 
 static void test_schedule_constant_warmup(void **state)
@@ -162,6 +199,7 @@ int main(void)
         cmocka_unit_test(test_adamw_decoupled),
         cmocka_unit_test(test_l1),
         cmocka_unit_test(test_clip_global_norm),
+        cmocka_unit_test(test_scale_sum_squares),
         cmocka_unit_test(test_schedule_constant_warmup),
         cmocka_unit_test(test_schedule_step),
         cmocka_unit_test(test_schedule_cosine),
