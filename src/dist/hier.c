@@ -575,19 +575,27 @@ int dist_shard_gather(dist_world *w, float *buf, size_t n, core_error *err)
     struct dist_hier *h = w->hier;
     if (!h)
         return core_error_set(err, "dist/hier: not initialized (rank %d)", w->rank);
-    /* One broadcast per slice from its owner, in pieces that fit an int. */
+    /* One broadcast per slice from its owner, in pieces that fit an int;
+     * watched, so that a peer that never comes ends the job, named. */
     const size_t piece = (size_t)1 << 28;
-    for (int q = 0; q < h->lsize; q++) {
+    const char *what = "dist: gathering the sharded optimizer state";
+    int outer = dist_watch_active(), failed = 0;
+    if (!outer)
+        dist_watch_begin(what, w->timeout_s);
+    for (int q = 0; q < h->lsize && !failed; q++) {
         size_t a, b;
         shard_of(n, h->lsize, q, &a, &b);
-        for (size_t o = a; o < b; o += piece) {
+        for (size_t o = a; o < b && !failed; o += piece) {
             int cnt = (int)(b - o < piece ? b - o : piece);
-            int rc = MPI_Bcast(buf + o, cnt, MPI_FLOAT, q, h->node);
-            if (rc != MPI_SUCCESS)
-                return dist_mpi_error(w, err, rc, "dist: gathering the sharded optimizer state");
+            MPI_Request req;
+            int rc = MPI_Ibcast(buf + o, cnt, MPI_FLOAT, q, h->node, &req);
+            failed = rc != MPI_SUCCESS ? dist_mpi_error(w, err, rc, what) != 0
+                                       : dist_wait_req(w, &req, h->world_of[q], what, err) != 0;
         }
     }
-    return 0;
+    if (!outer)
+        dist_watch_end();
+    return failed ? -1 : 0;
 }
 
 /* Open MPI backs shared windows with a file in this directory (its osc/sm
