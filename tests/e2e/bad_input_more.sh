@@ -202,6 +202,12 @@ expect_error "--momentum applies to --optimizer sgd only" 2 -- \
     "${T[@]}" --model tiny.spec --data ok.h5 --optimizer adam --momentum 0.5
 expect_error "unknown optimizer 'rmsprop'; expected sgd, adam or adamw" 2 -- \
     "${T[@]}" --model tiny.spec --data ok.h5 --optimizer rmsprop
+expect_error "--shard-optimizer expects on or off, got 'maybe'" 2 -- \
+    "${T[@]}" --model tiny.spec --data ok.h5 --shard-optimizer maybe
+expect_error "--shard-optimizer expects on or off, got 'half'" 2 -- \
+    bench step --model tiny.spec --shard-optimizer half
+NP=1 expect_error "bench scaling: needs at least 2 ranks" 1 -- bench scaling --model tiny.spec
+expect_error "missing.spec" 1 -- bench scaling --model missing.spec
 # A global batch that does not divide by the ranks is documented as valid:
 # rank 0 takes 3 samples and rank 1 takes 2.
 rt_mpirun 2 train --log-every 0 --epochs 1 --model tiny.spec --data ok.h5 --batch-size 5 >b5.log ||
