@@ -88,7 +88,7 @@ int dist_ring_allreduce_comm(dist_world *w, MPI_Comm comm, float *buf, size_t n,
 
 /* This thread's waits sleep after the spin (1) or poll and yield (0, the
  * default). */
-void dist_wait_may_sleep(int on);
+int dist_wait_may_sleep(int on); /* returns the previous setting */
 
 typedef struct dist_backoff {
     double start; /* when the wait began (seconds, monotonic) */

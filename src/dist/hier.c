@@ -575,6 +575,8 @@ int dist_shard_gather(dist_world *w, float *buf, size_t n, core_error *err)
     struct dist_hier *h = w->hier;
     if (!h)
         return core_error_set(err, "dist/hier: not initialized (rank %d)", w->rank);
+    if (h->lsize == 1)
+        return 0; /* the one rank's slice is the whole buffer */
     /* One broadcast per slice from its owner, in pieces that fit an int;
      * watched, so that a peer that never comes ends the job, named. */
     const size_t piece = (size_t)1 << 28;

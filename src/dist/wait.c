@@ -31,9 +31,11 @@ typedef struct dist_watch {
 static _Thread_local dist_watch watch;
 static _Thread_local int may_sleep;
 
-void dist_wait_may_sleep(int on)
+int dist_wait_may_sleep(int on)
 {
+    int was = may_sleep;
     may_sleep = on;
+    return was;
 }
 
 double dist_now(void)

@@ -319,12 +319,12 @@ int dist_barrier_idle(dist_world *w, core_error *err)
 {
     MPI_Request req;
     int rc = MPI_Ibarrier(w->ctl, &req);
-    for (int done = 0; rc == MPI_SUCCESS && !done;) {
-        rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
-        if (rc == MPI_SUCCESS && !done)
-            nanosleep(&(struct timespec){0, 100000}, NULL);
-    }
-    return rc == MPI_SUCCESS ? 0 : dist_mpi_error(w, err, rc, "dist: idle barrier");
+    if (rc != MPI_SUCCESS)
+        return dist_mpi_error(w, err, rc, "dist: idle barrier");
+    int was = dist_wait_may_sleep(1); /* the backoff's sleeps, not its yields */
+    rc = dist_wait_req(w, &req, -1, "dist: idle barrier", err);
+    dist_wait_may_sleep(was);
+    return rc;
 }
 
 int dist_first_failed(dist_world *w, int failed)

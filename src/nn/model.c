@@ -468,40 +468,38 @@ float *nn_model_grads(nn_model *m)
     return m->grads;
 }
 
+/* Moves the parameters (grads = 0) or the gradients (grads = 1) into the
+ * caller's memory `to`, values and every layer's pointers along. */
+static int relocate(nn_model *m, int grads, float *to, core_error *err)
+{
+    float **buf = grads ? &m->grads : &m->params;
+    int *external = grads ? &m->grads_external : &m->params_external;
+    if (m->e->device_memory)
+        return core_error_set(err, "%s: %s in device memory cannot move to host memory", m->source,
+                              grads ? "gradients" : "parameters");
+    if (to == *buf)
+        return 0;
+    memcpy(to, *buf, m->nparams * sizeof(float));
+    for (int i = 0; i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        for (int t = 0; t < l->ntensors; t++)
+            *(grads ? &l->grad[t] : &l->param[t]) = to + l->tensor[t].offset;
+    }
+    if (!*external)
+        m->e->free(*buf);
+    *buf = to;
+    *external = 1;
+    return 0;
+}
+
 int nn_model_use_params(nn_model *m, float *p, core_error *err)
 {
-    if (m->e->device_memory)
-        return core_error_set(err, "%s: parameters in device memory cannot move to host memory",
-                              m->source);
-    if (p == m->params)
-        return 0;
-    memcpy(p, m->params, m->nparams * sizeof(float));
-    point_params(m, p);
-    if (!m->params_external)
-        m->e->free(m->params);
-    m->params = p;
-    m->params_external = 1;
-    return 0;
+    return relocate(m, 0, p, err);
 }
 
 int nn_model_use_grads(nn_model *m, float *g, core_error *err)
 {
-    if (m->e->device_memory)
-        return core_error_set(err, "%s: gradients in device memory cannot move to host memory",
-                              m->source);
-    if (g == m->grads)
-        return 0;
-    memcpy(g, m->grads, m->nparams * sizeof(float));
-    for (int i = 0; i < m->nlayers; i++) {
-        nn_layer *l = &m->layers[i];
-        for (int t = 0; t < l->ntensors; t++)
-            l->grad[t] = g + l->tensor[t].offset;
-    }
-    if (!m->grads_external)
-        m->e->free(m->grads);
-    m->grads = g;
-    m->grads_external = 1;
-    return 0;
+    return relocate(m, 1, g, err);
 }
 
 int nn_model_tensor_count(const nn_model *m)

@@ -30,6 +30,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/rng.h"
+#include "core/sum.h"
 #include "nn/model.h"
 #include "optim/optim.h"
 #include "train/eval.h"
@@ -80,6 +81,23 @@ typedef struct bench_ctx {
     dist_world *w;
 } bench_ctx;
 
+/* What the trainer does after the all-reduce: the division by the batch
+ * with the gradient norm in the same pass, then the optimizer step (sharded:
+ * this rank's slice and the all-gather). */
+static int bench_update(bench_ctx *b, core_error *err)
+{
+    size_t n = nn_model_param_count(b->m);
+    float *g = nn_model_grads(b->m);
+    volatile double ss = core_scale_sum_squares(g, n, b->scale);
+    (void)ss;
+    if (!b->sharded) {
+        optim_step(&b->opt, nn_model_params(b->m), g, b->opt.cfg.lr);
+        return 0;
+    }
+    optim_step_slice(&b->opt, nn_model_params(b->m), g, b->opt.cfg.lr, b->sa, b->sb);
+    return dist_shared_allgather(b->w, nn_model_params(b->m), n, err);
+}
+
 /* One step in the given bucket mode; t[] receives the phase durations. */
 static int timed_step(bench_ctx *b, dist_buckets *buckets, long step, double *t, core_error *err)
 {
@@ -97,17 +115,8 @@ static int timed_step(bench_ctx *b, dist_buckets *buckets, long step, double *t,
     if (dist_agree_flags(b->w, step, local, first, DIST_FLAG_COUNT, err) != 0)
         return -1;
     double t3 = core_now();
-    size_t n = nn_model_param_count(b->m);
-    float *g = nn_model_grads(b->m);
-    for (size_t i = 0; i < n; i++)
-        g[i] *= b->scale;
-    if (!b->sharded)
-        optim_step(&b->opt, nn_model_params(b->m), g, b->opt.cfg.lr);
-    else {
-        optim_step_slice(&b->opt, nn_model_params(b->m), g, b->opt.cfg.lr, b->sa, b->sb);
-        if (dist_shared_allgather(b->w, nn_model_params(b->m), n, err) != 0)
-            return -1;
-    }
+    if (bench_update(b, err) != 0)
+        return -1;
     double t4 = core_now();
     t[PH_FWD] = t1 - t0;
     t[PH_BWD] = t2 - t1;
@@ -261,19 +270,16 @@ int train_bench_step(dist_world *w, const train_bench_step_config *cfg, core_err
 /* ---- bench scaling ---- */
 
 /* What a 1-rank job's step does: forward, backward, the non-finite scan,
- * the scale, the whole optimizer step (no all-reduce, no flags to agree). */
-static void alone_step(bench_ctx *b)
+ * the scale with the norm, the whole optimizer step (no all-reduce, no flags
+ * to agree; solo models are never sharded). */
+static int alone_step(bench_ctx *b, core_error *err)
 {
     nn_stats st = {0};
     nn_model_forward(b->m, b->x, b->y, b->local, 1, &st);
     nn_model_backward(b->m, 0, NULL, NULL);
-    size_t n = nn_model_param_count(b->m);
-    float *g = nn_model_grads(b->m);
-    volatile int bad = dist_has_nonfinite(g, n);
+    volatile int bad = dist_has_nonfinite(nn_model_grads(b->m), nn_model_param_count(b->m));
     (void)bad;
-    for (size_t i = 0; i < n; i++)
-        g[i] *= b->scale;
-    optim_step(&b->opt, nn_model_params(b->m), g, b->opt.cfg.lr);
+    return bench_update(b, err);
 }
 
 /* One phase of `steps` steps; returns its seconds. who < 0: every rank
@@ -288,9 +294,7 @@ static int phase(dist_world *w, bench_ctx *b, bench_ctx *solo, dist_buckets *bk,
     if (who < 0 || dist_rank(w) == who) {
         double t0 = core_now(), t[PH_COUNT];
         for (int i = 0; i < steps; i++) {
-            if (who >= 0)
-                alone_step(solo);
-            else if (timed_step(b, bk, (*step)++, t, err) != 0)
+            if (who >= 0 ? alone_step(solo, err) != 0 : timed_step(b, bk, (*step)++, t, err) != 0)
                 return -1;
         }
         us = (int32_t)((core_now() - t0) * 1e6);
