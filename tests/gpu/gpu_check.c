@@ -24,21 +24,20 @@
 #include "core/rng.h"
 #include "engine/engine.h"
 #include "nn/model.h"
+#include "gpu_check.h"
 
-#define TOL 1e-4
+const engine_ops *C, *G;
+int failures;
+core_error err;
 
-static const engine_ops *C, *G;
-static int failures;
-static core_error err;
-
-static double now(void)
+double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static float *host_rand(size_t n, uint64_t seed, float lo, float hi)
+float *host_rand(size_t n, uint64_t seed, float lo, float hi)
 {
     float *x = malloc(n * sizeof *x + 16);
     core_rng r = core_rng_make(seed, 99);
@@ -47,7 +46,7 @@ static float *host_rand(size_t n, uint64_t seed, float lo, float hi)
     return x;
 }
 
-static void *dev_copy(const void *h, size_t bytes)
+void *dev_copy(const void *h, size_t bytes)
 {
     void *d = G->alloc(bytes, "check buffer", &err);
     if (!d) {
@@ -58,12 +57,12 @@ static void *dev_copy(const void *h, size_t bytes)
     return d;
 }
 
-static float *dev_f(const float *h, size_t n)
+float *dev_f(const float *h, size_t n)
 {
     return dev_copy(h, n * sizeof(float));
 }
 
-static double max_rel(const float *a, const float *b, size_t n)
+double max_rel(const float *a, const float *b, size_t n)
 {
     double worst = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -76,7 +75,7 @@ static double max_rel(const float *a, const float *b, size_t n)
 }
 
 /* Compares host `want` with device `got` (n floats) and prints one row. */
-static void report(const char *op, const float *want, const float *got_dev, size_t n)
+void report(const char *op, const float *want, const float *got_dev, size_t n)
 {
     float *got = malloc(n * sizeof *got + 16);
     G->download(got, got_dev, n * sizeof *got);
@@ -87,7 +86,7 @@ static void report(const char *op, const float *want, const float *got_dev, size
     free(got);
 }
 
-static void report_value(const char *op, double want, double got, double tol)
+void report_value(const char *op, double want, double got, double tol)
 {
     double e = fabs(want - got) / fmax(1.0, fabs(want));
     int ok = e <= tol;
@@ -314,6 +313,7 @@ static int cmd_ops(void)
     check_pool(3, 2);
     check_layout_and_loss();
     check_elementwise_and_optim();
+    gpu_check_seq_ops();
     printf("ops: %d failure(s)\n", failures);
     return failures ? 1 : 0;
 }

@@ -34,8 +34,7 @@ extern "C" {
 #include "core/mem.h"
 }
 
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
+#include "engine/cuda/engine_cuda_internal.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -43,42 +42,20 @@ extern "C" {
 #include <stdlib.h>
 #include <string.h>
 
-#define THREADS  256
-#define PARTIALS 1024 /* blocks (and partial sums) of the deterministic reductions */
-
 #define RT_STR2(x) #x
 #define RT_STR(x)  RT_STR2(x)
 
-/* The cuBLAS entry points the engine calls, from dlopen (load_cublas). */
-static struct {
-    void *lib;
-    decltype(&cublasCreate_v2) create;
-    decltype(&cublasSetStream_v2) set_stream;
-    decltype(&cublasSetMathMode) set_math_mode;
-    decltype(&cublasSgemm_v2) sgemm;
-    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
-                              const void *, const void *, cudaDataType, int, const void *,
-                              cudaDataType, int, const void *, void *, cudaDataType, int,
-                              cublasComputeType_t, cublasGemmAlgo_t); /* the C entry point */
-    decltype(&cublasGetStatusString) status_string;
-} cb;
+using namespace cuda_engine;
 
-static struct {
-    int ready, device, flags;
-    cudaStream_t stream;
-    cublasHandle_t blas;
-    double *partial; /* PARTIALS doubles */
-    double *acc;     /* [0] loss sum (double), [1] top-1 count (as unsigned long long) */
-    int *flag;       /* non-finite flag */
-    double *host;    /* pinned: 4 doubles of results */
-    char name[192];
-    int failed;      /* a CUDA/cuBLAS error happened (sticky) */
-    char error[512]; /* its message */
-} g;
+namespace cuda_engine
+{
+cublas_api cb;
+engine_state g;
+} // namespace cuda_engine
 
 /* A device fault is sticky: the first one is kept for cu_status and every
  * later op is skipped; the trainer stops every rank collectively. */
-static void die(const char *what, const char *detail)
+void cuda_engine::die(const char *what, const char *detail)
 {
     if (g.failed)
         return;
@@ -95,18 +72,18 @@ static int cu_status(core_error *err)
     return core_error_set(err, "%s", g.error);
 }
 
-static void check(cudaError_t rc, const char *what)
+void cuda_engine::check(cudaError_t rc, const char *what)
 {
     if (rc != cudaSuccess)
         die(what, cudaGetErrorString(rc));
 }
 
-static void check_launch(const char *what)
+void cuda_engine::check_launch(const char *what)
 {
     check(cudaGetLastError(), what);
 }
 
-static void check_blas(cublasStatus_t rc, const char *what)
+void cuda_engine::check_blas(cublasStatus_t rc, const char *what)
 {
     if (rc != CUBLAS_STATUS_SUCCESS)
         die(what, cb.status_string(rc));
@@ -143,6 +120,8 @@ static int load_cublas(core_error *err)
         find_symbol(&cb.set_math_mode, "cublasSetMathMode", err) ||
         find_symbol(&cb.sgemm, "cublasSgemm_v2", err) ||
         find_symbol(&cb.gemm_ex, "cublasGemmEx", err) ||
+        find_symbol(&cb.sgemm_strided_batched, "cublasSgemmStridedBatched", err) ||
+        find_symbol(&cb.gemm_strided_batched_ex, "cublasGemmStridedBatchedEx", err) ||
         find_symbol(&cb.status_string, "cublasGetStatusString", err)) {
         dlclose(cb.lib);
         cb.lib = NULL;
@@ -151,17 +130,13 @@ static int load_cublas(core_error *err)
     return 0;
 }
 
-static unsigned grid_for(size_t n)
+unsigned cuda_engine::grid_for(size_t n)
 {
     size_t b = (n + THREADS - 1) / THREADS;
     if (b < 1)
         b = 1;
     return b > (1u << 20) ? (1u << 20) : (unsigned)b;
 }
-
-#define FOR_EACH(i, n)                                                                             \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                        \
-         i += (size_t)gridDim.x * blockDim.x)
 
 /* ---- memory ---- */
 
@@ -240,6 +215,26 @@ static void cu_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, 
     }
     check_blas(cb.sgemm(g.blas, ob, oa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc),
                "cublasSgemm");
+}
+
+void cuda_engine::gemm_strided_batched(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                                       const float *A, int lda, long long stride_a, const float *B,
+                                       int ldb, long long stride_b, float beta, float *C, int ldc,
+                                       long long stride_c, int count)
+{
+    cublasOperation_t ob = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t oa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (g.flags & ENGINE_CUDA_BF16) {
+        check_blas(cb.gemm_strided_batched_ex(g.blas, ob, oa, N, M, K, &alpha, B, CUDA_R_32F, ldb,
+                                              stride_b, A, CUDA_R_32F, lda, stride_a, &beta, C,
+                                              CUDA_R_32F, ldc, stride_c, count,
+                                              CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT),
+                   "cublasGemmStridedBatchedEx (bf16)");
+        return;
+    }
+    check_blas(cb.sgemm_strided_batched(g.blas, ob, oa, N, M, K, &alpha, B, ldb, stride_b, A, lda,
+                                        stride_a, &beta, C, ldc, stride_c, count),
+               "cublasSgemmStridedBatched");
 }
 
 /* ---- convolution: im2col / col2im, same layout as the CPU engine ---- */
@@ -875,6 +870,7 @@ static void fill_table(void)
     cuda_ops.sgd_update = cu_sgd_update;
     cuda_ops.adam_update = cu_adam_update;
     cuda_ops.status = cu_status;
+    cuda_fill_seq_ops(&cuda_ops);
 }
 
 static int init_state(int device, int flags, core_error *err)
