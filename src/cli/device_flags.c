@@ -16,13 +16,12 @@ int cli_device_resolve(const char *device, const char *precision, train_config *
         cfg->device_cuda = 1;
     else
         return core_error_set(err, "--device: expected 'cpu' or 'cuda', got '%s'", device);
-    if (strcmp(precision, "fp32") == 0)
-        cfg->bf16 = 0;
-    else if (strcmp(precision, "bf16") == 0)
-        cfg->bf16 = 1;
-    else
-        return core_error_set(err, "--precision: expected 'fp32' or 'bf16', got '%s'", precision);
-    if (cfg->bf16 && !cfg->device_cuda)
-        return core_error_set(err, "--precision bf16 needs --device cuda");
+    cfg->bf16 = strcmp(precision, "bf16") == 0;
+    cfg->tf32 = strcmp(precision, "tf32") == 0;
+    if (!cfg->bf16 && !cfg->tf32 && strcmp(precision, "fp32") != 0)
+        return core_error_set(err, "--precision: expected 'fp32', 'tf32' or 'bf16', got '%s'",
+                              precision);
+    if ((cfg->bf16 || cfg->tf32) && !cfg->device_cuda)
+        return core_error_set(err, "--precision %s needs --device cuda", precision);
     return 0;
 }

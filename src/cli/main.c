@@ -155,8 +155,10 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          "memory cap of each rank's data loader", 0, 0},
         {"--device", "cpu|cuda", CLI_STRING, &a.device,
          "compute engine: CPU, or the CUDA engine on the rank's local GPU (docs/GPU.md)", 0, 0},
-        {"--precision", "fp32|bf16", CLI_STRING, &a.precision,
-         "cuda: bf16 GEMMs on tensor cores, fp32 master weights and reductions", 0, 0},
+        {"--precision", "fp32|tf32|bf16", CLI_STRING, &a.precision,
+         "cuda: fp32 exact; tf32 GEMMs and convolutions on TF32 tensor cores; bf16 GEMMs on "
+         "bf16 tensor cores (convolutions TF32); fp32 storage, master weights and reductions",
+         0, 0},
     };
     /* the workflow's flags (cli/train_flags.c) follow the base table */
     cli_flag flags[80];

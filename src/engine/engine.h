@@ -140,6 +140,29 @@ typedef struct engine_ops {
      * p -= step_size m / (sqrt(v) / bc2_sqrt + eps). */
     void (*adam_update)(float *p, const float *g, float *m, float *v, size_t n, float decay,
                         float step_size, float bc2_sqrt, float b1, float b2, float eps, float wd);
+    /* ---- Convolution: nn/conv.c says what, the engine decides how ----
+     * w is (F, C, K, K), bias (F) or NULL; x is read through g's strides. The
+     * output y is channel-major (F, N, OH, OW) when conv_out_chan_major, else
+     * sample-major (N, F, OH, OW): each engine writes the layout its method
+     * produces without a transpose (the CPU engine: im2col of groups of images
+     * whose columns fit in L2, one sgemm per group, F rows; the CUDA engine:
+     * cuDNN over the whole batch in NCHW). */
+    int conv_out_chan_major;
+    /* Floats of persistent per-layer work (*work) and of scratch shared by
+     * every layer (*scratch) that conv_forward/backward need for batches up to
+     * max_batch; 0 when the engine keeps its own workspace. */
+    void (*conv_plan)(const engine_conv_geom *g, int F, int max_batch, size_t *work,
+                      size_t *scratch);
+    /* y = act(conv(x, w) + bias) for `batch` images. */
+    void (*conv_forward)(float *y, const float *x, const float *w, const float *bias, int batch,
+                         int F, const engine_conv_geom *g, engine_act act, float *work);
+    /* From dy, the gradient of the output before any activation: dw and dbias
+     * (overwritten, or added to with accumulate), and dx (fully written) unless
+     * dx is NULL. dy may be overwritten. */
+    void (*conv_backward)(float *dx, float *dw, float *dbias, float *dy, const float *x,
+                          const float *w, int batch, int F, const engine_conv_geom *g,
+                          int accumulate, float *work, float *scratch);
+
     /* Ops cannot fail on the CPU. A device fault (a CUDA or cuBLAS error) is
      * sticky: later ops do nothing, and status returns -1 with the first
      * error's message, which the trainer turns into a collective stop. */
@@ -215,6 +238,7 @@ const engine_ops *engine_cpu(void);
  * "ringtrain was built without CUDA" / "no CUDA device ..." in err. One device
  * per process: a second call must name the same device. flags: ENGINE_CUDA_*. */
 #define ENGINE_CUDA_BF16 1 /* GEMMs on bf16 tensor cores, fp32 storage and accumulation */
+#define ENGINE_CUDA_TF32 2 /* GEMMs and convolutions on TF32 tensor cores, fp32 storage */
 const engine_ops *engine_cuda(int device, int flags, core_error *err);
 
 #endif

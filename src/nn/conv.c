@@ -1,35 +1,21 @@
 /*
  * nn/conv.c: 2-D convolution, `conv F K [stride S] [same|valid] [act]`.
  *
- * The batch is unrolled by im2col into a (C*K*K) x (N*OH*OW) column matrix
- * and multiplied by the (F, C*K*K) weight, in groups of images whose columns
- * fit in L2 (about 1 MiB: 5 images for the tutorial's second conv, 32 for its
- * first), so sgemm reads the columns from cache right after im2col wrote them.
- * Per-sample GEMMs would have N = OH*OW (196 for the tutorial's second conv),
- * too narrow for OpenBLAS; a group of a few images measured as fast as one
- * GEMM over the whole batch (N = 12544) and saves the trip through memory.
- * The output comes out channel-major (F, N, OH, OW), which pooling and
- * activations do not care about and `flatten` undoes once.
- *
- * Backward rebuilds each group's columns from x for the weight gradient (in
- * L2, cheaper than keeping a batch-sized copy from forward and reading it
- * back from memory; the layer holds one group's columns, not the batch's),
- * and the group's column gradient W^T * dY goes to the scratch region shared
- * by all layers and straight into col2im. Backward may be repeated, and the
- * first layer, which needs no dx, skips that half.
+ * The layer says what: the geometry, the parameters, the activation, and
+ * where the activation is left to a following maxpool (fold_relu_next). The
+ * engine decides how (engine_ops.conv_*): the CPU engine unrolls groups of
+ * images into L2-sized column matrices for sgemm (engine/cpu/engine_cpu_conv.c),
+ * the CUDA engine runs cuDNN over the whole batch. The engine also says the
+ * output's layout (channel-major on the CPU, which flatten undoes once) and
+ * how much work and scratch memory the layer must hold.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "nn/layer.h"
 
-/* Images per GEMM: enough that a group's column matrix is about this many
- * floats (1 MiB, one Zen 4 L2), so it is still in cache when sgemm reads it. */
-#define CONV_GROUP_FLOATS (256 * 1024)
-
 typedef struct conv_cfg {
     int filters, k, stride, same;
-    int group; /* images per im2col + GEMM */
     engine_act act;
     engine_conv_geom g;
 } conv_cfg;
@@ -95,7 +81,7 @@ static int conv_parse(nn_layer *l, int argc, char **argv, const nn_parse_ctx *ct
     l->out.d[0] = c->filters;
     l->out.d[1] = g->OH;
     l->out.d[2] = g->OW;
-    l->out.chan_major = 1;
+    l->out.chan_major = ctx->engine->conv_out_chan_major;
     int wd[4] = {c->filters, g->C, c->k, c->k};
     nn_layer_add_tensor(l, "weight", 4, wd);
     nn_layer_add_tensor(l, "bias", 1, &c->filters);
@@ -103,16 +89,7 @@ static int conv_parse(nn_layer *l, int argc, char **argv, const nn_parse_ctx *ct
         (double)g->C * c->k * c->k > 2147483647.0)
         return nn_parse_error(ctx, "conv is too large for one GEMM at batch %d (%d x %d x %d)",
                               ctx->max_batch, c->filters, g->OH, g->OW);
-    size_t per_image = (size_t)g->C * c->k * c->k * g->OH * g->OW;
-    size_t groups = (nn_size_mul(per_image, (size_t)ctx->max_batch) + CONV_GROUP_FLOATS - 1) /
-                    CONV_GROUP_FLOATS;
-    if (groups < 1)
-        groups = 1;
-    if (groups > (size_t)ctx->max_batch)
-        groups = (size_t)ctx->max_batch;
-    c->group = (int)(((size_t)ctx->max_batch + groups - 1) / groups);
-    l->work_floats = nn_size_mul(per_image, (size_t)c->group);
-    l->scratch_floats = l->work_floats;
+    ctx->engine->conv_plan(g, c->filters, ctx->max_batch, &l->work_floats, &l->scratch_floats);
     return 0;
 }
 
@@ -136,52 +113,21 @@ static void conv_forward(nn_layer *l, const engine_ops *e, int batch)
 {
     conv_cfg *c = l->priv;
     conv_set_strides(c, l, batch);
-    int ckk = c->g.C * c->k * c->k, plane = c->g.OH * c->g.OW;
-    int n = batch * plane;
-    /* Group by group: the group's columns are still in cache when the GEMM
-     * packs them. */
-    e->bias_fill(l->y, l->param[1], 1, c->filters, n);
-    for (int i0 = 0; i0 < batch; i0 += c->group) {
-        int nb = batch - i0 < c->group ? batch - i0 : c->group, ng = nb * plane;
-        float *cols = l->work;
-        e->im2col(l->x + (size_t)i0 * c->g.n_stride, nb, &c->g, cols);
-        e->gemm(0, 0, c->filters, ng, ckk, 1.0f, l->param[0], ckk, cols, ng, 1.0f,
-                l->y + (size_t)i0 * plane, n);
-    }
     /* with a maxpool next, the relu is applied to the pooled output instead
      * (fold_relu_next), and y keeps the values before the relu */
-    if (c->act != ENGINE_ACT_NONE && !l->fold_relu_next)
-        e->act_forward(l->y, l->y, (size_t)c->filters * n, c->act);
+    engine_act act = l->fold_relu_next ? ENGINE_ACT_NONE : c->act;
+    e->conv_forward(l->y, l->x, l->param[0], l->param[1], batch, c->filters, &c->g, act, l->work);
 }
 
 static void conv_backward(nn_layer *l, const engine_ops *e, int batch, int need_dx, int accumulate)
 {
     conv_cfg *c = l->priv;
     conv_set_strides(c, l, batch);
-    int ckk = c->g.C * c->k * c->k, plane = c->g.OH * c->g.OW;
-    int n = batch * plane;
+    size_t n = (size_t)c->filters * batch * c->g.OH * c->g.OW;
     if (c->act != ENGINE_ACT_NONE && !l->fold_relu_next)
-        e->act_backward(l->dy, l->dy, l->y, (size_t)c->filters * n, c->act);
-    e->bias_backward(l->grad[1], l->dy, 1, c->filters, n, accumulate);
-    if (need_dx)
-        e->zero(l->dx, (size_t)batch * nn_shape_size(&l->in));
-    for (int i0 = 0; i0 < batch; i0 += c->group) {
-        int nb = batch - i0 < c->group ? batch - i0 : c->group, ng = nb * plane;
-        /* the columns again, rather than kept from forward: rebuilt from x
-         * in L2, they cost less than reading a batch-sized copy back from
-         * memory, and the layer keeps one group's columns instead of all */
-        float *cols = l->work;
-        e->im2col(l->x + (size_t)i0 * c->g.n_stride, nb, &c->g, cols);
-        const float *dy = l->dy + (size_t)i0 * plane;
-        float beta = accumulate || i0 > 0 ? 1.0f : 0.0f;
-        e->gemm(0, 1, c->filters, ckk, ng, 1.0f, dy, n, cols, ng, beta, l->grad[0], ckk);
-        if (!need_dx)
-            continue;
-        /* the group's column gradient lives in the shared scratch, in cache
-         * for col2im */
-        e->gemm(1, 0, ckk, ng, c->filters, 1.0f, l->param[0], ckk, dy, n, 0.0f, l->scratch, ng);
-        e->col2im(l->scratch, nb, &c->g, l->dx + (size_t)i0 * c->g.n_stride);
-    }
+        e->act_backward(l->dy, l->dy, l->y, n, c->act);
+    e->conv_backward(need_dx ? l->dx : NULL, l->grad[0], l->grad[1], l->dy, l->x, l->param[0],
+                     batch, c->filters, &c->g, accumulate, l->work, l->scratch);
 }
 
 static void conv_describe(const nn_layer *l, char *buf, size_t len)

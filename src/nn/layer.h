@@ -40,6 +40,7 @@ typedef struct nn_parse_ctx {
     int line;
     int max_batch;
     core_error *err;
+    const engine_ops *engine; /* the engine the model runs on (how it lays out and plans ops) */
 } nn_parse_ctx;
 
 typedef struct nn_layer nn_layer;

@@ -169,7 +169,7 @@ static int parse_spec(nn_model *m, const char *text, core_error *err)
     char *copy = strdup(text);
     if (!copy)
         return core_error_set(err, "%s: out of memory parsing the model", m->source);
-    nn_parse_ctx ctx = {m->source, 0, m->max_batch, err};
+    nn_parse_ctx ctx = {m->source, 0, m->max_batch, err, m->e};
     int input_line = 0, rc = 0;
     char *save = NULL;
     char *p = copy;

@@ -29,7 +29,7 @@ const engine_ops *train_device_engine(const train_config *cfg, dist_world *w, co
                        dist_size(w), dist_allreduce_kind_name(cfg->allreduce));
         return NULL;
     }
-    const engine_ops *e = engine_cuda(dist_local_rank(w), cfg->bf16 ? ENGINE_CUDA_BF16 : 0, err);
+    const engine_ops *e = engine_cuda(dist_local_rank(w), cfg->bf16 ? ENGINE_CUDA_BF16 : cfg->tf32 ? ENGINE_CUDA_TF32 : 0, err);
     if (e)
         core_log_info("engine: %s", e->name);
     return e;

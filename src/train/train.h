@@ -55,6 +55,7 @@ typedef struct train_config {
     train_wf_config wf; /* validation, metrics, regularization, schedules... (workflow.h) */
     int device_cuda;    /* --device cuda: the CUDA engine on the rank's local GPU (docs/GPU.md) */
     int bf16;           /* --precision bf16: GEMMs on bf16 tensor cores, fp32 master weights */
+    int tf32;           /* --precision tf32: GEMMs and convolutions on TF32 tensor cores */
 } train_config;
 
 /* Exit code of a run stopped by a signal after writing its checkpoint

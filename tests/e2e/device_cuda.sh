@@ -24,6 +24,11 @@ run() {
 
 run --precision bf16
 [ "$rc" -eq 2 ] && grep -q -- "--precision bf16 needs --device cuda" "$work/err" || fail "bf16 on cpu"
+run --precision tf32
+[ "$rc" -eq 2 ] && grep -q -- "--precision tf32 needs --device cuda" "$work/err" || fail "tf32 on cpu"
+run --device cuda --precision fp16
+[ "$rc" -eq 2 ] && grep -q -- "--precision: expected 'fp32', 'tf32' or 'bf16', got 'fp16'" "$work/err" ||
+  fail "bad precision"
 run --device tpu
 [ "$rc" -eq 2 ] && grep -q -- "--device: expected 'cpu' or 'cuda'" "$work/err" || fail "bad device"
 

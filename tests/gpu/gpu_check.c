@@ -140,6 +140,98 @@ static void check_conv(int chan_major, int K, int S, int pad)
     free(x), free(cols), free(dy), free(acc);
 }
 
+/* (F, N, S) -> (N, F, S) on the host: the CPU engine's channel-major conv
+ * output in the GPU engine's layout (or the reverse with to_nc = 0). */
+static void host_relayout(float *dst, const float *src, int F, int N, size_t S, int to_nc)
+{
+    for (int f = 0; f < F; f++)
+        for (int n = 0; n < N; n++) {
+            const float *a = src + (to_nc ? ((size_t)f * N + n) : ((size_t)n * F + f)) * S;
+            float *b = dst + (to_nc ? ((size_t)n * F + f) : ((size_t)f * N + n)) * S;
+            memcpy(b, a, S * sizeof *a);
+        }
+}
+
+static float *engine_buf(const engine_ops *e, size_t n)
+{
+    float *p = e->alloc((n ? n : 1) * sizeof(float), "conv work", &err);
+    if (!p) {
+        fprintf(stderr, "gpu_check: %s\n", err.msg);
+        exit(2);
+    }
+    return p;
+}
+
+/* The convolution op, forward and backward, against the CPU engine: `same`
+ * uses conv.c's padding rule (TensorFlow's: an odd total puts the extra pixel
+ * bottom/right, which cuDNN cannot express and the GPU engine runs through
+ * its GEMM fallback), else `pad` on every side. The plan is made for a
+ * larger batch than the one run, as a model's is. */
+static void check_conv_op(int chan_major, int K, int S, int same, int pad, engine_act act,
+                          int accumulate)
+{
+    const int Nb = 6, Cc = 3, H = 13, W = 11, F = 5, max_batch = 9;
+    engine_conv_geom g = {Cc, H, W, K, S, pad, pad, 0, 0, 0, 0};
+    if (same) {
+        g.OH = (H + S - 1) / S;
+        g.OW = (W + S - 1) / S;
+        int ph = (g.OH - 1) * S + K - H, pw = (g.OW - 1) * S + K - W;
+        g.pad_h = ph > 0 ? ph / 2 : 0;
+        g.pad_w = pw > 0 ? pw / 2 : 0;
+    } else {
+        g.OH = (H + 2 * pad - K) / S + 1;
+        g.OW = (W + 2 * pad - K) / S + 1;
+    }
+    size_t plane = (size_t)H * W, nx = (size_t)Nb * Cc * plane, oplane = (size_t)g.OH * g.OW;
+    size_t ny = (size_t)Nb * F * oplane, nw = (size_t)F * Cc * K * K;
+    g.c_stride = chan_major ? (size_t)Nb * plane : plane;
+    g.n_stride = chan_major ? plane : (size_t)Cc * plane;
+    float *x = host_rand(nx, 11, -1, 1), *w = host_rand(nw, 12, -0.5f, 0.5f);
+    float *b = host_rand((size_t)F, 13, -0.5f, 0.5f), *dy = host_rand(ny, 14, -1, 1);
+    float *dw = host_rand(nw, 15, -1, 1), *db = host_rand((size_t)F, 16, -1, 1);
+    float *y = malloc(ny * sizeof *y), *dx = malloc(nx * sizeof *dx);
+    float *want = malloc(ny * sizeof *want), *dy_c = malloc(ny * sizeof *dy_c);
+    float *gx = dev_f(x, nx), *gw = dev_f(w, nw), *gb = dev_f(b, (size_t)F);
+    float *gdy = dev_f(dy, ny), *gdw = dev_f(dw, nw), *gdb = dev_f(db, (size_t)F);
+    float *gy = engine_buf(G, ny), *gdx = engine_buf(G, nx);
+    size_t cw, cs, gw_n, gs_n;
+    C->conv_plan(&g, F, max_batch, &cw, &cs);
+    G->conv_plan(&g, F, max_batch, &gw_n, &gs_n);
+    float *cwork = engine_buf(C, cw), *cscratch = engine_buf(C, cs);
+    float *gwork = engine_buf(G, gw_n), *gscratch = engine_buf(G, gs_n);
+
+    C->conv_forward(y, x, w, b, Nb, F, &g, act, cwork);
+    G->conv_forward(gy, gx, gw, gb, Nb, F, &g, act, gwork);
+    /* compare in the GPU engine's output layout; dy is given in it */
+    if (C->conv_out_chan_major && !G->conv_out_chan_major) {
+        host_relayout(want, y, F, Nb, oplane, 1);
+        host_relayout(dy_c, dy, F, Nb, oplane, 0);
+    } else {
+        memcpy(want, y, ny * sizeof *y);
+        memcpy(dy_c, dy, ny * sizeof *dy);
+    }
+    char name[96];
+    static const char *acts[] = {"", " relu", " tanh", " sigmoid"};
+    snprintf(name, sizeof name, "conv fwd %s K%d S%d %s%s", chan_major ? "CNHW" : "NCHW", K, S,
+             same ? "same" : "pad", acts[act]);
+    report(name, want, gy, ny);
+    C->conv_backward(dx, dw, db, dy_c, x, w, Nb, F, &g, accumulate, cwork, cscratch);
+    G->conv_backward(gdx, gdw, gdb, gdy, gx, gw, Nb, F, &g, accumulate, gwork, gscratch);
+    const char *acc = accumulate ? " acc" : "";
+    snprintf(name, sizeof name, "conv dx %s K%d S%d %s", chan_major ? "CNHW" : "NCHW", K, S,
+             same ? "same" : "pad");
+    report(name, dx, gdx, nx);
+    snprintf(name, sizeof name, "conv dw K%d S%d %s%s", K, S, same ? "same" : "pad", acc);
+    report(name, dw, gdw, nw);
+    snprintf(name, sizeof name, "conv dbias K%d S%d%s", K, S, acc);
+    report(name, db, gdb, (size_t)F);
+    G->free(gx), G->free(gw), G->free(gb), G->free(gdy), G->free(gdw), G->free(gdb);
+    G->free(gy), G->free(gdx), G->free(gwork), G->free(gscratch);
+    C->free(cwork), C->free(cscratch);
+    free(x), free(w), free(b), free(dy), free(dw), free(db), free(y), free(dx), free(want);
+    free(dy_c);
+}
+
 static void check_acts(void)
 {
     const size_t n = 100003;
@@ -308,6 +400,12 @@ static int cmd_ops(void)
     check_conv(1, 3, 1, 1);
     check_conv(1, 5, 2, 2);
     check_conv(0, 2, 2, 0);
+    check_conv_op(0, 3, 1, 1, 0, ENGINE_ACT_NONE, 0);
+    check_conv_op(1, 3, 1, 1, 0, ENGINE_ACT_RELU, 1);
+    check_conv_op(0, 5, 2, 1, 0, ENGINE_ACT_TANH, 0);
+    check_conv_op(1, 4, 1, 1, 0, ENGINE_ACT_NONE, 0); /* asymmetric 'same': the fallback */
+    check_conv_op(0, 2, 2, 0, 0, ENGINE_ACT_RELU, 1);
+    check_conv_op(0, 3, 2, 0, 1, ENGINE_ACT_NONE, 0);
     check_acts();
     check_pool(2, 2);
     check_pool(3, 2);
@@ -446,12 +544,16 @@ static double images_per_s(const char *spec, const engine_ops *e, int batch, int
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: gpu_check ops | train SPEC | bench SPEC BATCH [bf16]\n");
+        fprintf(stderr, "usage: gpu_check ops | train SPEC | bench SPEC BATCH [fp32|tf32|bf16]\n");
         return 2;
     }
-    int bf16 = argc > 4 && strcmp(argv[4], "bf16") == 0;
+    int flags = 0;
+    if (argc > 4 && strcmp(argv[4], "bf16") == 0)
+        flags = ENGINE_CUDA_BF16;
+    else if (argc > 4 && strcmp(argv[4], "tf32") == 0)
+        flags = ENGINE_CUDA_TF32;
     C = engine_cpu();
-    G = engine_cuda(0, bf16 ? ENGINE_CUDA_BF16 : 0, &err);
+    G = engine_cuda(0, flags, &err);
     if (!G) {
         fprintf(stderr, "gpu_check: %s\n", err.msg);
         return 2;

@@ -2,7 +2,8 @@
  * tests/unit/test_engine_cpu.c: the CPU engine op by op against naive
  * references: convolution (im2col + one sgemm) against direct convolution in
  * both batch layouts, col2im as the exact adjoint of im2col, the layout
- * transposes, the conv layer's fused bias + relu output, and max pooling
+ * transposes, the convolution op (forward and the three gradients), the
+ * conv layer's fused bias + relu output, and max pooling
  * (with and without the folded relu) against a naive loop.
  */
 #include "test_support.h"
@@ -107,6 +108,98 @@ static void test_conv_vs_direct(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_conv(&cases[i], 0);
         check_conv(&cases[i], 1);
+    }
+}
+
+/* The engine's convolution op (engine_ops.conv_*) against direct loops:
+ * y = conv + bias; dw, dbias (overwritten, then accumulated), and dx, the
+ * sum over every output pixel that read it. The plan is made for a larger
+ * batch than the one run, and the last case is big enough for several
+ * L2-sized groups of images. */
+static void check_conv_op(const conv_case *c, int chan_major)
+{
+    const engine_ops *e = engine_cpu();
+    engine_conv_geom g = geom_of(c, chan_major);
+    size_t nx = (size_t)c->N * c->C * c->H * c->W, ckk = (size_t)c->C * c->K * c->K;
+    size_t oplane = (size_t)c->OH * c->OW, ny = (size_t)c->F * c->N * oplane;
+    size_t nw = (size_t)c->F * ckk, work, scratch;
+    e->conv_plan(&g, c->F, c->N + 3, &work, &scratch);
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)c->F * 4);
+    float *y = malloc(ny * 4), *ref = malloc(ny * 4), *dy = malloc(ny * 4);
+    float *dx = malloc(nx * 4), *dx_ref = calloc(nx, 4), *dw = malloc(nw * 4);
+    float *dw_ref = calloc(nw, 8), *db = malloc((size_t)c->F * 4), *db_ref = calloc(c->F, 8);
+    float *wk = malloc((work + 1) * 4), *sc = malloc((scratch + 1) * 4);
+    test_fill_uniform(x, nx, 21, -1.0f, 1.0f);
+    test_fill_uniform(w, nw, 22, -1.0f, 1.0f);
+    test_fill_uniform(b, (size_t)c->F, 23, -1.0f, 1.0f);
+    test_fill_uniform(dy, ny, 24, -1.0f, 1.0f);
+    assert_int_equal(e->conv_out_chan_major, 1);
+    e->conv_forward(y, x, w, b, c->N, c->F, &g, ENGINE_ACT_NONE, wk);
+    conv_direct(c, chan_major, x, w, ref);
+    for (size_t i = 0; i < ny; i++)
+        ref[i] += b[i / ((size_t)c->N * oplane)];
+    assert_true(test_max_rel_diff(y, ref, ny) < 1e-5);
+
+    double *dwd = (double *)dw_ref, *dbd = (double *)db_ref;
+    size_t plane = (size_t)c->H * c->W;
+    for (int f = 0; f < c->F; f++)
+        for (int n = 0; n < c->N; n++)
+            for (int oh = 0; oh < c->OH; oh++)
+                for (int ow = 0; ow < c->OW; ow++) {
+                    float d = dy[(((size_t)f * c->N + n) * c->OH + oh) * c->OW + ow];
+                    dbd[f] += d;
+                    for (int ch = 0; ch < c->C; ch++)
+                        for (int ki = 0; ki < c->K; ki++)
+                            for (int kj = 0; kj < c->K; kj++) {
+                                int h = oh * c->S - c->pad_h + ki, wc = ow * c->S - c->pad_w + kj;
+                                if (h < 0 || h >= c->H || wc < 0 || wc >= c->W)
+                                    continue;
+                                size_t wi = ((size_t)(f * c->C + ch) * c->K + ki) * c->K + kj;
+                                size_t xi = (chan_major ? ((size_t)ch * c->N + n)
+                                                        : ((size_t)n * c->C + ch)) *
+                                                plane +
+                                            (size_t)h * c->W + wc;
+                                dwd[wi] += (double)d * x[xi];
+                                dx_ref[xi] += d * w[wi];
+                            }
+                }
+    float *dwf = malloc(nw * 4), *dbf = malloc((size_t)c->F * 4);
+    for (size_t i = 0; i < nw; i++)
+        dwf[i] = (float)dwd[i];
+    for (int f = 0; f < c->F; f++)
+        dbf[f] = (float)dbd[f];
+    test_fill_uniform(dw, nw, 25, -9.0f, 9.0f); /* overwritten */
+    e->conv_backward(dx, dw, db, dy, x, w, c->N, c->F, &g, 0, wk, sc);
+    /* dw sums N*OH*OW products in float: 3072 of them in the last case */
+    assert_true(test_max_rel_diff(dx, dx_ref, nx) < 1e-5);
+    assert_true(test_max_rel_diff(dw, dwf, nw) < 1e-4);
+    assert_true(test_max_rel_diff(db, dbf, (size_t)c->F) < 1e-5);
+    /* accumulate: the same gradients again, added; no dx */
+    e->conv_backward(NULL, dw, db, dy, x, w, c->N, c->F, &g, 1, wk, sc);
+    for (size_t i = 0; i < nw; i++)
+        dwf[i] *= 2.0f;
+    for (int f = 0; f < c->F; f++)
+        dbf[f] *= 2.0f;
+    assert_true(test_max_rel_diff(dw, dwf, nw) < 1e-4);
+    assert_true(test_max_rel_diff(db, dbf, (size_t)c->F) < 1e-5);
+    free(x), free(w), free(b), free(y), free(ref), free(dy), free(dx), free(dx_ref), free(dw);
+    free(dw_ref), free(db), free(db_ref), free(wk), free(sc), free(dwf), free(dbf);
+}
+
+static void test_conv_op_vs_direct(void **state)
+{
+    static const conv_case cases[] = {
+        /* N  C  H  W  F  K  S  ph pw OH OW */
+        {3, 2, 6, 6, 4, 3, 1, 1, 1, 6, 6},
+        {2, 3, 7, 5, 2, 3, 1, 0, 0, 5, 3},
+        {2, 2, 6, 6, 3, 3, 2, 0, 0, 3, 3},
+        {2, 1, 5, 5, 2, 5, 1, 2, 2, 5, 5},
+        /* 16*25*32*32 floats a column matrix per image: one image per group */
+        {3, 16, 32, 32, 4, 5, 1, 2, 2, 32, 32},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        check_conv_op(&cases[i], 0);
+        check_conv_op(&cases[i], 1);
     }
 }
 
@@ -223,9 +316,8 @@ static void test_maxpool_vs_naive(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_vs_direct),
-        cmocka_unit_test(test_layout_transpose),
-        cmocka_unit_test(test_conv_layer_output),
+        cmocka_unit_test(test_conv_vs_direct),   cmocka_unit_test(test_conv_op_vs_direct),
+        cmocka_unit_test(test_layout_transpose), cmocka_unit_test(test_conv_layer_output),
         cmocka_unit_test(test_maxpool_vs_naive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 #include "core/mem.h"
 #include "core/rng.h"
 #include "core/sum.h"
+#include "engine/cpu/engine_cpu_conv.h"
 #include "engine/cpu/engine_cpu_seq.h"
 #include "engine/engine_math.h"
 
@@ -639,6 +640,8 @@ static const engine_ops cpu_ops = {.name = "cpu",
                                    .sgd_update = cpu_sgd_update,
                                    .adam_update = cpu_adam_update,
                                    .status = cpu_status,
+                                   /* convolution: engine_cpu_conv.c */
+                                   ENGINE_CPU_CONV_OPS,
                                    /* sequence models: engine_cpu_seq.c */
                                    ENGINE_CPU_SEQ_OPS};
 

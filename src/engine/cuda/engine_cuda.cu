@@ -833,7 +833,7 @@ static void cu_adam_update(float *p, const float *gr, float *m, float *v, size_t
 
 /* Filled by name in fill_table(), so ops appended to engine_ops by other
  * work stay NULL instead of shifting (C++17 has no designated initializers). */
-static engine_ops cuda_ops;
+engine_ops cuda_engine::cuda_ops;
 
 static void fill_table(void)
 {
@@ -885,7 +885,8 @@ static int init_state(int device, int flags, core_error *err)
     if (brc == CUBLAS_STATUS_SUCCESS)
         brc = cb.set_stream(g.blas, g.stream);
     if (brc == CUBLAS_STATUS_SUCCESS)
-        brc = cb.set_math_mode(g.blas, CUBLAS_DEFAULT_MATH);
+        brc = cb.set_math_mode(g.blas, (flags & ENGINE_CUDA_TF32) ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                  : CUBLAS_DEFAULT_MATH);
     if (brc != CUBLAS_STATUS_SUCCESS)
         return core_error_set(err, "cuda: cuBLAS initialization failed on device %d: %s", device,
                               cb.status_string(brc));
@@ -899,14 +900,20 @@ static int init_state(int device, int flags, core_error *err)
     if (rc != cudaSuccess)
         return core_error_set(err, "cuda: cannot allocate pinned host memory: %s",
                               cudaGetErrorString(rc));
+    g.flags = flags;
+    fill_table();
+    char conv[256];
+    if (cuda_conv_init(&cuda_ops, conv, sizeof conv, err) != 0)
+        return -1;
     cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, device) != cudaSuccess)
         snprintf(prop.name, sizeof prop.name, "unknown");
-    snprintf(g.name, sizeof g.name, "cuda:%d (%.100s, sm_%d%d, %s)", device, prop.name, prop.major,
-             prop.minor, (flags & ENGINE_CUDA_BF16) ? "bf16 GEMM" : "fp32");
-    fill_table();
+    const char *precision = (flags & ENGINE_CUDA_BF16)   ? "bf16 GEMM, TF32 conv"
+                            : (flags & ENGINE_CUDA_TF32) ? "tf32"
+                                                         : "fp32";
+    snprintf(g.name, sizeof g.name, "cuda:%d (%.80s, sm_%d%d, %s, %.60s)", device, prop.name,
+             prop.major, prop.minor, precision, conv);
     cuda_ops.name = g.name;
-    g.flags = flags;
     g.ready = 1;
     return 0;
 }

@@ -62,6 +62,7 @@ struct engine_state {
 
 extern cublas_api cb;
 extern engine_state g;
+extern engine_ops cuda_ops; /* the engine's table */
 
 /* A device fault is sticky: the first is kept for status(), later ops do nothing. */
 void die(const char *what, const char *detail);
@@ -79,6 +80,10 @@ void gemm_strided_batched(int trans_a, int trans_b, int M, int N, int K, float a
                           int count);
 
 } // namespace cuda_engine
+
+/* engine_cuda_conv.cu: fills the convolution entries of the table and opens
+ * cuDNN when it is there; desc receives what convolutions run on. */
+int cuda_conv_init(engine_ops *t, char *desc, size_t len, core_error *err);
 
 /* engine_cuda_seq.cu: fills the sequence-model entries of the table. */
 void cuda_fill_seq_ops(engine_ops *t);

@@ -1,0 +1,21 @@
+/*
+ * engine/cpu/engine_cpu_conv.h: the CPU engine's convolution
+ * (engine_cpu_conv.c), and the initializers engine_cpu.c puts in its table.
+ */
+#ifndef ENGINE_CPU_CONV_H
+#define ENGINE_CPU_CONV_H
+
+#include "engine/engine.h"
+
+void engine_cpu_conv_plan(const engine_conv_geom *g, int F, int max_batch, size_t *work,
+                          size_t *scratch);
+void engine_cpu_conv_forward(float *y, const float *x, const float *w, const float *bias, int batch,
+                             int F, const engine_conv_geom *g, engine_act act, float *work);
+void engine_cpu_conv_backward(float *dx, float *dw, float *dbias, float *dy, const float *x,
+                              const float *w, int batch, int F, const engine_conv_geom *g,
+                              int accumulate, float *work, float *scratch);
+
+#define ENGINE_CPU_CONV_OPS                                                                        \
+    .conv_out_chan_major = 1, .conv_plan = engine_cpu_conv_plan,                                   \
+    .conv_forward = engine_cpu_conv_forward, .conv_backward = engine_cpu_conv_backward
+#endif
