@@ -20,6 +20,13 @@ typedef struct conv_cfg {
     engine_conv_geom g;
 } conv_cfg;
 
+static void conv_set_strides(conv_cfg *c, const nn_layer *l, int batch)
+{
+    size_t plane = (size_t)c->g.H * c->g.W;
+    c->g.c_stride = l->in.chan_major ? (size_t)batch * plane : plane;
+    c->g.n_stride = l->in.chan_major ? plane : (size_t)c->g.C * plane;
+}
+
 static int conv_parse(nn_layer *l, int argc, char **argv, const nn_parse_ctx *ctx)
 {
     conv_cfg *c = l->priv;
@@ -89,6 +96,7 @@ static int conv_parse(nn_layer *l, int argc, char **argv, const nn_parse_ctx *ct
         (double)g->C * c->k * c->k > 2147483647.0)
         return nn_parse_error(ctx, "conv is too large for one GEMM at batch %d (%d x %d x %d)",
                               ctx->max_batch, c->filters, g->OH, g->OW);
+    conv_set_strides(c, l, ctx->max_batch); /* the input's layout, for the engine's plan */
     ctx->engine->conv_plan(g, c->filters, ctx->max_batch, &l->work_floats, &l->scratch_floats);
     return 0;
 }
@@ -100,13 +108,6 @@ static void conv_init(nn_layer *l, core_rng *r, int relu_next)
     nn_init_weights(l->param[0], l->tensor[0].count, c->g.C * kk, c->filters * kk,
                     relu_next || c->act == ENGINE_ACT_RELU, r);
     memset(l->param[1], 0, l->tensor[1].count * sizeof(float));
-}
-
-static void conv_set_strides(conv_cfg *c, const nn_layer *l, int batch)
-{
-    size_t plane = (size_t)c->g.H * c->g.W;
-    c->g.c_stride = l->in.chan_major ? (size_t)batch * plane : plane;
-    c->g.n_stride = l->in.chan_major ? plane : (size_t)c->g.C * plane;
 }
 
 static void conv_forward(nn_layer *l, const engine_ops *e, int batch)

@@ -276,10 +276,14 @@ static int dnn_ok(cudnnStatus_t rc, const char *what)
 }
 
 /* cuDNN pads symmetrically: a 'same' convolution whose extra pixel goes to
- * the bottom/right (even K, or stride > 1) runs on the fallback. */
+ * the bottom/right (even K, or stride > 1) runs on the fallback, and so does
+ * an input that is not packed NCHW (cuDNN's fast algorithms want it; on this
+ * engine only a caller's channel-major buffer is). */
 static int dnn_fits(const engine_conv_geom *geo)
 {
-    return dnn.lib && (geo->H + 2 * geo->pad_h - geo->K) / geo->stride + 1 == geo->OH &&
+    size_t plane = (size_t)geo->H * geo->W;
+    return dnn.lib && geo->c_stride == plane && geo->n_stride == plane * geo->C &&
+           (geo->H + 2 * geo->pad_h - geo->K) / geo->stride + 1 == geo->OH &&
            (geo->W + 2 * geo->pad_w - geo->K) / geo->stride + 1 == geo->OW &&
            geo->H + 2 * geo->pad_h >= geo->K && geo->W + 2 * geo->pad_w >= geo->K;
 }
