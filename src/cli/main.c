@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "dist/dist.h"
 #include "train/eval.h"
+#include "train/shard.h"
 #include "train/train.h"
 #include "cli/device_flags.h"
 
@@ -83,7 +84,7 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     a.optimizer = optim_kind_name(a.cfg.optim.kind);
     a.allreduce = dist_allreduce_kind_name(a.cfg.allreduce);
     a.overlap = "auto";
-    a.shard = "on";
+    a.shard = "node";
     a.lr = a.cfg.optim.lr;
     a.momentum = optim_config_default(OPTIM_SGD).momentum;
     a.weight_decay = 0.0f;
@@ -135,9 +136,10 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          "one CPU or a GPU)",
          0, 0},
         {"--no-overlap", NULL, CLI_FLAG, &a.no_overlap, "same as --overlap off", 0, 0},
-        {"--shard-optimizer", "on|off", CLI_STRING, &a.shard,
-         "hier, CPU: each rank of a node updates a slice of the parameters and takes the "
-         "others' from shared memory (same results)",
+        {"--shard-optimizer", "off|node|all", CLI_STRING, &a.shard,
+         "node (or on; hier, CPU): each rank of a node updates a slice of the parameters and "
+         "takes the others' from shared memory; all (CPU): each rank holds the optimizer state "
+         "of its slice only (1/ranks of the memory), parameters all-gathered (same results)",
          0, 0},
         {"--accumulate", "N", CLI_POS_INT, &a.cfg.accumulate,
          "compute each local batch in N micro-batches, reduce once", 0, 0},
@@ -192,12 +194,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         core_error_set(&err, "--overlap expects auto, on or off, got '%s'", a.overlap);
         goto bad_usage;
     }
-    if (strcmp(a.shard, "on") == 0 || strcmp(a.shard, "off") == 0)
-        a.cfg.shard_optim = strcmp(a.shard, "on") == 0;
-    else {
-        core_error_set(&err, "--shard-optimizer expects on or off, got '%s'", a.shard);
+    if (train_shard_mode_parse(a.shard, &a.cfg.shard_optim, &err) != 0)
         goto bad_usage;
-    }
     a.cfg.bucket_bytes = (size_t)((double)a.bucket_mib * (1 << 20));
     a.cfg.first_bucket_bytes = (size_t)((double)a.first_bucket_mib * (1 << 20));
     a.cfg.comm_timeout = a.comm_timeout;

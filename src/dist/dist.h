@@ -80,6 +80,24 @@ int dist_shared_contains(const dist_world *w, const float *p, size_t n);
 void dist_shard_slice(const dist_world *w, size_t n, size_t *a, size_t *b);
 int dist_shared_allgather(dist_world *w, float *buf, size_t n, core_error *err);
 int dist_shard_gather(dist_world *w, float *buf, size_t n, core_error *err);
+
+/* The optimizer state sharded across every rank (ZeRO-1, dist/zero.c).
+ * dist_zero_slice: rank `rank` of `size` owns [*a, *b) of n floats:
+ * contiguous, in rank order, whole 64-byte lines, lengths within one line of
+ * each other (the last slices may be short or empty), a pure function of
+ * (n, size, rank). dist_zero_allgather: every rank has updated its slice of
+ * buf; afterwards every rank's buf is whole (collective, in place, watched).
+ * dist_zero_gather: the range [lo, hi) of a sharded buffer, of which each
+ * rank holds its slice's part in `mine` (mine[0] is its slice's first
+ * float), arrives whole in rank 0's dst (hi - lo floats; dst is unused
+ * elsewhere). dist_zero_scatter: the reverse, rank 0's src to the owners.
+ * Collective, every rank the same n, lo and hi. */
+void dist_zero_slice(size_t n, int size, int rank, size_t *a, size_t *b);
+int dist_zero_allgather(dist_world *w, float *buf, size_t n, core_error *err);
+int dist_zero_gather(dist_world *w, const float *mine, size_t n, size_t lo, size_t hi, float *dst,
+                     core_error *err);
+int dist_zero_scatter(dist_world *w, float *mine, size_t n, size_t lo, size_t hi, const float *src,
+                      core_error *err);
 /* Ring segment size in bytes (default 256 KiB); every rank must set the same. */
 int dist_world_set_ring_segment(dist_world *w, size_t bytes, core_error *err);
 size_t dist_world_ring_segment(const dist_world *w);

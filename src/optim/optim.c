@@ -58,16 +58,29 @@ const char *optim_kind_name(optim_kind kind)
 
 int optim_create(optim *o, const optim_config *cfg, size_t n, core_error *err)
 {
+    return optim_create_range(o, cfg, n, 0, n, err);
+}
+
+int optim_create_range(optim *o, const optim_config *cfg, size_t n, size_t lo, size_t hi,
+                       core_error *err)
+{
     memset(o, 0, sizeof *o);
     if (cfg->kind != OPTIM_SGD && cfg->kind != OPTIM_ADAM)
         return core_error_set(err, "optim: unknown optimizer kind %d", (int)cfg->kind);
+    if (lo > hi || hi > n)
+        return core_error_set(err, "optim: state range [%zu, %zu) is not inside [0, %zu)", lo, hi,
+                              n);
     o->cfg = *cfg;
     o->n = n;
-    o->m = core_alloc(n * sizeof(float), "optimizer first moment", err);
+    o->lo = lo;
+    o->hi = hi;
+    size_t len = hi - lo;
+    /* core_alloc of 0 bytes: one float, so that an empty slice still has a buffer */
+    o->m = core_alloc((len ? len : 1) * sizeof(float), "optimizer first moment", err);
     if (!o->m)
         return -1;
     if (cfg->kind == OPTIM_ADAM) {
-        o->v = core_alloc(n * sizeof(float), "optimizer second moment", err);
+        o->v = core_alloc((len ? len : 1) * sizeof(float), "optimizer second moment", err);
         if (!o->v) {
             core_free(o->m);
             o->m = NULL;
@@ -90,6 +103,16 @@ void optim_destroy(optim *o)
 int optim_state_count(const optim *o)
 {
     return o->cfg.kind == OPTIM_ADAM ? 2 : 1;
+}
+
+int optim_state_whole(const optim *o)
+{
+    return o->lo == 0 && o->hi == o->n;
+}
+
+size_t optim_state_bytes(optim_kind kind, size_t count)
+{
+    return (kind == OPTIM_ADAM ? 2 : 1) * count * sizeof(float);
 }
 
 /* torch.optim.SGD with momentum == 0: p -= lr * (g + wd p). */
@@ -163,12 +186,14 @@ void optim_step_slice(optim *o, float *params, const float *grads, float lr, siz
 {
     const optim_config *c = &o->cfg;
     o->step++;
-    if (b > o->n)
-        b = o->n;
+    if (a < o->lo)
+        a = o->lo;
+    if (b > o->hi)
+        b = o->hi;
     if (a >= b)
         return;
     size_t n = b - a;
-    float *p = params + a, *m = o->m + a, *v = o->v ? o->v + a : NULL;
+    float *p = params + a, *m = o->m + (a - o->lo), *v = o->v ? o->v + (a - o->lo) : NULL;
     const float *g = grads + a;
     if (c->kind == OPTIM_ADAM) {
         double bc1 = 1.0 - pow((double)c->beta1, (double)o->step);

@@ -4,7 +4,9 @@
  * The trainer passes the averaged gradient (already divided by the global
  * batch). Every rank takes the same step, so the parameters stay identical:
  * either each rank updates all of them, or (sharded, optim_step_slice) each
- * rank of a node updates its slice and the node shares the slices.
+ * rank updates its slice and the ranks share the slices: those of a node
+ * (each still holding the whole state), or every rank, each holding the
+ * state of its slice only (optim_create_range, ZeRO-1).
  *
  * Defaults (documented in README): SGD lr 0.01 momentum 0.9;
  * Adam lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8 (PyTorch's defaults).
@@ -30,10 +32,13 @@ typedef struct optim_config {
 
 typedef struct optim {
     optim_config cfg;
-    size_t n;
-    long step; /* steps taken so far */
-    float *m;  /* SGD momentum buffer / Adam first moment */
-    float *v;  /* Adam second moment (NULL for SGD) */
+    size_t n;      /* parameters the optimizer steps */
+    size_t lo, hi; /* the state covers parameters [lo, hi) only: [0, n) unless sharded */
+    int sharded;   /* set by the owner: the state is split across ranks, [lo, hi) is this
+                      rank's slice (the same on every rank, even where a slice is whole) */
+    long step;     /* steps taken so far */
+    float *m;      /* SGD momentum buffer / Adam first moment, hi - lo floats (m[0] is lo's) */
+    float *v;      /* Adam second moment (NULL for SGD) */
 } optim;
 
 /* Fills defaults for the kind. */
@@ -44,13 +49,24 @@ int optim_kind_parse(const char *name, optim_kind *out, core_error *err);
 const char *optim_kind_name(optim_kind kind);
 
 int optim_create(optim *o, const optim_config *cfg, size_t n, core_error *err);
+/* An optimizer over n parameters that holds the state of [lo, hi) only
+ * (hi - lo floats per state buffer): the rank's slice when the state is
+ * sharded across ranks. It can only step inside [lo, hi). */
+int optim_create_range(optim *o, const optim_config *cfg, size_t n, size_t lo, size_t hi,
+                       core_error *err);
+/* 1 when the state covers every parameter. */
+int optim_state_whole(const optim *o);
+/* Bytes of optimizer state for `count` parameters: one buffer for SGD
+ * (allocated even without momentum), two for Adam. */
+size_t optim_state_bytes(optim_kind kind, size_t count);
 void optim_destroy(optim *o);
 /* One step: params -= update(grads). lr is the rate for this step (schedules). */
 void optim_step(optim *o, float *params, const float *grads, float lr);
 /* One step that updates only [a, b) of params and of the state: the sharded
- * step, where each rank of a node updates its own slice. The step count
- * advances as for a whole step; every element gets the bits optim_step
- * would give it. Elements outside [a, b) are left as they are. */
+ * step, where each rank updates its own slice. The step count advances as
+ * for a whole step; every element gets the bits optim_step would give it.
+ * Elements outside [a, b) are left as they are. [a, b) is clipped to the
+ * state's [lo, hi). */
 void optim_step_slice(optim *o, float *params, const float *grads, float lr, size_t a, size_t b);
 
 /* Number of state buffers the checkpoint must save (1 for SGD, 2 for Adam). */

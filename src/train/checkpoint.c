@@ -310,7 +310,131 @@ static int write_group(hid_t file, const char *gname, const nn_model *m, const f
     return rc;
 }
 
-static int write_optim(hid_t file, const nn_model *m, const optim *o, core_error *err)
+/* Row layout of a tensor: rows along the first dimension, `row` floats each
+ * (a scalar is one row of one). */
+static void tensor_rows(const nn_tensor *t, size_t *rows, size_t *row)
+{
+    *rows = t->ndim > 0 ? (size_t)t->dims[0] : 1;
+    *row = *rows > 0 ? t->count / *rows : 1;
+}
+
+int train_checkpoint_ranges(const nn_model *m, int states, train_ckpt_range_fn fn, void *ctx)
+{
+    for (int k = 0; k < states; k++)
+        for (int i = 0; i < nn_model_tensor_count(m); i++) {
+            const nn_tensor *t = nn_model_tensor(m, i);
+            size_t rows, row;
+            tensor_rows(t, &rows, &row);
+            size_t per = row > 0 && TRAIN_CKPT_RANGE / row > 0 ? TRAIN_CKPT_RANGE / row : 1;
+            for (size_t r = 0; r < rows; r += per) {
+                size_t nr = rows - r < per ? rows - r : per;
+                int rc = fn(ctx, k, t->offset + r * row, t->offset + (r + nr) * row);
+                if (rc != 0)
+                    return rc;
+            }
+        }
+    return 0;
+}
+
+/* Writing the state range by range (train_checkpoint_write_from with a
+ * source): each range is filled into buf and written as a hyperslab of
+ * rows of its tensor's dataset, created at the tensor's first range. */
+typedef struct range_writer {
+    hid_t file, group, ds;
+    const nn_model *m;
+    const train_ckpt_source *src;
+    float *buf;
+    int k, tensor;
+    core_error *err;
+} range_writer;
+
+static int tensor_at(const nn_model *m, size_t lo)
+{
+    int i = 0;
+    while (i + 1 < nn_model_tensor_count(m) &&
+           !(lo >= nn_model_tensor(m, i)->offset &&
+             lo < nn_model_tensor(m, i)->offset + nn_model_tensor(m, i)->count))
+        i++;
+    return i;
+}
+
+static int write_range(void *ctx, int k, size_t lo, size_t hi)
+{
+    range_writer *rw = ctx;
+    h5_detail_buf d;
+    static const char *const names[2] = {"/optim/m", "/optim/v"};
+    if (k != rw->k) {
+        h5_close(&rw->ds, H5Dclose);
+        h5_close(&rw->group, H5Gclose);
+        rw->k = k;
+        rw->tensor = -1;
+        rw->group = H5Gcreate2(rw->file, names[k], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (rw->group < 0)
+            return core_error_set(rw->err, "cannot create group %s (%s)", names[k], h5_detail(&d));
+    }
+    int i = tensor_at(rw->m, lo);
+    const nn_tensor *t = nn_model_tensor(rw->m, i);
+    hsize_t dims[NN_MAX_DIMS], start[NN_MAX_DIMS] = {0}, cnt[NN_MAX_DIMS];
+    for (int j = 0; j < t->ndim; j++)
+        dims[j] = cnt[j] = (hsize_t)t->dims[j];
+    if (i != rw->tensor) {
+        h5_close(&rw->ds, H5Dclose);
+        rw->tensor = i;
+        hid_t sp = t->ndim > 0 ? H5Screate_simple(t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+        rw->ds = sp < 0 ? -1
+                        : H5Dcreate2(rw->group, t->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT,
+                                     H5P_DEFAULT, H5P_DEFAULT);
+        h5_close(&sp, H5Sclose);
+        if (rw->ds < 0)
+            return core_error_set(rw->err, "cannot create dataset %s/%s (%s)", names[k], t->name,
+                                  h5_detail(&d));
+    }
+    if (rw->src->fill(rw->src->ctx, k, lo, hi, rw->buf, rw->err) != 0)
+        return -1;
+    size_t rows, row;
+    tensor_rows(t, &rows, &row);
+    hid_t fs = H5S_ALL, ms = H5S_ALL;
+    if (t->ndim > 0) {
+        start[0] = (hsize_t)((lo - t->offset) / row);
+        cnt[0] = (hsize_t)((hi - lo) / row);
+        fs = H5Dget_space(rw->ds);
+        ms = H5Screate_simple(t->ndim, cnt, NULL);
+        if (fs < 0 || ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0)
+            fs = ms = -1;
+    }
+    herr_t st = fs < 0 ? -1 : H5Dwrite(rw->ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, rw->buf);
+    if (st < 0)
+        core_error_set(rw->err, "cannot write dataset %s/%s (%s)", names[k], t->name,
+                       h5_detail(&d));
+    if (t->ndim > 0) {
+        h5_close(&fs, H5Sclose);
+        h5_close(&ms, H5Sclose);
+    }
+    return st < 0 ? -1 : 0;
+}
+
+static int write_state_ranges(hid_t file, const nn_model *m, const optim *o,
+                              const train_ckpt_source *src, core_error *err)
+{
+    size_t longest = TRAIN_CKPT_RANGE;
+    for (int i = 0; i < nn_model_tensor_count(m); i++) {
+        size_t rows, row;
+        tensor_rows(nn_model_tensor(m, i), &rows, &row);
+        longest = row > longest ? row : longest;
+    }
+    range_writer rw = {file, -1, -1, m, src, NULL, -1, -1, err};
+    rw.buf = core_alloc(longest * sizeof(float), "checkpoint range buffer", err);
+    if (!rw.buf)
+        return -1;
+    int rc = train_checkpoint_ranges(m, optim_state_count(o), write_range, &rw);
+    h5_close(&rw.ds, H5Dclose);
+    h5_close(&rw.group, H5Gclose);
+    core_free(rw.buf);
+    return rc ? -1 : 0;
+}
+
+static int write_optim(hid_t file, const nn_model *m, const optim *o, const train_ckpt_source *src,
+                       core_error *err)
 {
     h5_detail_buf d;
     hid_t g = H5Gcreate2(file, "/optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -326,6 +450,8 @@ static int write_optim(hid_t file, const nn_model *m, const optim *o, core_error
     h5_close(&g, H5Gclose);
     if (rc)
         return -1;
+    if (src)
+        return write_state_ranges(file, m, o, src, err);
     if (write_group(file, "/optim/m", m, o->m, err) != 0)
         return -1;
     if (optim_state_count(o) > 1 && write_group(file, "/optim/v", m, o->v, err) != 0)
@@ -362,8 +488,9 @@ static int write_root_attrs(hid_t f, const nn_model *m, const optim *o, const tr
  * our own errno, and HDF5 never holds a file it cannot close (a failed
  * H5Fclose on a full disk left a file ID behind that crashed HDF5's exit
  * handler). Costs the checkpoint's size in memory on rank 0, briefly. */
-static int write_h5(int fd, const char *tmp, nn_model *m, const optim *o, const train_progress *p,
-                    const char *config_text, core_error *err)
+static int write_h5(int fd, const char *tmp, nn_model *m, const optim *o,
+                    const train_ckpt_source *src, const train_progress *p, const char *config_text,
+                    core_error *err)
 {
     h5_detail_buf d;
     size_t states = o ? (size_t)optim_state_count(o) : 0;
@@ -379,7 +506,7 @@ static int write_h5(int fd, const char *tmp, nn_model *m, const optim *o, const 
         return core_error_set(err, "cannot create HDF5 file (%s)", h5_detail(&d));
     int rc = write_root_attrs(f, m, o, p, config_text, err) ||
              write_group(f, "/params", m, nn_model_params(m), err) ||
-             (o && write_optim(f, m, o, err));
+             (o && write_optim(f, m, o, src, err));
     if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
         rc = core_error_set(err, "cannot flush (%s)", h5_detail(&d));
     ssize_t size = rc == 0 ? H5Fget_file_image(f, NULL, 0) : -1;
@@ -404,6 +531,14 @@ int train_checkpoint_write(const char *dir, nn_model *m, const optim *o, const t
                            const char *config_text, char *path_out, size_t path_len,
                            core_error *err)
 {
+    return train_checkpoint_write_from(dir, m, o, NULL, p, config_text, path_out, path_len, err);
+}
+
+int train_checkpoint_write_from(const char *dir, nn_model *m, const optim *o,
+                                const train_ckpt_source *src, const train_progress *p,
+                                const char *config_text, char *path_out, size_t path_len,
+                                core_error *err)
+{
     const train_progress zero = {0};
     if (!p)
         p = &zero;
@@ -412,6 +547,11 @@ int train_checkpoint_write(const char *dir, nn_model *m, const optim *o, const t
                               "checkpoint: optimizer holds %zu values but the model has %zu "
                               "parameters",
                               o->n, nn_model_param_count(m));
+    if (o && !src && !optim_state_whole(o))
+        return core_error_set(err,
+                              "checkpoint: the optimizer holds the state of parameters %zu..%zu "
+                              "only; a sharded state is written through a source",
+                              o->lo, o->hi);
     if (make_dirs(dir, err) != 0)
         return -1;
     char name[64], final[CKPT_PATH_MAX], tmp[CKPT_PATH_MAX];
@@ -427,7 +567,7 @@ int train_checkpoint_write(const char *dir, nn_model *m, const optim *o, const t
     if (fd < 0)
         return core_error_set(err, "%s: cannot create checkpoint: %s", tmp, strerror(errno));
     h5_quiet q = h5_quiet_begin();
-    int rc = write_h5(fd, tmp, m, o, p, config_text, err);
+    int rc = write_h5(fd, tmp, m, o, src, p, config_text, err);
     h5_quiet_end(q);
     if (close(fd) != 0 && rc == 0)
         rc = core_error_set(err, "cannot write: %s", strerror(errno));
@@ -806,6 +946,9 @@ static int read_h5(const char *path, nn_model *m, optim *o, train_progress *p, c
     if (o && o->n != n)
         return core_error_set(err, "optimizer holds %zu values but the model has %zu parameters",
                               o->n, n);
+    if (o && !optim_state_whole(o))
+        return core_error_set(err, "the optimizer holds the state of parameters %zu..%zu only",
+                              o->lo, o->hi);
     hid_t f = open_h5(path, err);
     if (f < 0)
         return -1;

@@ -58,6 +58,32 @@ typedef struct train_progress {
 int train_checkpoint_write(const char *dir, nn_model *m, const optim *o, const train_progress *p,
                            const char *config_text, char *path_out, size_t path_len,
                            core_error *err);
+
+/* The optimizer state of a checkpoint range by range, so that it never has
+ * to be whole in memory outside the file (the state sharded across ranks:
+ * train/shard.c). For each state buffer k (0: /optim/m, 1: /optim/v), each
+ * tensor in model order, runs of whole rows (the first dimension) of at
+ * most TRAIN_CKPT_RANGE floats, one row when a row is longer: fn(ctx, k,
+ * lo, hi) with [lo, hi) in the flat parameter layout. Stops at the first
+ * non-zero return of fn and returns it; 0 when every range was visited. */
+#define TRAIN_CKPT_RANGE ((size_t)1 << 20)
+typedef int (*train_ckpt_range_fn)(void *ctx, int k, size_t lo, size_t hi);
+int train_checkpoint_ranges(const nn_model *m, int states, train_ckpt_range_fn fn, void *ctx);
+/* Where train_checkpoint_write_from takes the optimizer state: fill(ctx, k,
+ * lo, hi, dst, err) puts floats [lo, hi) of state buffer k into dst, called
+ * for the ranges of train_checkpoint_ranges in their order (and for no
+ * others); -1 with err set fails the write. */
+typedef struct train_ckpt_source {
+    int (*fill)(void *ctx, int k, size_t lo, size_t hi, float *dst, core_error *err);
+    void *ctx;
+} train_ckpt_source;
+/* train_checkpoint_write with the optimizer state from src instead of o's
+ * buffers (o still gives its kind, settings and step); src NULL: o's
+ * buffers, which must then be whole. The file is the same. */
+int train_checkpoint_write_from(const char *dir, nn_model *m, const optim *o,
+                                const train_ckpt_source *src, const train_progress *p,
+                                const char *config_text, char *path_out, size_t path_len,
+                                core_error *err);
 /* Resolves "dir" (through its latest pointer, or the newest complete
  * ckpt-*.h5) or a direct file path to a checkpoint file. */
 int train_checkpoint_resolve(const char *dir_or_file, char *path, size_t len, core_error *err);

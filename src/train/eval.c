@@ -208,7 +208,7 @@ int train_shard_params(dist_world *w, nn_model *m, int want, size_t *a, size_t *
 
 int train_optim_gather(dist_world *w, optim *o, int sharded, core_error *err)
 {
-    if (!sharded)
+    if (!sharded || o->sharded) /* across every rank: written range by range instead */
         return 0;
     if (dist_shard_gather(w, o->m, o->n, err) != 0)
         return -1;

@@ -67,9 +67,11 @@ int train_report_rank(dist_world *w, int first, core_error *err);
  * private gradients, or no room in /dev/shm: one warning line), -1 on error
  * (agreed on every rank). *a, *b: this rank's slice ([0, n) if not). */
 int train_shard_params(dist_world *w, nn_model *m, int want, size_t *a, size_t *b, core_error *err);
-/* After a sharded step each rank holds the optimizer state of its slice
- * only: this makes it whole on every rank, before a checkpoint is written.
- * Collective; a no-op when not sharded. */
+/* After a node-sharded step each rank holds the optimizer state of its
+ * slice only: this makes it whole on every rank, before a checkpoint is
+ * written. Collective; a no-op when not sharded, and when the state is
+ * sharded across every rank (o->sharded: train_checkpoint_save gathers it
+ * range by range). */
 int train_optim_gather(dist_world *w, optim *o, int sharded, core_error *err);
 
 /* Collective: dist_buckets_create over the model's gradient buffer, with

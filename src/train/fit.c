@@ -30,6 +30,7 @@
 #include "train/eval.h"
 #include "train/device.h"
 #include "train/resize.h"
+#include "train/shard.h"
 #include "train/workflow.h"
 
 typedef struct fit_ctx {
@@ -51,6 +52,7 @@ typedef struct fit_ctx {
     train_resize resize;
     dist_buckets *buckets; /* the gradient buffer's all-reduce buckets */
     int sharded;           /* sharded optimizer step: this rank updates [shard_a, shard_b) */
+    int zero;              /* ...and holds the state of that slice only (--shard-optimizer all) */
     size_t shard_a, shard_b;
     int micro_batch;    /* samples per forward/backward (local batch / --accumulate) */
     long skipped_steps; /* steps skipped for non-finite values */
@@ -144,8 +146,11 @@ static int setup_model(fit_ctx *c, core_error *err)
         return -1;
     nn_model_init_params(c->model, cfg->seed);
     nn_model_set_rng(c->model, &c->prog.rng); /* dropout draws from the checkpointed RNG */
-    if (optim_create(&c->opt, &cfg->optim, nn_model_param_count(c->model), err) != 0)
+    c->zero = train_optim_create(c->w, engine, &cfg->optim, nn_model_param_count(c->model),
+                                 cfg->shard_optim, &c->opt, &c->shard_a, &c->shard_b, err);
+    if (c->zero < 0)
         return -1;
+    c->sharded = c->zero;
     c->opt_ready = 1;
     if (train_device_create(&c->dev, engine, &c->opt, err) != 0)
         return -1;
@@ -267,24 +272,36 @@ static int wants_resume(fit_ctx *c, core_error *err)
 }
 
 /* Rank 0 reads the checkpoint; its parameters, optimizer state and progress
- * are then broadcast, so other ranks need not see the checkpoint file. */
+ * are then broadcast, so other ranks need not see the checkpoint file. A
+ * state sharded across ranks is read whole on rank 0 and scattered to the
+ * slices of this world size. */
 static int resume_from(fit_ctx *c, core_error *err)
 {
     int failed = 0;
+    optim whole = {0};
     if (c->rank == 0) {
         char path[1024];
-        failed = train_checkpoint_resolve(resume_source(c->cfg), path, sizeof path, err) != 0 ||
-                 train_checkpoint_read(path, c->model, &c->opt, &c->prog, err) != 0;
+        optim *into = &c->opt;
+        if (c->zero) {
+            failed = optim_create(&whole, &c->cfg->optim, nn_model_param_count(c->model), err);
+            into = &whole;
+        }
+        failed = failed ||
+                 train_checkpoint_resolve(resume_source(c->cfg), path, sizeof path, err) != 0 ||
+                 train_checkpoint_read(path, c->model, into, &c->prog, err) != 0;
         if (!failed)
             core_log_info("resuming from %s (epoch %ld, step %ld)", path, c->prog.epoch + 1,
                           c->prog.step);
     }
-    if (train_agree(c->w, failed, err) != 0)
+    failed = train_agree(c->w, failed, err) != 0 ||
+             (c->zero && train_optim_scatter(c->w, &whole, &c->opt, err) != 0);
+    optim_destroy(&whole);
+    if (failed)
         return -1;
     size_t n = nn_model_param_count(c->model);
-    if (dist_broadcast(c->w, c->opt.m, n * sizeof(float), 0, err) != 0)
+    if (!c->zero && dist_broadcast(c->w, c->opt.m, n * sizeof(float), 0, err) != 0)
         return -1;
-    if (c->opt.v && dist_broadcast(c->w, c->opt.v, n * sizeof(float), 0, err) != 0)
+    if (!c->zero && c->opt.v && dist_broadcast(c->w, c->opt.v, n * sizeof(float), 0, err) != 0)
         return -1;
     if (dist_broadcast(c->w, &c->opt.step, sizeof c->opt.step, 0, err) != 0)
         return -1;
@@ -387,7 +404,23 @@ static int setup_comm(fit_ctx *c, core_error *err)
     }
     if (train_buckets_create(c->w, c->model, bc, &c->buckets, err) != 0)
         return -1;
-    int sh = train_shard_params(c->w, c->model, cfg->shard_optim, &c->shard_a, &c->shard_b, err);
+    if (c->zero) {
+        char mine[32], whole[32];
+        if (c->rank == 0)
+            core_log_info("optimizer state sharded over all %d rank(s) (rank 0 holds and updates "
+                          "parameters %zu..%zu of %zu: %s of optimizer state instead of %s)",
+                          c->size, c->shard_a, c->shard_b, nn_model_param_count(c->model),
+                          core_format_bytes(
+                              (double)optim_state_bytes(cfg->optim.kind, c->shard_b - c->shard_a),
+                              mine, sizeof mine),
+                          core_format_bytes((double)optim_state_bytes(
+                                                cfg->optim.kind, nn_model_param_count(c->model)),
+                                            whole, sizeof whole));
+        return 0;
+    }
+    int sh = cfg->shard_optim == TRAIN_SHARD_NODE
+                 ? train_shard_params(c->w, c->model, 1, &c->shard_a, &c->shard_b, err)
+                 : 0;
     if (sh < 0)
         return -1;
     c->sharded = sh;
@@ -572,7 +605,9 @@ static int step_once(fit_ctx *c, const data_batch *b, int failed, nn_stats *stat
      * ranks' slices (each owner has put its frozen values back first). */
     optim_step_slice(&c->opt, nn_model_params(c->model), grads, lr, c->shard_a, c->shard_b);
     train_wf_after_update(c->wf);
-    if (dist_shared_allgather(c->w, nn_model_params(c->model), n, &comm_err) != 0)
+    int rc = c->zero ? dist_zero_allgather(c->w, nn_model_params(c->model), n, &comm_err)
+                     : dist_shared_allgather(c->w, nn_model_params(c->model), n, &comm_err);
+    if (rc != 0)
         return core_error_set(err, "%s", comm_err.msg);
     return 0;
 }
@@ -584,11 +619,10 @@ static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
     train_device_pull(&c->dev, c->model, &c->opt);
     if (train_optim_gather(c->w, &c->opt, c->sharded, err) != 0)
         return -1;
-    int failed = 0;
+    int failed =
+        train_checkpoint_save(c->w, c->cfg->ckpt_dir, c->model, &c->opt, &c->prog, c->config_text,
+                              res->last_checkpoint, sizeof res->last_checkpoint, err) != 0;
     if (c->rank == 0) {
-        failed =
-            train_checkpoint_write(c->cfg->ckpt_dir, c->model, &c->opt, &c->prog, c->config_text,
-                                   res->last_checkpoint, sizeof res->last_checkpoint, err) != 0;
         if (!failed)
             core_log_info("checkpoint: %s", res->last_checkpoint);
         if (!failed && c->cfg->keep_ckpts > 0 &&

@@ -46,8 +46,10 @@ typedef struct train_config {
     int accumulate;        /* compute each local batch in N micro-batches, reduce once */
     int overlap;           /* all-reduce buckets on the comm thread while backward runs:
                               1 on, 0 off, TRAIN_OVERLAP_AUTO (default) */
-    int shard_optim;       /* 1 (default): with hier's node-shared gradients, each rank of a
-                              node updates a slice of the parameters (train_shard_params) */
+    int shard_optim;       /* train_shard_mode (train/shard.h): TRAIN_SHARD_NODE (default): with
+                              hier's node-shared gradients, each rank of a node updates a slice
+                              of the parameters (train_shard_params); TRAIN_SHARD_ALL: each rank
+                              holds the optimizer state of its slice only; TRAIN_SHARD_OFF */
     size_t bucket_bytes;   /* 0: DIST_BUCKET_DEFAULT (25 MiB) */
     size_t first_bucket_bytes;       /* 0: DIST_FIRST_BUCKET_DEFAULT (1 MiB) */
     double comm_timeout;             /* watchdog seconds for a collective */

@@ -22,6 +22,7 @@
 #include "train/eval.h"
 #include "train/init_from.h"
 #include "train/metrics.h"
+#include "train/shard.h"
 
 struct train_wf {
     train_wf_setup s;
@@ -373,13 +374,12 @@ static int write_best(train_wf *wf, core_error *err)
         return 0;
     if (train_optim_gather(wf->s.w, wf->s.opt, wf->s.sharded, err) != 0)
         return -1;
-    int failed = 0;
+    char dir[1024], path[1024], old[1024];
+    snprintf(dir, sizeof dir, "%s/best", wf->s.ckpt_dir);
+    snprintf(old, sizeof old, "%s", wf->best_path);
+    int failed = train_checkpoint_save(wf->s.w, dir, wf->s.model, wf->s.opt, wf->s.prog,
+                                       wf->s.config_text, path, sizeof path, err) != 0;
     if (wf->rank == 0) {
-        char dir[1024], path[1024], old[1024];
-        snprintf(dir, sizeof dir, "%s/best", wf->s.ckpt_dir);
-        snprintf(old, sizeof old, "%s", wf->best_path);
-        failed = train_checkpoint_write(dir, wf->s.model, wf->s.opt, wf->s.prog, wf->s.config_text,
-                                        path, sizeof path, err) != 0;
         if (!failed) {
             if (old[0] && strcmp(old, path) != 0)
                 unlink(old);

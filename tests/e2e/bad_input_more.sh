@@ -202,7 +202,7 @@ expect_error "--momentum applies to --optimizer sgd only" 2 -- \
     "${T[@]}" --model tiny.spec --data ok.h5 --optimizer adam --momentum 0.5
 expect_error "unknown optimizer 'rmsprop'; expected sgd, adam or adamw" 2 -- \
     "${T[@]}" --model tiny.spec --data ok.h5 --optimizer rmsprop
-expect_error "--shard-optimizer expects on or off, got 'maybe'" 2 -- \
+expect_error "--shard-optimizer expects off, node (or on) or all, got 'maybe'" 2 -- \
     "${T[@]}" --model tiny.spec --data ok.h5 --shard-optimizer maybe
 expect_error "--shard-optimizer expects on or off, got 'half'" 2 -- \
     bench step --model tiny.spec --shard-optimizer half

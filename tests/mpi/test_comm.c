@@ -10,7 +10,10 @@
  * identical); bitwise agreement of every rank with random floats; the
  * consistency and length checks; the flags exchange and the non-finite
  * policy with a NaN injected on one rank; node-shared buffers (hier without
- * staging) the same way; the sharded optimizer step's slices and gathers.
+ * staging) the same way; the sharded optimizer step's slices and gathers,
+ * within a node and across every rank (ZeRO-1: slices, the parameter
+ * all-gather, the state's gather to rank 0 and scatter from it, range by
+ * range).
  */
 #include "test_support.h"
 
@@ -515,6 +518,71 @@ static void test_shard(void **state)
     }
 }
 
+/* ZeRO-1 across every rank: the world's slices tile [0, n) in rank order,
+ * in whole lines, within one line of each other; the all-gather makes every
+ * rank's copy whole (twice in a row); the state gathered to rank 0 in
+ * ranges (of odd lengths, crossing slice bounds) is the whole buffer, and
+ * scattered back from rank 0 in other ranges it lands in every owner's
+ * slice. */
+static void test_zero(void **state)
+{
+    core_error err;
+    const size_t sizes[] = {0, 1, 17, 1000, 65537};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k], a, b, prev = 0, longest = 0, shortest = n;
+        for (int q = 0; q < size; q++) {
+            dist_zero_slice(n, size, q, &a, &b);
+            assert_true(a == prev && a <= b && b <= n);
+            assert_true(a % 16 == 0 || a == n);
+            prev = b;
+            if (b < n) { /* slices short of the end: within one line of each other */
+                longest = b - a > longest ? b - a : longest;
+                shortest = b - a < shortest ? b - a : shortest;
+            }
+        }
+        assert_true(prev == n);
+        assert_true(longest <= shortest + 16 || longest == 0);
+        dist_zero_slice(n, size, rank, &a, &b);
+        float *buf = alloc_floats(n), *mine = alloc_floats(b - a);
+        for (int round = 0; round < 2; round++) {
+            for (size_t i = 0; i < n; i++)
+                buf[i] = i >= a && i < b ? value(i, 2000 + round) : (float)-1 - (float)rank;
+            assert_int_equal(dist_zero_allgather(world, buf, n, &err), 0);
+            for (size_t i = 0; i < n; i++)
+                if (buf[i] != value(i, 2000 + round))
+                    fail_msg("rank %d n=%zu round %d: element %zu is %g after the all-gather", rank,
+                             n, round, i, (double)buf[i]);
+        }
+        for (size_t i = a; i < b; i++)
+            mine[i - a] = value(i, 3000);
+        float *whole = alloc_floats(n);
+        const size_t step = 7 + 5 * (size_t)size; /* ranges cross slice bounds */
+        for (size_t lo = 0; lo < n; lo += step) {
+            size_t hi = lo + step < n ? lo + step : n;
+            assert_int_equal(dist_zero_gather(world, mine, n, lo, hi, whole + lo, &err), 0);
+        }
+        if (rank == 0)
+            for (size_t i = 0; i < n; i++)
+                if (whole[i] != value(i, 3000))
+                    fail_msg("n=%zu: gathered element %zu is %g", n, i, (double)whole[i]);
+        for (size_t i = 0; i < n; i++)
+            whole[i] = rank == 0 ? value(i, 4000) : -1.0f;
+        for (size_t i = 0; i < b - a; i++)
+            mine[i] = -2.0f;
+        for (size_t lo = 0; lo < n; lo += 2 * step + 1) {
+            size_t hi = lo + 2 * step + 1 < n ? lo + 2 * step + 1 : n;
+            assert_int_equal(dist_zero_scatter(world, mine, n, lo, hi, whole + lo, &err), 0);
+        }
+        for (size_t i = a; i < b; i++)
+            if (mine[i - a] != value(i, 4000))
+                fail_msg("rank %d n=%zu: scattered element %zu is %g", rank, n, i,
+                         (double)mine[i - a]);
+        core_free(whole);
+        core_free(mine);
+        core_free(buf);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -528,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_nonfinite_policy),
         cmocka_unit_test(test_shard),
+        cmocka_unit_test(test_zero),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -193,8 +193,10 @@ static void test_adam_first_step_is_lr_sign(void **state)
  * with the slices then put together, give bit for bit what one whole step
  * gives, for every optimizer, over several steps. Slice bounds are odd, so
  * vector loops start and end mid-vector; an empty slice only advances the
- * step count. Elements outside a slice are left as they were. */
-static void check_slices(const optim_config *cfg)
+ * step count. Elements outside a slice are left as they were. ranged: each
+ * part holds the state of its slice only (optim_create_range, the state
+ * sharded across ranks) and is asked to step [0, N), which it clips. */
+static void check_slices(const optim_config *cfg, int ranged)
 {
     core_error err = {{0}};
     const size_t cut[] = {0, 333, 334, 334, 701, N};
@@ -207,7 +209,11 @@ static void check_slices(const optim_config *cfg)
     assert_non_null(g);
     test_fill_uniform(pw, N, 3, -1.0f, 1.0f);
     for (int k = 0; k < NS; k++) {
-        assert_int_equal(optim_create(&part[k], cfg, N, &err), 0);
+        if (ranged)
+            assert_int_equal(optim_create_range(&part[k], cfg, N, cut[k], cut[k + 1], &err), 0);
+        else
+            assert_int_equal(optim_create(&part[k], cfg, N, &err), 0);
+        assert_int_equal(optim_state_whole(&part[k]), !ranged);
         pp[k] = malloc(N * sizeof(float));
         assert_non_null(pp[k]);
         memcpy(pp[k], pw, N * sizeof(float));
@@ -217,7 +223,8 @@ static void check_slices(const optim_config *cfg)
         optim_step(&whole, pw, g, lr_at(s));
         for (int k = 0; k < NS; k++) {
             float last = pp[k][N - 1];
-            optim_step_slice(&part[k], pp[k], g, lr_at(s), cut[k], cut[k + 1]);
+            optim_step_slice(&part[k], pp[k], g, lr_at(s), ranged ? 0 : cut[k],
+                             ranged ? N : cut[k + 1]);
             if (cut[k + 1] < N) /* outside the slice: untouched */
                 assert_memory_equal(&pp[k][N - 1], &last, sizeof last);
             assert_int_equal(part[k].step, whole.step);
@@ -231,10 +238,10 @@ static void check_slices(const optim_config *cfg)
             assert_memory_equal(pp[k], pw, N * sizeof(float));
     }
     for (int k = 0; k < NS; k++) {
-        size_t a = cut[k], len = cut[k + 1] - cut[k];
-        assert_memory_equal(part[k].m + a, whole.m + a, len * sizeof(float));
+        size_t a = cut[k], len = cut[k + 1] - cut[k], own = ranged ? 0 : a;
+        assert_memory_equal(part[k].m + own, whole.m + a, len * sizeof(float));
         if (whole.v)
-            assert_memory_equal(part[k].v + a, whole.v + a, len * sizeof(float));
+            assert_memory_equal(part[k].v + own, whole.v + a, len * sizeof(float));
         optim_destroy(&part[k]);
         free(pp[k]);
     }
@@ -245,20 +252,39 @@ static void check_slices(const optim_config *cfg)
 
 static void test_sliced_step_equals_whole(void **state)
 {
-    optim_config c = optim_config_default(OPTIM_SGD);
-    c.momentum = 0.0f;
-    check_slices(&c);
-    c = optim_config_default(OPTIM_SGD);
-    c.weight_decay = 0.01f;
-    check_slices(&c);
-    c.nesterov = 1;
-    check_slices(&c);
-    c = optim_config_default(OPTIM_ADAM);
-    check_slices(&c);
-    c.weight_decay = 0.05f;
-    check_slices(&c);
-    c.decoupled = 1;
-    check_slices(&c);
+    for (int ranged = 0; ranged < 2; ranged++) {
+        optim_config c = optim_config_default(OPTIM_SGD);
+        c.momentum = 0.0f;
+        check_slices(&c, ranged);
+        c = optim_config_default(OPTIM_SGD);
+        c.weight_decay = 0.01f;
+        check_slices(&c, ranged);
+        c.nesterov = 1;
+        check_slices(&c, ranged);
+        c = optim_config_default(OPTIM_ADAM);
+        check_slices(&c, ranged);
+        c.weight_decay = 0.05f;
+        check_slices(&c, ranged);
+        c.decoupled = 1;
+        check_slices(&c, ranged);
+    }
+}
+
+/* A state range must lie inside the parameters; its size is what the
+ * memory plan counts. */
+static void test_state_range(void **state)
+{
+    core_error err = {{0}};
+    optim o;
+    optim_config c = optim_config_default(OPTIM_ADAM);
+    assert_int_equal(optim_create_range(&o, &c, 10, 4, 11, &err), -1);
+    assert_non_null(strstr(err.msg, "[4, 11)"));
+    assert_int_equal(optim_create_range(&o, &c, 10, 5, 4, &err), -1);
+    assert_int_equal(optim_create_range(&o, &c, 10, 10, 10, &err), 0);
+    assert_int_equal(optim_state_whole(&o), 0);
+    optim_destroy(&o);
+    assert_int_equal(optim_state_bytes(OPTIM_ADAM, 1000), 8000);
+    assert_int_equal(optim_state_bytes(OPTIM_SGD, 1000), 4000);
 }
 
 static void test_defaults(void **state)
@@ -321,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_adam_weight_decay_and_betas),
         cmocka_unit_test(test_adam_first_step_is_lr_sign),
         cmocka_unit_test(test_sliced_step_equals_whole),
+        cmocka_unit_test(test_state_range),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_kind_parse_and_state_count),
     };
