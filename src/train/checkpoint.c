@@ -358,6 +358,35 @@ static int tensor_at(const nn_model *m, size_t lo)
     return i;
 }
 
+/* The file and memory spaces of rows [lo, hi) of tensor t's dataset (H5S_ALL
+ * for a scalar); close them with close_rows. */
+static herr_t select_rows(hid_t ds, const nn_tensor *t, size_t lo, size_t hi, hid_t *fs, hid_t *ms)
+{
+    *fs = *ms = H5S_ALL;
+    if (t->ndim == 0)
+        return 0;
+    size_t rows, row;
+    tensor_rows(t, &rows, &row);
+    hsize_t start[NN_MAX_DIMS] = {0}, cnt[NN_MAX_DIMS];
+    for (int j = 0; j < t->ndim; j++)
+        cnt[j] = (hsize_t)t->dims[j];
+    start[0] = (hsize_t)((lo - t->offset) / row);
+    cnt[0] = (hsize_t)((hi - lo) / row);
+    *fs = H5Dget_space(ds);
+    *ms = H5Screate_simple(t->ndim, cnt, NULL);
+    if (*fs < 0 || *ms < 0)
+        return -1;
+    return H5Sselect_hyperslab(*fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+}
+
+static void close_rows(const nn_tensor *t, hid_t *fs, hid_t *ms)
+{
+    if (t->ndim == 0)
+        return;
+    h5_close(fs, H5Sclose);
+    h5_close(ms, H5Sclose);
+}
+
 static int write_range(void *ctx, int k, size_t lo, size_t hi)
 {
     range_writer *rw = ctx;
@@ -374,9 +403,9 @@ static int write_range(void *ctx, int k, size_t lo, size_t hi)
     }
     int i = tensor_at(rw->m, lo);
     const nn_tensor *t = nn_model_tensor(rw->m, i);
-    hsize_t dims[NN_MAX_DIMS], start[NN_MAX_DIMS] = {0}, cnt[NN_MAX_DIMS];
+    hsize_t dims[NN_MAX_DIMS];
     for (int j = 0; j < t->ndim; j++)
-        dims[j] = cnt[j] = (hsize_t)t->dims[j];
+        dims[j] = (hsize_t)t->dims[j];
     if (i != rw->tensor) {
         h5_close(&rw->ds, H5Dclose);
         rw->tensor = i;
@@ -391,25 +420,14 @@ static int write_range(void *ctx, int k, size_t lo, size_t hi)
     }
     if (rw->src->fill(rw->src->ctx, k, lo, hi, rw->buf, rw->err) != 0)
         return -1;
-    size_t rows, row;
-    tensor_rows(t, &rows, &row);
-    hid_t fs = H5S_ALL, ms = H5S_ALL;
-    if (t->ndim > 0) {
-        start[0] = (hsize_t)((lo - t->offset) / row);
-        cnt[0] = (hsize_t)((hi - lo) / row);
-        fs = H5Dget_space(rw->ds);
-        ms = H5Screate_simple(t->ndim, cnt, NULL);
-        if (fs < 0 || ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0)
-            fs = ms = -1;
-    }
-    herr_t st = fs < 0 ? -1 : H5Dwrite(rw->ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, rw->buf);
+    hid_t fs, ms;
+    herr_t st = select_rows(rw->ds, t, lo, hi, &fs, &ms);
+    if (st >= 0)
+        st = H5Dwrite(rw->ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, rw->buf);
     if (st < 0)
         core_error_set(rw->err, "cannot write dataset %s/%s (%s)", names[k], t->name,
                        h5_detail(&d));
-    if (t->ndim > 0) {
-        h5_close(&fs, H5Sclose);
-        h5_close(&ms, H5Sclose);
-    }
+    close_rows(t, &fs, &ms);
     return st < 0 ? -1 : 0;
 }
 
@@ -483,11 +501,65 @@ static int write_root_attrs(hid_t f, const nn_model *m, const optim *o, const tr
     return 0;
 }
 
+/* The core driver's own memory (file image callbacks): the file is written
+ * to disk from it, without a second copy of the checkpoint in memory. */
+typedef struct core_image {
+    void *mem;
+} core_image;
+
+static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    core_image *im = udata;
+    im->mem = malloc(size);
+    return im->mem;
+}
+
+static void *image_memcpy(void *dst, const void *src, size_t size, H5FD_file_image_op_t op,
+                          void *udata)
+{
+    (void)op;
+    (void)udata;
+    return memcpy(dst, src, size);
+}
+
+static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    core_image *im = udata;
+    void *p = realloc(ptr, size);
+    if (p)
+        im->mem = p;
+    return p;
+}
+
+static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    core_image *im = udata;
+    if (ptr == im->mem)
+        im->mem = NULL;
+    free(ptr);
+    return 0;
+}
+
+static void *image_udata_copy(void *udata)
+{
+    return udata; /* one image per file: the copies of the access list share it */
+}
+
+static herr_t image_udata_free(void *udata)
+{
+    (void)udata;
+    return 0;
+}
+
 /* The file is built in memory (HDF5's core driver, no backing store) and
- * then written to fd with write(2): a full disk or an I/O error surfaces as
- * our own errno, and HDF5 never holds a file it cannot close (a failed
- * H5Fclose on a full disk left a file ID behind that crashed HDF5's exit
- * handler). Costs the checkpoint's size in memory on rank 0, briefly. */
+ * then written to fd with write(2) straight from the driver's memory: a
+ * full disk or an I/O error surfaces as our own errno, and HDF5 never holds
+ * a file it cannot close (a failed H5Fclose on a full disk left a file ID
+ * behind that crashed HDF5's exit handler). Costs the checkpoint's size in
+ * memory on rank 0, once, briefly. */
 static int write_h5(int fd, const char *tmp, nn_model *m, const optim *o,
                     const train_ckpt_source *src, const train_progress *p, const char *config_text,
                     core_error *err)
@@ -495,8 +567,13 @@ static int write_h5(int fd, const char *tmp, nn_model *m, const optim *o,
     h5_detail_buf d;
     size_t states = o ? (size_t)optim_state_count(o) : 0;
     size_t guess = nn_model_param_count(m) * (1 + states) * sizeof(float) + ((size_t)1 << 20);
+    core_image im = {NULL};
+    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy,     image_realloc,
+                                      image_free,   image_udata_copy, image_udata_free,
+                                      &im};
     hid_t fapl = h5_fapl();
-    if (fapl < 0 || H5Pset_fapl_core(fapl, guess, 0) < 0) {
+    if (fapl < 0 || H5Pset_fapl_core(fapl, guess, 0) < 0 ||
+        H5Pset_file_image_callbacks(fapl, &cb) < 0) {
         h5_close(&fapl, H5Pclose);
         return core_error_set(err, "cannot set up an in-memory HDF5 file (%s)", h5_detail(&d));
     }
@@ -509,21 +586,18 @@ static int write_h5(int fd, const char *tmp, nn_model *m, const optim *o,
              (o && write_optim(f, m, o, src, err));
     if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
         rc = core_error_set(err, "cannot flush (%s)", h5_detail(&d));
+    /* the image's size (the end of allocated space), without a copy */
     ssize_t size = rc == 0 ? H5Fget_file_image(f, NULL, 0) : -1;
-    char *image = size > 0 ? malloc((size_t)size) : NULL;
-    if (rc == 0 && !image)
-        rc = core_error_set(err, "out of memory for the %zd-byte checkpoint image", size);
-    if (rc == 0 && H5Fget_file_image(f, image, (size_t)size) != size)
+    if (rc == 0 && (size <= 0 || !im.mem))
         rc = core_error_set(err, "cannot get the checkpoint image (%s)", h5_detail(&d));
-    if (H5Fclose(f) < 0 && rc == 0)
-        rc = core_error_set(err, "cannot close (%s)", h5_detail(&d));
     errno = 0;
-    if (rc == 0 && write_all(fd, image, (size_t)size) != 0)
+    if (rc == 0 && write_all(fd, im.mem, (size_t)size) != 0)
         rc = core_error_set(err, "cannot write %zd bytes: %s", size,
                             errno ? strerror(errno) : "short write");
+    if (H5Fclose(f) < 0 && rc == 0)
+        rc = core_error_set(err, "cannot close (%s)", h5_detail(&d));
     if (rc == 0 && fsync(fd) != 0)
         rc = core_error_set(err, "fsync failed: %s", strerror(errno));
-    free(image);
     return rc ? -1 : 0;
 }
 
@@ -789,7 +863,7 @@ static void find_extra(hid_t g, hsize_t nlinks, const nn_model *m, char *out, si
 
 /* Reads every model tensor of group gname into dst (laid out like params),
  * after checking names, shapes and dtypes, and that the group holds nothing
- * the model does not have. */
+ * the model does not have; dst NULL: the checks only. */
 static int read_group(hid_t f, const char *gname, const nn_model *m, const int *order, float *dst,
                       core_error *err)
 {
@@ -808,7 +882,8 @@ static int read_group(hid_t f, const char *gname, const nn_model *m, const int *
         rc = open_tensor(g, gname, t, &ds, err);
         if (rc != 0)
             break;
-        if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst + t->offset) < 0) {
+        if (dst &&
+            H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst + t->offset) < 0) {
             h5_detail_buf d;
             rc = core_error_set(err, "cannot read %s/%s (%s)", gname, t->name, h5_detail(&d));
         }
@@ -1007,6 +1082,96 @@ int train_checkpoint_read(const char *path, nn_model *m, optim *o, train_progres
     }
     h5_quiet q = h5_quiet_begin();
     int rc = read_h5(path, m, o, p, err);
+    h5_quiet_end(q);
+    return rc ? core_error_prefix(err, "%s", path) : 0;
+}
+
+/* Reading the state range by range (train_checkpoint_read_state). */
+typedef struct range_reader {
+    hid_t file, group, ds;
+    const nn_model *m;
+    train_ckpt_sink_fn sink;
+    void *ctx;
+    float *buf;
+    int k, tensor;
+    core_error *err;
+} range_reader;
+
+static int read_range(void *ctx, int k, size_t lo, size_t hi)
+{
+    range_reader *rr = ctx;
+    static const char *const names[2] = {"/optim/m", "/optim/v"};
+    h5_detail_buf d;
+    int i = tensor_at(rr->m, lo);
+    const nn_tensor *t = nn_model_tensor(rr->m, i);
+    if (k != rr->k || i != rr->tensor) {
+        h5_close(&rr->ds, H5Dclose);
+        if (k != rr->k) {
+            h5_close(&rr->group, H5Gclose);
+            rr->group = H5Gopen2(rr->file, names[k], H5P_DEFAULT);
+        }
+        rr->k = k;
+        rr->tensor = i;
+        rr->ds = rr->group < 0 ? -1 : H5Dopen2(rr->group, t->name, H5P_DEFAULT);
+    }
+    hid_t fs = -1, ms = -1;
+    herr_t st = rr->ds < 0 ? -1 : select_rows(rr->ds, t, lo, hi, &fs, &ms);
+    if (st >= 0)
+        st = H5Dread(rr->ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, rr->buf);
+    close_rows(t, &fs, &ms);
+    if (st < 0)
+        return core_error_set(rr->err, "cannot read %s/%s (%s)", names[k], t->name, h5_detail(&d));
+    return rr->sink(rr->ctx, k, lo, hi, rr->buf, rr->err);
+}
+
+static int read_state_h5(const char *path, const nn_model *m, optim *o, train_ckpt_sink_fn sink,
+                         void *ctx, core_error *err)
+{
+    hid_t f = open_h5(path, err);
+    if (f < 0)
+        return -1;
+    int states = optim_state_count(o);
+    range_reader rr = {f, -1, -1, m, sink, ctx, NULL, -1, -1, err};
+    int *order = core_alloc((size_t)nn_model_tensor_count(m) * sizeof *order, "tensor order", err);
+    int64_t ostep = 0;
+    int rc = order ? check_version(f, err) : -1;
+    if (rc == 0)
+        spec_order(m, order);
+    if (rc == 0)
+        rc = check_optimizer_kind(f, o, err);
+    if (rc == 0)
+        rc = read_group(f, "/optim/m", m, order, NULL, err);
+    if (rc == 0 && states > 1)
+        rc = read_group(f, "/optim/v", m, order, NULL, err);
+    if (rc == 0)
+        rc = attr_read_i64(f, "optim_step", &ostep, err);
+    size_t longest = TRAIN_CKPT_RANGE;
+    for (int i = 0; i < nn_model_tensor_count(m); i++) {
+        size_t rows, row;
+        tensor_rows(nn_model_tensor(m, i), &rows, &row);
+        longest = row > longest ? row : longest;
+    }
+    if (rc == 0)
+        rr.buf = core_alloc(longest * sizeof(float), "checkpoint range buffer", err);
+    if (rc == 0 && !rr.buf)
+        rc = -1;
+    if (rc == 0)
+        o->step = (long)ostep;
+    if (rc == 0 && train_checkpoint_ranges(m, states, read_range, &rr) != 0)
+        rc = -1;
+    h5_close(&rr.ds, H5Dclose);
+    h5_close(&rr.group, H5Gclose);
+    H5Fclose(f);
+    core_free(rr.buf);
+    core_free(order);
+    return rc;
+}
+
+int train_checkpoint_read_state(const char *path, const nn_model *m, optim *o,
+                                train_ckpt_sink_fn sink, void *ctx, core_error *err)
+{
+    h5_quiet q = h5_quiet_begin();
+    int rc = read_state_h5(path, m, o, sink, ctx, err);
     h5_quiet_end(q);
     return rc ? core_error_prefix(err, "%s", path) : 0;
 }

@@ -91,6 +91,17 @@ int train_checkpoint_resolve(const char *dir_or_file, char *path, size_t len, co
  * and optimizer (o may be NULL to load parameters only). */
 int train_checkpoint_read(const char *path, nn_model *m, optim *o, train_progress *p,
                           core_error *err);
+/* A checkpoint's optimizer state range by range, never whole in memory (the
+ * state sharded across ranks, train/shard.c): after the file's checks (its
+ * version, o's optimizer kind, every /optim tensor's presence, shape and
+ * type, none extra), o->step is set and sink(ctx, k, lo, hi, src, err)
+ * receives the ranges of train_checkpoint_ranges in their order, until one
+ * fails. path is a file (train_checkpoint_resolve); the parameters and the
+ * progress come from train_checkpoint_read(path, m, NULL, p). */
+typedef int (*train_ckpt_sink_fn)(void *ctx, int k, size_t lo, size_t hi, const float *src,
+                                  core_error *err);
+int train_checkpoint_read_state(const char *path, const nn_model *m, optim *o,
+                                train_ckpt_sink_fn sink, void *ctx, core_error *err);
 /* Reads the model spec and the training configuration stored in a checkpoint
  * (either pointer may be NULL), e.g. to rebuild the model for evaluation.
  * The strings are allocated with core_alloc; release them with core_free. */

@@ -273,31 +273,23 @@ static int wants_resume(fit_ctx *c, core_error *err)
 
 /* Rank 0 reads the checkpoint; its parameters, optimizer state and progress
  * are then broadcast, so other ranks need not see the checkpoint file. A
- * state sharded across ranks is read whole on rank 0 and scattered to the
- * slices of this world size. */
+ * state sharded across ranks goes from the file to the slices of this
+ * world size range by range (train_checkpoint_load). */
 static int resume_from(fit_ctx *c, core_error *err)
 {
     int failed = 0;
-    optim whole = {0};
+    char path[1024] = "";
     if (c->rank == 0) {
-        char path[1024];
-        optim *into = &c->opt;
-        if (c->zero) {
-            failed = optim_create(&whole, &c->cfg->optim, nn_model_param_count(c->model), err);
-            into = &whole;
-        }
-        failed = failed ||
-                 train_checkpoint_resolve(resume_source(c->cfg), path, sizeof path, err) != 0 ||
-                 train_checkpoint_read(path, c->model, into, &c->prog, err) != 0;
-        if (!failed)
-            core_log_info("resuming from %s (epoch %ld, step %ld)", path, c->prog.epoch + 1,
-                          c->prog.step);
+        failed = train_checkpoint_resolve(resume_source(c->cfg), path, sizeof path, err) != 0 ||
+                 (!c->zero && train_checkpoint_read(path, c->model, &c->opt, &c->prog, err) != 0);
     }
-    failed = train_agree(c->w, failed, err) != 0 ||
-             (c->zero && train_optim_scatter(c->w, &whole, &c->opt, err) != 0);
-    optim_destroy(&whole);
-    if (failed)
+    if (train_agree(c->w, failed, err) != 0)
         return -1;
+    if (c->zero && train_checkpoint_load(c->w, path, c->model, &c->opt, &c->prog, err) != 0)
+        return -1;
+    if (c->rank == 0)
+        core_log_info("resuming from %s (epoch %ld, step %ld)", path, c->prog.epoch + 1,
+                      c->prog.step);
     size_t n = nn_model_param_count(c->model);
     if (!c->zero && dist_broadcast(c->w, c->opt.m, n * sizeof(float), 0, err) != 0)
         return -1;

@@ -9,6 +9,7 @@
 
 #include "core/log.h"
 #include "core/mem.h"
+#include "train/eval.h"
 
 int train_shard_mode_parse(const char *name, int *mode, core_error *err)
 {
@@ -107,6 +108,26 @@ static int longest_range(void *ctx, int k, size_t lo, size_t hi)
     return 0;
 }
 
+/* Rank 0's side of the ranges its writer or reader did not reach, when it
+ * failed part way: fn walks every range and skips those already exchanged,
+ * with *buf a (zeroed) buffer of the longest range and *err its own error,
+ * both set here for the walk. The run is failing already: a failure here is
+ * only logged. */
+static void drain(const nn_model *m, int states, train_ckpt_range_fn fn, void *ctx, float **buf,
+                  core_error **err)
+{
+    core_error e, *outer = *err;
+    size_t longest = 0;
+    train_checkpoint_ranges(m, states, longest_range, &longest);
+    *buf = core_alloc((longest ? longest : 1) * sizeof(float), "checkpoint drain buffer", &e);
+    *err = &e;
+    if (!*buf || train_checkpoint_ranges(m, states, fn, ctx) != 0)
+        core_log_error("%s", e.msg);
+    core_free(*buf);
+    *buf = NULL;
+    *err = outer;
+}
+
 int train_checkpoint_save(dist_world *w, const char *dir, nn_model *m, const optim *o,
                           const train_progress *p, const char *config_text, char *path_out,
                           size_t path_len, core_error *err)
@@ -125,33 +146,63 @@ int train_checkpoint_save(dist_world *w, const char *dir, nn_model *m, const opt
     if (rc == 0 || s.comm_failed)
         return rc;
     /* The write failed part way: the other ranks still send every range. */
-    core_error drain_err;
-    size_t longest = 0;
-    train_checkpoint_ranges(m, states, longest_range, &longest);
-    s.dst =
-        core_alloc((longest ? longest : 1) * sizeof(float), "checkpoint drain buffer", &drain_err);
-    s.err = &drain_err;
-    if (!s.dst || train_checkpoint_ranges(m, states, serve_range, &s) != 0)
-        core_log_error("%s", drain_err.msg);
-    core_free(s.dst);
+    drain(m, states, serve_range, &s, &s.dst, &s.err);
     return rc;
 }
 
-int train_optim_scatter(dist_world *w, const optim *whole, optim *o, core_error *err)
+typedef struct load_ctx {
+    dist_world *w;
+    optim *o;
+    long sent;       /* ranges rank 0 has handed out so far */
+    int comm_failed; /* a scatter failed: the exchange cannot go on */
+    float *zeros;    /* rank 0's drain: what the ranges it could not read get */
+    core_error *err;
+} load_ctx;
+
+/* Rank 0 has read range [lo, hi) of state k: to its owners. */
+static int load_sink(void *ctx, int k, size_t lo, size_t hi, const float *src, core_error *err)
 {
-    int root = dist_rank(w) == 0;
-    for (int k = 0; k < optim_state_count(o); k++) {
-        float *mine = k == 0 ? o->m : o->v;
-        const float *src = root ? state_of(whole, k) : NULL;
-        for (size_t lo = 0; lo < o->n; lo += TRAIN_CKPT_RANGE) {
-            size_t hi = o->n - lo < TRAIN_CKPT_RANGE ? o->n : lo + TRAIN_CKPT_RANGE;
-            if (dist_zero_scatter(w, mine, o->n, lo, hi, src ? src + lo : NULL, err) != 0)
-                return -1;
-        }
-    }
-    long step = root ? whole->step : 0;
-    if (dist_broadcast(w, &step, sizeof step, 0, err) != 0)
+    load_ctx *s = ctx;
+    s->sent++;
+    float *mine = k == 0 ? s->o->m : s->o->v;
+    if (dist_zero_scatter(s->w, mine, s->o->n, lo, hi, src, err) != 0) {
+        s->comm_failed = 1;
         return -1;
-    o->step = step;
+    }
     return 0;
+}
+
+/* The other ranks' side, range by range; also rank 0's drain of the ranges
+ * it did not send (s->sent to skip). */
+static int take_range(void *ctx, int k, size_t lo, size_t hi)
+{
+    load_ctx *s = ctx;
+    if (s->sent > 0) {
+        s->sent--;
+        return 0;
+    }
+    float *mine = k == 0 ? s->o->m : s->o->v;
+    return dist_zero_scatter(s->w, mine, s->o->n, lo, hi, s->zeros, s->err) != 0 ? -1 : 0;
+}
+
+int train_checkpoint_load(dist_world *w, const char *path, nn_model *m, optim *o, train_progress *p,
+                          core_error *err)
+{
+    int states = optim_state_count(o);
+    load_ctx s = {w, o, 0, 0, NULL, err};
+    int failed = 0;
+    if (dist_rank(w) != 0) {
+        if (train_checkpoint_ranges(m, states, take_range, &s) != 0)
+            return -1;
+    } else {
+        failed = train_checkpoint_read(path, m, NULL, p, err) != 0 ||
+                 train_checkpoint_read_state(path, m, o, load_sink, &s, err) != 0;
+        if (s.comm_failed)
+            return -1;
+        if (failed) /* the other ranks still take every range (zeros) */
+            drain(m, states, take_range, &s, &s.zeros, &s.err);
+    }
+    if (train_agree(w, failed, err) != 0)
+        return -1;
+    return dist_broadcast(w, &o->step, sizeof o->step, 0, err);
 }

@@ -64,9 +64,15 @@ int train_checkpoint_save(dist_world *w, const char *dir, nn_model *m, const opt
                           const train_progress *p, const char *config_text, char *path_out,
                           size_t path_len, core_error *err);
 
-/* Collective, after rank 0 has read a checkpoint's optimizer state into
- * `whole` (rank 0 only; NULL elsewhere): every rank's sharded o receives its
- * slice of it, range by range, and the step count. */
-int train_optim_scatter(dist_world *w, const optim *whole, optim *o, core_error *err);
+/* Collective, to resume with the state sharded across ranks (o->sharded):
+ * rank 0 reads the checkpoint file `path` (ignored elsewhere): the
+ * parameters into m and the progress into p (rank 0's; the caller
+ * broadcasts them), and the optimizer state range by range
+ * (train_checkpoint_read_state) straight to the slices of this world size,
+ * whatever the world size that wrote it; every rank's o->step is set. A read
+ * that fails part way still completes every range's exchange; the failure
+ * is agreed (every rank returns -1 with rank 0's message). */
+int train_checkpoint_load(dist_world *w, const char *path, nn_model *m, optim *o, train_progress *p,
+                          core_error *err);
 
 #endif

@@ -10,8 +10,9 @@
 #     mid-epoch), and a resumed run's checkpoints are still whole;
 #   - 2 -> 3 -> 2 ranks within one epoch (the state re-sharded at each
 #     resume) ends bitwise where the same chain without sharding ends;
-#   - a checkpoint that cannot be written fails every rank with one line,
-#     no hang, while the other ranks are sending their state.
+#   - a checkpoint that cannot be written, and one that cannot be resumed
+#     (another optimizer), fail every rank with one line, no hang, while the
+#     other ranks are sending or waiting for their state.
 BUILD=$1 SRC=$2
 source "$SRC/tests/support/e2e_lib.sh"
 fashion_subset 2000 500
@@ -95,4 +96,15 @@ grep -q "epoch 1/1" "$work/bad.log" || fail "failed before the checkpoint: $(cat
 grep -q "cannot create checkpoint directory '$work/file/sub'" "$work/bad.log" ||
   fail "no line naming the directory: $(cat "$work/bad.log")"
 echo "ok: $(grep '^ringtrain' "$work/bad.log" | head -1)"
+# A checkpoint of another optimizer: rank 0 refuses its state before any
+# range goes out, still hands out every range, and every rank stops.
+set +e
+rt_mpirun 3 train "${base[@]}" --optimizer sgd --epochs 2 --shard-optimizer all \
+  --resume "$work/np3-all/ckpt-000000014.h5" >"$work/bad2.log" 2>&1
+rc=$?
+set -e
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "exit $rc: $(cat "$work/bad2.log")"
+grep -q "optimizer state is for adam, this run uses sgd" "$work/bad2.log" ||
+  fail "no line about the optimizer: $(cat "$work/bad2.log")"
+echo "ok: $(grep '^ringtrain' "$work/bad2.log" | head -1)"
 echo "PASS: --shard-optimizer all: same bits as the whole step at np 1-5 and in nodes, exact resume, 2 -> 3 -> 2"
