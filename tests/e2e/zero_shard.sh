@@ -5,7 +5,8 @@
 #     RINGTRAIN_TEST_NODE_SIZE), with the ring and hier: the checkpoints
 #     (parameters and the optimizer state, gathered to rank 0 range by
 #     range as the file is written) are bitwise those of --shard-optimizer
-#     off, mid-epoch and after the epoch, AdamW with clipping and SGD;
+#     off, mid-epoch and after the epoch, AdamW with clipping and SGD, and
+#     the best weights' checkpoint of early stopping;
 #   - resume at the same world size is bitwise exact (after an epoch and
 #     mid-epoch), and a resumed run's checkpoints are still whole;
 #   - 2 -> 3 -> 2 ranks within one epoch (the state re-sharded at each
@@ -53,6 +54,19 @@ for extra in "--optimizer adamw --clip-norm 0.5 --allreduce ring" "--optimizer s
   echo "ok: np 3 $extra: all gives the checkpoint of off"
   rm -rf "$work/x-all" "$work/x-off"
 done
+
+# The best weights' checkpoint (written from inside validation) and
+# --shard-optimizer on (node's old name) too.
+for mode in all on; do
+  rt_mpirun 3 train "${common[@]}" --epochs 2 --val-fraction 0.2 --early-stop val_loss --patience 0 \
+    --shard-optimizer "$mode" --checkpoint-dir "$work/best-$mode" >/dev/null 2>&1 || fail "best $mode failed"
+done
+best=$(cd "$work/best-on/best" && ls ckpt-*.h5)
+[ -n "$best" ] || fail "no best checkpoint"
+same_ckpt "$work/best-on/best/$best" "$work/best-all/best/$best" "the best checkpoint, all against on"
+same_ckpt "$work/best-on/$(cat "$work/best-on/latest")" "$work/best-all/$(cat "$work/best-all/latest")" \
+  "the last checkpoint with validation, all against on"
+echo "ok: np 3: the best weights' checkpoint ($best) with all is that of on (node)"
 
 # 2. Resume at the same world size: bitwise exact.
 rt_mpirun 3 train "${common[@]}" --epochs 2 --shard-optimizer all \
