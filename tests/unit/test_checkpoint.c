@@ -2,7 +2,8 @@
  * tests/unit/test_checkpoint.c: checkpoints of a real (small) model: a bitwise
  * round trip, the latest pointer and its fallbacks, and every way a read or a
  * write can fail, checking that the message is clear and that nothing already
- * loaded or saved is damaged.
+ * loaded or saved is damaged; the optimizer state written from a source and
+ * read into a sink range by range (the state sharded across ranks).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -553,6 +554,152 @@ static void test_data_order_round_trip(void **state)
     fixture_free(&a);
 }
 
+/* A model with a tensor of more than TRAIN_CKPT_RANGE floats in many rows
+ * (dense3.weight, 2000 x 600: two ranges of whole rows) and one whose single
+ * row is longer than a range (dense1.weight, 2 x 1100000: one row per
+ * range). */
+static const char *SPEC_BIG = "input 1 1 1100000\n"
+                              "flatten\n"
+                              "dense 2\n"
+                              "dense 600\n"
+                              "dense 2000\n"
+                              "loss softmax_cross_entropy\n";
+
+/* The state of a checkpoint moves range by range: a source that takes each
+ * range from a whole optimizer, and a sink that puts each back into whole
+ * buffers. Both see every float of every state exactly once, in ranges of
+ * whole rows of one tensor, at most one range or one row long. */
+typedef struct range_log {
+    const nn_model *m;
+    const optim *from;
+    float *into[2];
+    unsigned char *seen[2];
+    int calls, fail_at;
+} range_log;
+
+static void log_range(range_log *r, int k, size_t lo, size_t hi)
+{
+    assert_true(k >= 0 && k < 2 && lo < hi);
+    int in_one = 0;
+    for (int i = 0; i < nn_model_tensor_count(r->m); i++) {
+        const nn_tensor *t = nn_model_tensor(r->m, i);
+        size_t row = t->count / (size_t)t->dims[0];
+        if (lo >= t->offset && hi <= t->offset + t->count) {
+            in_one = (lo - t->offset) % row == 0 && (hi - lo) % row == 0 &&
+                     (hi - lo <= TRAIN_CKPT_RANGE || hi - lo == row);
+        }
+    }
+    if (!in_one)
+        fail_msg("range [%zu, %zu) of state %d is not whole rows of one tensor", lo, hi, k);
+    for (size_t i = lo; i < hi; i++) {
+        assert_int_equal(r->seen[k][i], 0);
+        r->seen[k][i] = 1;
+    }
+    r->calls++;
+}
+
+static int fill_from(void *ctx, int k, size_t lo, size_t hi, float *dst, core_error *err)
+{
+    range_log *r = ctx;
+    log_range(r, k, lo, hi);
+    if (r->calls == r->fail_at)
+        return core_error_set(err, "range %d refused", r->calls);
+    memcpy(dst, (k == 0 ? r->from->m : r->from->v) + lo, (hi - lo) * sizeof(float));
+    return 0;
+}
+
+static int sink_into(void *ctx, int k, size_t lo, size_t hi, const float *src, core_error *err)
+{
+    range_log *r = ctx;
+    (void)err;
+    log_range(r, k, lo, hi);
+    memcpy(r->into[k] + lo, src, (hi - lo) * sizeof(float));
+    return 0;
+}
+
+static void range_log_reset(range_log *r, size_t n)
+{
+    for (int k = 0; k < 2; k++)
+        memset(r->seen[k], 0, n);
+    r->calls = 0;
+}
+
+static void test_state_by_ranges(void **state)
+{
+    char dir[512], path[1024], whole_path[1024];
+    snprintf(dir, sizeof dir, "%s/run", test_tmpdir("ckpt_ranges"));
+    fixture a, b;
+    fixture_make(&a, SPEC_BIG, OPTIM_ADAM, 6, 2);
+    fixture_make(&b, SPEC_BIG, OPTIM_ADAM, 7, 0);
+    size_t n = a.n, bytes = n * sizeof(float);
+    range_log r = {a.model, &a.opt, {malloc(bytes), malloc(bytes)}, {malloc(n), malloc(n)}, 0, -1};
+    for (int k = 0; k < 2; k++) {
+        assert_non_null(r.into[k]);
+        assert_non_null(r.seen[k]);
+    }
+    core_error err = {{0}};
+    train_progress p = progress_at(2);
+    write_ok(dir, &a, 1, whole_path, sizeof whole_path);
+
+    /* written from a source: the same checkpoint */
+    range_log_reset(&r, n);
+    train_ckpt_source src = {fill_from, &r};
+    if (train_checkpoint_write_from(dir, a.model, &a.opt, &src, &p, CONFIG, path, sizeof path,
+                                    &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(r.calls, 16); /* per state: 2 + 1 + 1 + 1 + 2 + 1 */
+    for (int k = 0; k < 2; k++)
+        assert_null(memchr(r.seen[k], 0, n));
+    if (train_checkpoint_read(path, b.model, &b.opt, NULL, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_memory_equal(nn_model_params(a.model), nn_model_params(b.model), bytes);
+    assert_memory_equal(a.opt.m, b.opt.m, bytes);
+    assert_memory_equal(a.opt.v, b.opt.v, bytes);
+
+    /* read into a sink: the state, whole again, and the step */
+    range_log_reset(&r, n);
+    optim c;
+    optim_config oc = optim_config_default(OPTIM_ADAM);
+    assert_int_equal(optim_create_range(&c, &oc, n, 0, 0, &err), 0);
+    if (train_checkpoint_read_state(whole_path, b.model, &c, sink_into, &r, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(r.calls, 16);
+    assert_int_equal(c.step, 2);
+    assert_memory_equal(r.into[0], a.opt.m, bytes);
+    assert_memory_equal(r.into[1], a.opt.v, bytes);
+    optim_destroy(&c);
+
+    /* the state of another optimizer: refused before any range */
+    range_log_reset(&r, n);
+    oc = optim_config_default(OPTIM_SGD);
+    assert_int_equal(optim_create_range(&c, &oc, n, 0, 0, &err), 0);
+    assert_int_equal(train_checkpoint_read_state(whole_path, b.model, &c, sink_into, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "optimizer state is for adam, this run uses sgd"));
+    assert_int_equal(r.calls, 0);
+    optim_destroy(&c);
+
+    /* a source that fails part way: no file, the previous one kept */
+    range_log_reset(&r, n);
+    r.fail_at = 3;
+    p.step = 9;
+    assert_int_equal(train_checkpoint_write_from(dir, a.model, &a.opt, &src, &p, CONFIG, path,
+                                                 sizeof path, &err),
+                     -1);
+    assert_non_null(strstr(err.msg, "range 3 refused; the checkpoint was not written"));
+    assert_null(strchr(err.msg, '\n'));
+    char gone[1100];
+    snprintf(gone, sizeof gone, "%s/ckpt-000000009.h5", dir);
+    assert_int_equal(access(gone, F_OK), -1);
+    snprintf(gone, sizeof gone, "%s/ckpt-000000009.h5.tmp", dir);
+    assert_int_equal(access(gone, F_OK), -1);
+    for (int k = 0; k < 2; k++) {
+        free(r.into[k]);
+        free(r.seen[k]);
+    }
+    fixture_free(&a);
+    fixture_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_version_dtype_and_missing_state),
         cmocka_unit_test(test_unwritable_target_keeps_previous),
         cmocka_unit_test(test_data_order_round_trip),
+        cmocka_unit_test(test_state_by_ranges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
