@@ -11,7 +11,10 @@
 #     shell 120 s before the time limit) is forwarded to the launcher, which
 #     relays it to every rank;
 #   - when the trainer exits with RT_REQUEUE_EXIT (75, EX_TEMPFAIL: "checkpoint
-#     written, run me again"), the job requeues itself with `scontrol requeue`.
+#     written, run me again"), the job requeues itself with `scontrol requeue`,
+#     unless Slurm has already requeued it (scontrol requeue, preemption) or
+#     the job was cancelled (SIGTERM to this shell: scancel, the time limit);
+#     a cancelled job ends with exit 75 and is not requeued.
 #
 # The trainer's side (ringtrain train --stop-signals, default TERM,USR1): on
 # the signal every rank finishes its step, the ranks agree at the step
