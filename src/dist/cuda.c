@@ -132,7 +132,9 @@ static int down_done(void *ctx, int i, core_error *err)
     cuda_stage *s = ctx;
     if (s->failed != cudaSuccess)
         return fail(err, "copying the gradients to the host", s->failed);
-    cudaError_t rc = cudaEventQuery(s->down[i]);
+    cudaError_t rc = cudaSetDevice(s->device); /* the current device is per thread */
+    if (rc == cudaSuccess)
+        rc = cudaEventQuery(s->down[i]);
     if (rc == cudaErrorNotReady)
         return 1;
     if (rc != cudaSuccess)

@@ -117,9 +117,11 @@ int dist_gpu_select(dist_world *w, int allow_shared, int *device, core_error *er
     }
     int first = dist_first_failed(w, failed);
     if (first < 0) {
-        if (other >= 0)
-            core_log_info("rank %d shares GPU %d with local rank %d (RINGTRAIN_GPUS_SHARED=1)",
-                          w->rank, *device, other);
+        int sharer = dist_first_failed(w, other >= 0); /* collective: said once, by rank 0 */
+        if (sharer >= 0)
+            core_log_info("GPUs shared by ranks of a node, from rank %d on "
+                          "(RINGTRAIN_GPUS_SHARED=1)",
+                          sharer);
         return 0;
     }
     /* The first failed rank's line, on every rank. */

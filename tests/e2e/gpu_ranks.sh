@@ -58,6 +58,8 @@ fi
 RINGTRAIN_GPUS_SHARED=1 run 2 --allreduce ring
 grep -q "share GPU" <<<"$line" && fail "ring shared: refused: $line"
 grep -Eq "no CUDA device|built without CUDA" <<<"$line" || fail "ring shared: $line"
+grep -q "GPUs shared by ranks of a node, from rank 2 on" "$work/out" ||
+  fail "ring shared: no line about sharing: $(cat "$work/out")"
 echo "ok: RINGTRAIN_GPUS_SHARED=1 with ring passes the check: $line"
 run 3 --allreduce hier
 grep -q "share GPU" <<<"$line" && fail "3 GPUs: refused: $line"
