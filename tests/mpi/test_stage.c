@@ -36,10 +36,11 @@ typedef struct fake {
     int nb;
     int downs, joins, destroyed;
     int down_calls[64], up_calls[64], polls[64];
-    int early;   /* copies down queued before dist_buckets_wait */
-    int bad;     /* order violations */
-    int fail_at; /* down_done of this bucket fails (-1: never) */
-    int in_wait; /* the test is inside dist_buckets_wait */
+    int early;    /* copies down queued before dist_buckets_wait */
+    int bad_down; /* order violations seen on the compute thread */
+    int bad_comm; /* ... and on the comm thread */
+    int fail_at;  /* down_done of this bucket fails (-1: never) */
+    int in_wait;  /* the test is inside dist_buckets_wait */
 } fake;
 
 static int f_setup(void *ctx, int nb, size_t n, float **host, core_error *err)
@@ -57,7 +58,7 @@ static void f_down(void *ctx, int i, float *host, const float *dev, size_t n)
 {
     fake *f = ctx;
     if (i != f->downs)
-        f->bad++;
+        f->bad_down++;
     memcpy(host, dev, n * sizeof(float));
     for (size_t k = 0; k < n; k++)
         ((float *)dev)[k] = NAN; /* the host cannot use device memory */
@@ -70,7 +71,7 @@ static int f_down_done(void *ctx, int i, core_error *err)
 {
     fake *f = ctx;
     if (f->down_calls[i] != 1)
-        f->bad++;
+        f->bad_comm++;
     if (i == f->fail_at)
         return core_error_set(err, "fake copy failed on bucket %d", i);
     return f->polls[i]++ < 2 ? 1 : 0;
@@ -80,7 +81,7 @@ static int f_up(void *ctx, int i, float *dev, const float *host, size_t n, core_
 {
     fake *f = ctx;
     if (f->down_calls[i] != 1 || f->polls[i] < 3)
-        f->bad++;
+        f->bad_comm++;
     memcpy(dev, host, n * sizeof(float));
     f->up_calls[i]++;
     return 0;
@@ -91,7 +92,7 @@ static int f_join(void *ctx, core_error *err)
     fake *f = ctx;
     for (int i = 0; i < f->nb; i++)
         if (f->up_calls[i] != 1)
-            f->bad++;
+            f->bad_down++;
     f->joins++;
     return 0;
 }
@@ -171,8 +172,8 @@ static void stage_case(dist_allreduce_kind kind, size_t n, size_t first, size_t 
         expect_all(rc == 0, "wait", kind, n, overlap);
         expect_all(n == 0 || memcmp(dev, want, n * sizeof(float)) == 0, "staged sum", kind, n,
                    overlap);
-        expect_all(f.downs == f.nb && f.joins == (int)step && f.bad == 0, "bookkeeping", kind, n,
-                   overlap);
+        expect_all(f.downs == f.nb && f.joins == (int)step && f.bad_down == 0 && f.bad_comm == 0,
+                   "bookkeeping", kind, n, overlap);
         /* overlapped: bucket 0 went down when reported, not in the wait */
         expect_all(f.early == (overlap ? 1 : 0), "copy down queued at ready", kind, n, overlap);
     }
