@@ -154,7 +154,9 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         {"--loader-mem", "MiB", CLI_POS_INT, &a.loader_mem_mib,
          "memory cap of each rank's data loader", 0, 0},
         {"--device", "cpu|cuda", CLI_STRING, &a.device,
-         "compute engine: CPU, or the CUDA engine on the rank's local GPU (docs/GPU.md)", 0, 0},
+         "compute engine: CPU, or the CUDA engine on GPU (local rank mod the GPUs the rank "
+         "sees; docs/GPU.md)",
+         0, 0},
         {"--precision", "fp32|tf32|bf16", CLI_STRING, &a.precision,
          "cuda: fp32 exact; tf32 GEMMs and convolutions on TF32 tensor cores; bf16 GEMMs on "
          "bf16 tensor cores (convolutions TF32); fp32 storage, master weights and reductions",

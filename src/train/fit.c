@@ -56,6 +56,7 @@ typedef struct fit_ctx {
     long skipped_steps; /* steps skipped for non-finite values */
     long test_nan_step; /* test-only: RINGTRAIN_TEST_NAN_RANK/_STEP poison this step's loss */
     train_device dev;   /* --device cuda: device optimizer state (train/device.h) */
+    int gpu;            /* --device cuda: the rank's GPU (train_device_select), else -1 */
     int stepped;        /* this run has begun a step */
 } fit_ctx;
 
@@ -138,7 +139,7 @@ static int setup_model(fit_ctx *c, core_error *err)
     if (c->micro_batch < 1)
         c->micro_batch = 1;
     int max_batch = c->micro_batch;
-    const engine_ops *engine = train_device_engine(cfg, c->w, err);
+    const engine_ops *engine = train_device_engine(cfg, c->gpu, err);
     if (!engine ||
         nn_model_create_on(c->spec_text, cfg->model_path, max_batch, engine, &c->model, err) != 0)
         return -1;
@@ -380,13 +381,19 @@ static int setup_comm(fit_ctx *c, core_error *err)
         if (c->size == 1 && bc.kind != DIST_ALLREDUCE_NCCL)
             bc.kind = DIST_ALLREDUCE_RING;
         if (bc.kind == DIST_ALLREDUCE_NCCL &&
-            train_agree(c->w,
-                        dist_nccl_init(c->w, dist_local_rank(c->w), c->dev.e->stream(), err) != 0,
-                        err) != 0)
+            train_agree(c->w, dist_nccl_init(c->w, c->gpu, c->dev.e->stream(), err) != 0, err) != 0)
             return -1;
     }
     if (train_buckets_create(c->w, c->model, bc, &c->buckets, err) != 0)
         return -1;
+    if (c->dev.e && c->size > 1 && bc.kind != DIST_ALLREDUCE_NCCL) {
+        /* ring, hier, mpi: the device gradients are summed via pinned host memory */
+        dist_stage st;
+        int failed = dist_stage_cuda(c->dev.e->stream(), &st, err) != 0 ||
+                     dist_buckets_set_stage(c->buckets, st, err) != 0;
+        if (train_agree(c->w, failed, err) != 0)
+            return -1;
+    }
     int sh = train_shard_params(c->w, c->model, cfg->shard_optim, &c->shard_a, &c->shard_b, err);
     if (sh < 0)
         return -1;
@@ -423,6 +430,8 @@ static int setup(fit_ctx *c, core_error *err)
                            "the global batch is split across ranks",
                            cfg->batch, c->size) != 0,
             err);
+    if (train_device_select(cfg, c->w, &c->gpu, err) != 0)
+        return -1;
     if (train_agree(c->w, setup_model(c, err) != 0, err) != 0)
         return -1;
     if (train_agree(c->w, setup_data(c, err) != 0, err) != 0)
