@@ -498,6 +498,7 @@ static int setup(fit_ctx *c, core_error *err)
     c->prog.rng = core_rng_make(cfg->seed, fit_rng_stream(c->rank));
     if (c->resumed && resume_from(c, err) != 0)
         return -1;
+    c->prog.blas_threads = blas_threads(c); /* what this run's checkpoints record */
     if (train_agree(c->w,
                     train_resize_prepare(&c->resize, &c->prog, cfg, c->train_ds, c->size, c->rank,
                                          err) != 0,
@@ -697,7 +698,6 @@ static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
             memcpy(p.window, v + 3, sizeof p.window);
         }
         p.ep_seconds = c->prog.batch_in_epoch > 0 ? core_now() - c->epoch_t0 : 0.0;
-        p.blas_threads = blas_threads(c);
         failed =
             train_checkpoint_write(c->cfg->ckpt_dir, c->model, &c->opt, &p, c->config_text,
                                    res->last_checkpoint, sizeof res->last_checkpoint, err) != 0;
