@@ -132,7 +132,9 @@ static int predict_h5(nn_model *m, const predict_args *a, core_error *err)
             char what[64];
             snprintf(what, sizeof what, "%zu", i + (size_t)j);
             print_one(what, p + (size_t)j * (size_t)classes, classes, a->topk, y[j]);
-            hits += train_eval_argmax(p + (size_t)j * (size_t)classes, classes) == y[j];
+            const float *pj = p + (size_t)j * (size_t)classes; /* a NaN row is never a hit */
+            hits += train_eval_label_rank(pj, classes, y[j]) < classes &&
+                    train_eval_argmax(pj, classes) == y[j];
         }
     }
     if (rc == 0 && y && end > start)

@@ -167,6 +167,9 @@ typedef struct engine_ops {
      * sticky: later ops do nothing, and status returns -1 with the first
      * error's message, which the trainer turns into a collective stop. */
     int (*status)(core_error *err);
+    /* BLAS threads of this process (their count changes the bits of a GEMM's
+     * sums); NULL where it does not apply (the GPU engine). */
+    int (*blas_threads)(void);
 
     /* ---- Sequence models (engine/cpu/engine_cpu_seq.c; used by nn/embed.c, posenc.c,
      * layernorm.c, gelu.c, linear.c, attention.c, block.c, rnn.c, lstm.c, gru.c).

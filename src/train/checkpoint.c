@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,7 +182,9 @@ static int write_all(int fd, const char *buf, size_t n)
 static int write_pointer(const char *dir, const char *name, core_error *err)
 {
     char tmp[CKPT_PATH_MAX], final[CKPT_PATH_MAX], line[CKPT_PATH_MAX];
-    if (join_path(tmp, sizeof tmp, dir, CKPT_LATEST ".tmp", err) != 0 ||
+    char tmp_name[64];
+    snprintf(tmp_name, sizeof tmp_name, CKPT_LATEST ".tmp.%ld", (long)getpid());
+    if (join_path(tmp, sizeof tmp, dir, tmp_name, err) != 0 ||
         join_path(final, sizeof final, dir, CKPT_LATEST, err) != 0)
         return -1;
     int len = snprintf(line, sizeof line, "%s\n", name);
@@ -352,6 +355,15 @@ static int write_root_attrs(hid_t f, const nn_model *m, const optim *o, const tr
         attr_write_i64(f, "global_batch", p->batch, err) ||
         attr_write_u64(f, "train_samples", p->order_samples, err) ||
         attr_write_u64(f, "loader_mem_cap", p->order_cap, err) ||
+        attr_write_f64(f, "epoch_loss_sum", p->ep_loss_sum, err) ||
+        attr_write_i64(f, "epoch_correct", p->ep_correct, err) ||
+        attr_write_i64(f, "epoch_samples", p->ep_count, err) ||
+        attr_write_f64(f, "epoch_seconds", p->ep_seconds, err) ||
+        attr_write_f64(f, "window_loss_sum", p->window[0], err) ||
+        attr_write_f64(f, "window_top1", p->window[1], err) ||
+        attr_write_f64(f, "window_top5", p->window[2], err) ||
+        attr_write_f64(f, "window_rows", p->window[3], err) ||
+        attr_write_i64(f, "blas_threads", p->blas_threads, err) ||
         (p->nseg > 0 && p->seg_epoch == p->epoch && attr_write_segments(f, p, err)))
         return -1;
     return 0;
@@ -418,7 +430,8 @@ int train_checkpoint_write(const char *dir, nn_model *m, const optim *o, const t
     snprintf(name, sizeof name, "ckpt-%09ld.h5", p->step);
     if (join_path(final, sizeof final, dir, name, err) != 0)
         return -1;
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", final) >= (int)sizeof tmp)
+    /* unique per writer: two processes never share a temporary file */
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", final, (long)getpid()) >= (int)sizeof tmp)
         return core_error_set(err, "%s.tmp: path too long", final);
 
     /* Plain open(2) first: it says why in errno terms (read-only, no space,
@@ -754,6 +767,40 @@ static int read_order(hid_t f, train_progress *p, core_error *err)
     return 0;
 }
 
+/* The epoch's partial sums and the BLAS thread count, absent from older
+ * checkpoints (left 0: the resumed epoch then reports only its own steps). */
+static int read_epoch_sums(hid_t f, train_progress *p, core_error *err)
+{
+    int64_t correct = 0, count = 0, threads = 0;
+    if (H5Aexists(f, "blas_threads") > 0 && attr_read_i64(f, "blas_threads", &threads, err) != 0)
+        return -1;
+    if (threads < 0 || threads > INT32_MAX)
+        return core_error_set(err, "attribute 'blas_threads' is not valid (%lld)",
+                              (long long)threads);
+    p->blas_threads = (int)threads;
+    if (H5Aexists(f, "epoch_loss_sum") <= 0)
+        return 0;
+    static const char *const win[4] = {"window_loss_sum", "window_top1", "window_top5",
+                                       "window_rows"};
+    if (attr_read_num(f, "epoch_loss_sum", H5T_FLOAT, H5T_NATIVE_DOUBLE, &p->ep_loss_sum, err) ||
+        attr_read_i64(f, "epoch_correct", &correct, err) ||
+        attr_read_i64(f, "epoch_samples", &count, err) ||
+        attr_read_num(f, "epoch_seconds", H5T_FLOAT, H5T_NATIVE_DOUBLE, &p->ep_seconds, err))
+        return -1;
+    int ok = count >= 0 && correct >= 0 && correct <= count && isfinite(p->ep_loss_sum) &&
+             p->ep_seconds >= 0.0;
+    for (int i = 0; i < 4 && ok; i++) {
+        if (attr_read_num(f, win[i], H5T_FLOAT, H5T_NATIVE_DOUBLE, &p->window[i], err) != 0)
+            return -1;
+        ok = isfinite(p->window[i]) && (i == 0 || p->window[i] >= 0.0);
+    }
+    if (!ok)
+        return core_error_set(err, "attributes epoch_* / window_* hold values that are not valid");
+    p->ep_correct = (long)correct;
+    p->ep_count = (long)count;
+    return 0;
+}
+
 static int read_progress(hid_t f, train_progress *p, int64_t *optim_step, core_error *err)
 {
     int64_t step, epoch, bie;
@@ -767,7 +814,7 @@ static int read_progress(hid_t f, train_progress *p, int64_t *optim_step, core_e
     p->step = (long)step;
     p->epoch = (long)epoch;
     p->batch_in_epoch = (long)bie;
-    return read_order(f, p, err);
+    return read_epoch_sums(f, p, err) != 0 ? -1 : read_order(f, p, err);
 }
 
 static int check_version(hid_t f, core_error *err)
@@ -1072,6 +1119,11 @@ int train_checkpoint_prune(const char *dir, int keep, core_error *err)
     }
     free(v);
     return rc;
+}
+
+int train_checkpoint_make_dir(const char *dir, core_error *err)
+{
+    return make_dirs(dir, err);
 }
 
 int train_checkpoint_any(const char *dir)
