@@ -155,7 +155,8 @@ typedef struct engine_ops {
                       size_t *scratch);
     /* y = act(conv(x, w) + bias) for `batch` images. */
     void (*conv_forward)(float *y, const float *x, const float *w, const float *bias, int batch,
-                         int F, const engine_conv_geom *g, engine_act act, float *work);
+                         int F, const engine_conv_geom *g, engine_act act, float *work,
+                         float *scratch);
     /* From dy, the gradient of the output before any activation: dw and dbias
      * (overwritten, or added to with accumulate), and dx (fully written) unless
      * dx is NULL. dy may be overwritten. */

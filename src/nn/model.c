@@ -204,6 +204,13 @@ typedef struct plan {
     double params, act, delta, work, scratch, iwork;
 } plan;
 
+/* Each layer's activations and work start on a 256-byte boundary: vector
+ * loads on the CPU, and cuDNN's kernels, which want 16-byte aligned tensors. */
+static size_t align_floats(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
 static plan make_plan(const nn_model *m)
 {
     plan p = {0};
@@ -214,10 +221,10 @@ static plan make_plan(const nn_model *m)
         for (int t = 0; t < l->ntensors; t++)
             p.params += (double)l->tensor[t].count;
         double out = (double)nn_shape_size(&l->out);
-        p.act += out * b;
+        p.act += (double)align_floats(nn_shape_size(&l->out) * (size_t)m->max_batch);
         if (out > widest)
             widest = out;
-        p.work += (double)l->work_floats;
+        p.work += (double)align_floats(l->work_floats);
         if ((double)l->scratch_floats > p.scratch)
             p.scratch = (double)l->scratch_floats;
         p.iwork += (double)l->iwork_count;
@@ -292,9 +299,9 @@ static int place_buffers(nn_model *m, core_error *err)
         nn_layer *l = &m->layers[i];
         l->x = i ? m->layers[i - 1].y : NULL;
         l->y = m->act + act;
-        act += nn_shape_size(&l->out) * (size_t)m->max_batch;
+        act += align_floats(nn_shape_size(&l->out) * (size_t)m->max_batch);
         l->work = m->work + work;
-        work += l->work_floats;
+        work += align_floats(l->work_floats);
         l->iwork = m->iwork + iwork;
         iwork += l->iwork_count;
         l->dy = m->delta[i & 1];
