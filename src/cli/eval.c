@@ -15,9 +15,10 @@
 #include "train/model_load.h"
 
 typedef struct eval_args {
-    const char *ckpt, *data, *x_name, *y_name, *json, *split;
+    const char *ckpt, *data, *x_name, *y_name, *json, *split, *layout;
     long limit;
     int batch, help;
+    data_image_layout lay;
 } eval_args;
 
 static void print_report(const train_eval *e, const char *path, const char *data, int int8)
@@ -56,9 +57,8 @@ static int run(dist_world *w, const eval_args *a, core_error *err)
     train_eval e = {0};
     int failed = data_dataset_open(a->data, a->x_name, a->y_name, nn_model_num_classes(ld.model),
                                    &ds, err) != 0;
-    if (!failed && data_dataset_sample_size(ds) != nn_model_input_size(ld.model))
-        failed = core_error_set(err, "%s: samples have %zu values but the model takes %zu", a->data,
-                                data_dataset_sample_size(ds), nn_model_input_size(ld.model)) != 0;
+    if (!failed)
+        failed = cli_match_input(ds, ld.model, a->lay, ld.path, err) != 0;
     if (!failed) {
         size_t n = data_dataset_count(ds);
         if (a->limit > 0 && (size_t)a->limit < n)
@@ -98,13 +98,16 @@ static int run(dist_world *w, const eval_args *a, core_error *err)
 
 int cli_eval_main(dist_world *w, int argc, char **argv)
 {
-    eval_args a = {NULL, NULL, "images", "labels", NULL, "eval", 0, 256, 0};
+    eval_args a = {NULL,   NULL, "images", "labels", NULL,           "eval",
+                   "auto", 0,    256,      0,        DATA_IMAGE_AUTO};
     cli_flag flags[] = {
         {"--checkpoint", "FILE|DIR", CLI_STRING, &a.ckpt,
          "checkpoint (float or int8) or checkpoint directory", 1, 0},
         {"--data", "FILE", CLI_STRING, &a.data, "HDF5 split to evaluate", 1, 0},
         {"--x-name", "NAME", CLI_STRING, &a.x_name, "name of the sample dataset", 0, 0},
         {"--y-name", "NAME", CLI_STRING, &a.y_name, "name of the label dataset", 0, 0},
+        {"--layout", "auto|nchw|nhwc", CLI_STRING, &a.layout,
+         "axis order of image samples (nhwc: channels-last)", 0, 0},
         {"--limit", "N", CLI_NONNEG_LONG, &a.limit, "only the first N samples (0: all)", 0, 0},
         {"--batch-size", "N", CLI_POS_INT, &a.batch, "global batch", 0, 0},
         {"--json", "FILE", CLI_STRING, &a.json,
@@ -117,7 +120,19 @@ int cli_eval_main(dist_world *w, int argc, char **argv)
     int speak = dist_rank(w) == 0;
     int rc = cli_args_command(flags, argc, argv, 2,
                               "eval --checkpoint FILE|DIR --data FILE [flags]", speak, &err);
+    if (rc == 0)
+        rc = data_image_layout_parse(a.layout, &a.lay, &err);
     if (rc != 0)
         return rc > 0 ? 0 : cli_usage_error("eval", speak, &err);
     return run(w, &a, &err) == 0 ? 0 : cli_run_error(speak, &err);
+}
+
+int cli_match_input(data_dataset *d, const nn_model *m, data_image_layout layout,
+                    const char *ckpt_path, core_error *err)
+{
+    int dims[NN_MAX_DIMS];
+    int nd = nn_model_input_dims(m, dims);
+    char spec[1100];
+    snprintf(spec, sizeof spec, "the model spec in %s", ckpt_path);
+    return data_dataset_match_input(d, dims, nd, layout, spec, err);
 }

@@ -20,9 +20,10 @@
 #include "train/model_load.h"
 
 typedef struct predict_args {
-    const char *ckpt, *data, *images, *x_name, *y_name;
+    const char *ckpt, *data, *images, *x_name, *y_name, *layout;
     long limit, start;
     int topk, help;
+    data_image_layout lay;
 } predict_args;
 
 static int pnm_int(FILE *f, long *out)
@@ -113,9 +114,8 @@ static int predict_h5(nn_model *m, const predict_args *a, core_error *err)
     size_t n = data_dataset_count(d), start = (size_t)a->start;
     if (start >= n)
         rc = core_error_set(err, "%s: --start %zu but the file has %zu samples", a->data, start, n);
-    if (rc == 0 && data_dataset_sample_size(d) != nn_model_input_size(m))
-        rc = core_error_set(err, "%s: samples have %zu values but the model takes %zu", a->data,
-                            data_dataset_sample_size(d), nn_model_input_size(m));
+    if (rc == 0)
+        rc = cli_match_input(d, m, a->lay, a->ckpt, err);
     size_t end = a->limit > 0 && start + (size_t)a->limit < n ? start + (size_t)a->limit : n;
     int batch = nn_model_max_batch(m), classes = nn_model_num_classes(m);
     float *x = rc ? NULL : core_alloc((size_t)batch * nn_model_input_size(m) * 4, "batch", err);
@@ -170,7 +170,7 @@ static int predict_images(nn_model *m, const predict_args *a, core_error *err)
 
 int cli_predict_main(dist_world *w, int argc, char **argv)
 {
-    predict_args a = {NULL, NULL, NULL, "images", "labels", 10, 0, 3, 0};
+    predict_args a = {NULL, NULL, NULL, "images", "labels", "auto", 10, 0, 3, 0, DATA_IMAGE_AUTO};
     cli_flag flags[] = {
         {"--checkpoint", "FILE|DIR", CLI_STRING, &a.ckpt, "checkpoint (float or int8)", 1, 0},
         {"--data", "FILE", CLI_STRING, &a.data, "HDF5 file with samples (and labels)", 0, 0},
@@ -181,6 +181,8 @@ int cli_predict_main(dist_world *w, int argc, char **argv)
         {"--top-k", "K", CLI_POS_INT, &a.topk, "classes listed per input", 0, 0},
         {"--x-name", "NAME", CLI_STRING, &a.x_name, "name of the sample dataset", 0, 0},
         {"--y-name", "NAME", CLI_STRING, &a.y_name, "name of the label dataset", 0, 0},
+        {"--layout", "auto|nchw|nhwc", CLI_STRING, &a.layout,
+         "axis order of image samples (nhwc: channels-last)", 0, 0},
         {"--help", NULL, CLI_FLAG, &a.help, "show this help", 0, 0},
         {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
@@ -191,6 +193,8 @@ int cli_predict_main(dist_world *w, int argc, char **argv)
                               speak, &err);
     if (rc == 0 && !a.data == !a.images)
         rc = core_error_set(&err, "give exactly one of --data FILE and --images LIST");
+    if (rc == 0)
+        rc = data_image_layout_parse(a.layout, &a.lay, &err);
     if (rc != 0)
         return rc > 0 ? 0 : cli_usage_error("predict", speak, &err);
     train_loaded ld;

@@ -14,8 +14,13 @@ int cli_wf_flags(cli_wf_args *a, train_config *cfg, cli_flag *flags, int n, int 
     a->wc = wc;
     a->schedule = "constant";
     a->progress = "auto";
+    a->layout = "auto";
     a->adamw = 0; /* main.c's cli_wf_args is not zeroed */
     const cli_flag more[] = {
+        {"--layout", "auto|nchw|nhwc", CLI_STRING, &a->layout,
+         "axis order of image samples; nhwc: channels-last (H, W, C), transposed while read "
+         "(auto: the dataset's 'layout' attribute, else nchw)",
+         0, 0},
         {"--val-data", "FILE", CLI_STRING, &wc->val_path, "HDF5 validation set", 0, 0},
         {"--val-fraction", "F", CLI_NONNEG_FLOAT, &wc->val_fraction,
          "hold out the last fraction F of the training file for validation", 0, 0},
@@ -72,7 +77,8 @@ int cli_wf_apply(cli_wf_args *a, const cli_flag *flags, train_config *cfg, core_
 {
     train_wf_config *wc = &cfg->wf;
     if (optim_sched_kind_parse(a->schedule, &wc->schedule, err) != 0 ||
-        train_progress_mode_parse(a->progress, &wc->progress, err) != 0)
+        train_progress_mode_parse(a->progress, &wc->progress, err) != 0 ||
+        data_image_layout_parse(a->layout, &wc->layout, err) != 0)
         return -1;
     if (a->adamw) {
         cfg->optim.decoupled = 1;

@@ -117,14 +117,9 @@ static int open_dataset(fit_ctx *c, const char *path, data_dataset **out, core_e
     if (data_dataset_open(path, cfg->x_name, cfg->y_name, nn_model_num_classes(c->model), out,
                           err) != 0)
         return -1;
-    size_t have = data_dataset_sample_size(*out);
-    size_t want = nn_model_input_size(c->model);
-    if (have != want)
-        return core_error_set(err,
-                              "%s: samples have %zu values each but the model's input takes %zu; "
-                              "check the 'input' line of %s",
-                              path, have, want, cfg->model_path);
-    return 0;
+    int dims[NN_MAX_DIMS];
+    int nd = nn_model_input_dims(c->model, dims);
+    return data_dataset_match_input(*out, dims, nd, cfg->wf.layout, cfg->model_path, err);
 }
 
 static int setup_model(fit_ctx *c, core_error *err)

@@ -15,28 +15,6 @@ trap cleanup EXIT
 cd "$work"
 n_ok=0
 
-# expect_error WANT_SUBSTRING WANT_EXIT -- ringtrain args
-expect_error() {
-    local want=$1 want_rc=$2
-    shift 3
-    set +e
-    # shellcheck disable=SC2086
-    ${RT_WRAP:-} timeout -k 10 60 mpirun --oversubscribe --allow-run-as-root \
-        --mca btl self,vader,tcp -x OPENBLAS_NUM_THREADS=1 -np "${NP:-2}" "$BIN" "$@" >out 2>err
-    local rc=$?
-    set -e
-    [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "timed out (hang) on: $*"
-    [ "$rc" -eq "$want_rc" ] || fail "exit $rc, expected $want_rc on: $* ($(cat err))"
-    ! grep -q -e 'Segmentation fault' -e 'Process received signal' -e 'Sanitizer' err ||
-        fail "crash on: $* ($(cat err))"
-    local lines
-    lines=$(grep -c '^ringtrain' err || true)
-    [ "$lines" -eq 1 ] || fail "expected one ringtrain line, got $lines on: $*: $(cat err)"
-    grep -qF -- "$want" err || fail "message lacks '$want': $(cat err)"
-    n_ok=$((n_ok + 1))
-    echo "ok: $(grep '^ringtrain' err)"
-}
-
 # The sum of every file of a checkpoint directory, to prove it unchanged.
 dir_sum() { (cd "$1" && find . -type f -name 'ckpt-*' -o -name latest | sort | xargs md5sum); }
 
