@@ -81,7 +81,7 @@ static int run(dist_world *w, const eval_args *a, core_error *err)
                 char extra[1200];
                 snprintf(extra, sizeof extra, "\"checkpoint\":\"%s\",\"data\":\"%s\",\"int8\":%s",
                          ld.path, a->data, ld.int8 ? "true" : "false");
-                train_metrics_write_eval(f, a->split, 0, 0.0, &e, extra);
+                train_metrics_write_eval(f, a->split, ld.step, ld.epoch, &e, extra);
                 if (f != stdout)
                     fclose(f);
             } else {

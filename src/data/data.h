@@ -31,6 +31,11 @@ typedef struct data_dataset data_dataset;
 int data_dataset_open(const char *path, const char *x_name, const char *y_name, int num_classes,
                       data_dataset **out, core_error *err);
 void data_dataset_close(data_dataset *d);
+/* Like data_dataset_open, but the label array may be missing (inference):
+ * then reads give every label as -1. */
+int data_dataset_open_unlabeled(const char *path, const char *x_name, const char *y_name,
+                                int num_classes, data_dataset **out, core_error *err);
+int data_dataset_has_labels(const data_dataset *d);
 
 /* How an image sample's axes are stored: AUTO follows the sample dataset's
  * 'layout' attribute ("nchw" or "nhwc"), else channels-first. */

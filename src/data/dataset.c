@@ -353,8 +353,42 @@ static int check_path(const char *path, core_error *err)
     return 0;
 }
 
-int data_dataset_open(const char *path, const char *x_name, const char *y_name, int num_classes,
-                      data_dataset **out, core_error *err)
+/* Why H5Fopen failed. HDF5 (1.10+) locks a file while a program has it open
+ * for writing and then reports only the lock's errno. */
+static void open_failed(const char *path, core_error *err)
+{
+    char r[256];
+    hdf5_reason(r);
+    if (strstr(r, "unable to lock file") && strstr(r, "errno = 11"))
+        core_error_set(err,
+                       "%s: another program has this file open for writing (HDF5 file lock "
+                       "held); let it finish and close the file (h5py: f.close()), then run "
+                       "again",
+                       path);
+    else if (strstr(r, "unable to lock file"))
+        core_error_set(err,
+                       "%s: cannot open as HDF5 (%s); if this file system does not support "
+                       "file locks, run with HDF5_USE_FILE_LOCKING=FALSE in the environment of "
+                       "every rank (mpirun -x HDF5_USE_FILE_LOCKING=FALSE)",
+                       path, r);
+    else
+        core_error_set(err, "%s: cannot open as HDF5 (%s)", path, r);
+}
+
+/* The label array, unless it may be missing and is. */
+static int open_labels(data_dataset *d, int optional, int num_classes, core_error *err)
+{
+    if (optional && !link_exists(d->file, d->y_name)) {
+        H5Eclear2(H5E_DEFAULT);
+        return 0;
+    }
+    if (open_array(d, d->y_name, "--y-name", &d->y, err) || check_y(d, err))
+        return -1;
+    return num_classes > 0 ? check_labels(d, err) : 0;
+}
+
+static int open_file(const char *path, const char *x_name, const char *y_name, int num_classes,
+                     int labels_optional, data_dataset **out, core_error *err)
 {
     data_hdf5_quiet();
     *out = NULL;
@@ -378,19 +412,34 @@ int data_dataset_open(const char *path, const char *x_name, const char *y_name, 
     }
     d->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (d->file < 0) {
-        char r[256];
-        core_error_set(err, "%s: cannot open as HDF5 (%s)", path, hdf5_reason(r));
+        open_failed(path, err);
         data_dataset_close(d);
         return -1;
     }
-    if (open_array(d, x_name, "--x-name", &d->x, err) ||
-        open_array(d, y_name, "--y-name", &d->y, err) || check_x(d, err) ||
-        read_layout_attr(d, err) || check_y(d, err) || (num_classes > 0 && check_labels(d, err))) {
+    if (open_array(d, x_name, "--x-name", &d->x, err) || check_x(d, err) ||
+        read_layout_attr(d, err) || open_labels(d, labels_optional, num_classes, err)) {
         data_dataset_close(d);
         return -1;
     }
     *out = d;
     return 0;
+}
+
+int data_dataset_open(const char *path, const char *x_name, const char *y_name, int num_classes,
+                      data_dataset **out, core_error *err)
+{
+    return open_file(path, x_name, y_name, num_classes, 0, out, err);
+}
+
+int data_dataset_open_unlabeled(const char *path, const char *x_name, const char *y_name,
+                                int num_classes, data_dataset **out, core_error *err)
+{
+    return open_file(path, x_name, y_name, num_classes, 1, out, err);
+}
+
+int data_dataset_has_labels(const data_dataset *d)
+{
+    return d->y >= 0;
 }
 
 void data_dataset_close(data_dataset *d)
@@ -666,6 +715,11 @@ static int read_x(data_dataset *d, size_t start, size_t count, float *x, core_er
 
 static int read_y(data_dataset *d, size_t start, size_t count, int32_t *y, core_error *err)
 {
+    if (d->y < 0) { /* opened without labels */
+        for (size_t i = 0; i < count; i++)
+            y[i] = -1;
+        return 0;
+    }
     hsize_t ydims[2] = {d->n, 1};
     if (read_rows(d, d->y, d->y_name, d->y_rank, ydims, H5T_NATIVE_INT32, start, count, y, err))
         return -1;

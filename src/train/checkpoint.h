@@ -75,6 +75,11 @@ int train_checkpoint_read_text(const char *path, char **model_spec, char **confi
  * `latest` names). keep <= 0 keeps everything. */
 int train_checkpoint_prune(const char *dir, int keep, core_error *err);
 
+/* At start-up (rank 0): creates dir if needed and proves a file can be
+ * created in it, so a bad --checkpoint-dir (a file, no permission, a
+ * read-only file system) ends the run before any training. */
+int train_checkpoint_dir_check(const char *dir, core_error *err);
+
 /* 1 when dir exists and holds at least one ckpt-*.h5 file (complete or not). */
 int train_checkpoint_any(const char *dir);
 

@@ -71,10 +71,10 @@ expect_error "dataset 'images': sample 6 has Inf" 1 -- "${T[@]}" --model tiny.sp
 "$MK" create empty.h5 images:f32:0x16 labels:u8:0
 expect_error "dataset 'images' is empty (shape (0, 16))" 1 -- "${T[@]}" --model tiny.spec --data empty.h5
 "$MK" create one.h5 images:f32:1x16 labels:u8:1
-NP=3 expect_error "one.h5: 1 training samples are fewer than one global batch of 3" 1 -- \
+NP=3 expect_error "one.h5: 1 training sample(s) are fewer than the 3 ranks (every rank takes at least one sample a step); run on at most 1 rank(s) with --batch-size 1 or less" 1 -- \
     train --log-every 0 --model tiny.spec --data one.h5 --batch-size 3
 "$MK" create five.h5 images:f32:5x16 labels:u8:5
-expect_error "five.h5: 5 training samples are fewer than one global batch of 8" 1 -- \
+expect_error "five.h5: 5 training samples are fewer than one global batch of 8; lower --batch-size to 5 or less" 1 -- \
     "${T[@]}" --model tiny.spec --data five.h5
 
 echo "--- model spec"
@@ -127,11 +127,11 @@ expect_error "empty_dir: no checkpoint here (no ckpt-*.h5 files)" 1 -- "${W[@]}"
 
 echo "--- checkpoint directory not writable, disk full"
 echo x >afile
-expect_error "afile/ck: cannot create directory for the metrics file: Not a directory" 1 -- \
+expect_error "cannot create checkpoint directory 'afile/ck': Not a directory" 1 -- \
     "${W[@]}" --epochs 1 --checkpoint-dir afile/ck
 mkdir -p ro full
 if mount -t tmpfs -o ro,size=64k tmpfs ro 2>/dev/null; then
-    expect_error "ro/ck: cannot create directory for the metrics file: Read-only file system" 1 -- \
+    expect_error "cannot create checkpoint directory 'ro/ck': Read-only file system" 1 -- \
         "${W[@]}" --epochs 1 --checkpoint-dir ro/ck
     umount ro
     # One 51 KiB checkpoint fits in 80 KiB, the second does not.
