@@ -4,6 +4,7 @@
  * reduced; rank 0 prints loss, top-1, top-5, per-class accuracy and the
  * confusion matrix, and can append the evaluation as one JSON line.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,13 +44,31 @@ static void print_report(const train_eval *e, const char *path, const char *data
     }
 }
 
+/* Rank 0 opens the --json file before any work, so a bad path ends the run
+ * at once instead of after the evaluation. */
+static int open_json(const char *path, FILE **out, core_error *err)
+{
+    *out = NULL;
+    if (!path)
+        return 0;
+    *out = strcmp(path, "-") == 0 ? stdout : fopen(path, "a");
+    if (!*out)
+        return core_error_set(err, "%s: cannot open the --json file: %s", path, strerror(errno));
+    return 0;
+}
+
 static int run(dist_world *w, const eval_args *a, core_error *err)
 {
     int rank = dist_rank(w), size = dist_size(w);
     int local = a->batch / size + 1;
+    FILE *jf = NULL;
+    if (train_agree(w, rank == 0 && open_json(a->json, &jf, err) != 0, err) != 0)
+        return -1;
     train_loaded ld;
     if (train_model_load(w, a->ckpt, local, &ld, err) != 0) {
         train_loaded_free(&ld);
+        if (jf && jf != stdout)
+            fclose(jf);
         return -1;
     }
     data_dataset *ds = NULL;
@@ -75,20 +94,15 @@ static int run(dist_world *w, const eval_args *a, core_error *err)
         rc = train_eval_loader(w, ld.model, loader, &e, err);
     if (rc == 0 && rank == 0) {
         print_report(&e, ld.path, a->data, ld.int8);
-        if (a->json) {
-            FILE *f = strcmp(a->json, "-") == 0 ? stdout : fopen(a->json, "a");
-            if (f) {
-                char extra[1200];
-                snprintf(extra, sizeof extra, "\"checkpoint\":\"%s\",\"data\":\"%s\",\"int8\":%s",
-                         ld.path, a->data, ld.int8 ? "true" : "false");
-                train_metrics_write_eval(f, a->split, ld.step, ld.epoch, &e, extra);
-                if (f != stdout)
-                    fclose(f);
-            } else {
-                core_log_warn("cannot open %s; the evaluation is not saved", a->json);
-            }
+        if (jf) {
+            char extra[1200];
+            snprintf(extra, sizeof extra, "\"checkpoint\":\"%s\",\"data\":\"%s\",\"int8\":%s",
+                     ld.path, a->data, ld.int8 ? "true" : "false");
+            train_metrics_write_eval(jf, a->split, ld.step, ld.epoch, &e, extra);
         }
     }
+    if (jf && jf != stdout)
+        fclose(jf);
     train_eval_free(&e);
     data_loader_free(loader);
     data_dataset_close(ds);

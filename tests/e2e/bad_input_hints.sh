@@ -92,6 +92,9 @@ if command -v setpriv >/dev/null; then
     "${C[@]}" --data d.h5 --model net.spec --epochs 1 --checkpoint-dir locked --metrics m.jsonl
   ! grep -q "epoch 1/1" out || fail "trained before the checkpoint directory was checked: $(cat out)"
 fi
+expect_error "nodir/e.jsonl: cannot open the --json file: No such file or directory" 1 -- \
+  eval --checkpoint ck --data d.h5 --json nodir/e.jsonl
+! grep -q "top-1" out || fail "evaluated before the --json file was opened: $(cat out)"
 
 echo "--- predict without labels; eval --json names the checkpoint's step"
 "$MK" create nolabels.h5 images:f32:512x3x8x8:learn=4
