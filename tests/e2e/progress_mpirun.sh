@@ -32,5 +32,9 @@ if command -v script >/dev/null; then
   TERM=xterm script -qec "$cmd" /dev/null >tty.txt 2>&1 || fail "under script: $(cat tty.txt)"
   grep -q $'\repoch 1/2 \[' tty.txt || fail "no bar on a terminal: $(od -c tty.txt | head -8)"
   echo "ok: mpirun on a terminal draws the bar"
+  printf -v cmd '%q ' timeout -k 10 120 "$BIN" "${args[@]}"
+  TERM=xterm script -qec "$cmd" /dev/null >single.txt 2>&1 || fail "one rank under script: $(cat single.txt)"
+  grep -q $'\repoch 1/2 \[' single.txt || fail "no bar without mpirun: $(od -c single.txt | head -8)"
+  echo "ok: one rank without mpirun on a terminal draws the bar"
 fi
 echo "PASS: progress_mpirun"
