@@ -79,4 +79,13 @@ cmp -s p_ref.txt p_attr.txt && cmp -s p_ref.txt p_flag.txt ||
   fail "predict differs between layouts: $(diff p_ref.txt p_flag.txt | head -5)"
 grep -q "accuracy 100.00% on 40 samples" p_ref.txt || fail "$(tail -1 p_ref.txt)"
 echo "ok: eval and predict read channels-last files with --layout nhwc or the attribute"
+expect_error "nhwc.h5: dataset 'images' has samples of shape (8, 8, 3) but the model's input is (3, 8, 8)" 1 -- \
+  quantize --checkpoint "$ck" --calib-data nhwc.h5 --out q.h5
+rt_mpirun 2 quantize --checkpoint "$ck" --calib-data nhwc.h5 --test-data nhwc.h5 --layout nhwc --out q_flag.h5 \
+  >q_flag.log 2>&1 || fail "$(cat q_flag.log)"
+rt_mpirun 2 quantize --checkpoint "$ck" --calib-data nchw.h5 --test-data nchw.h5 --out q_ref.h5 >q_ref.log 2>&1 ||
+  fail "$(cat q_ref.log)"
+h5diff -q q_ref.h5 q_flag.h5 || fail "quantize --layout nhwc calibrated differently"
+grep -q "float 100.00%" q_flag.log || fail "$(grep accuracy q_flag.log)"
+echo "ok: quantize calibrates and tests on channels-last files with --layout nhwc"
 echo "PASS: data_layout ($n_ok refusals, every layout read right)"
