@@ -558,6 +558,8 @@ int data_dataset_match_input(data_dataset *d, const int *dims, int nd, data_imag
     if (!from_flag)
         layout = d->attr_layout;
     d->nhwc = 0;
+    free(d->tbuf); /* a second call decides afresh */
+    d->tbuf = NULL;
     if (layout == DATA_IMAGE_NHWC) {
         if (nd != 3 || ns != 3 || sd[0] != dims[1] || sd[1] != dims[2] || sd[2] != dims[0])
             return core_error_set(err,
