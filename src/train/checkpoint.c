@@ -830,6 +830,43 @@ static int check_version(hid_t f, core_error *err)
     return 0;
 }
 
+/* An int8 file of `ringtrain quantize` shares the format version but holds
+ * int8 weights and no optimizer state: it is for eval and predict. */
+static int check_not_int8(hid_t f, core_error *err)
+{
+    char *format = NULL;
+    if (H5Aexists(f, "format") <= 0)
+        return 0;
+    int int8 =
+        attr_read_str(f, "format", &format, err) == 0 && strcmp(format, "ringtrain-int8") == 0;
+    core_free(format);
+    if (!int8)
+        return 0;
+    return core_error_set(
+        err, "an int8 deployment file made by 'ringtrain quantize', not a training "
+             "checkpoint; it cannot be resumed (eval and predict take it): resume from "
+             "the float checkpoint it was made from");
+}
+
+/* Shapes can agree while layers differ (relu -> tanh, another dropout
+ * rate): the spec the checkpoint was trained with must be this model's. */
+static int check_same_spec(hid_t f, const nn_model *m, core_error *err)
+{
+    char *saved = NULL;
+    if (H5Aexists(f, "model_spec") <= 0 || attr_read_str(f, "model_spec", &saved, err) != 0)
+        return 0; /* the tensors' shapes were checked */
+    char was[256], now[256];
+    int line = nn_spec_diff(saved, nn_model_spec_text(m), was, now, sizeof was);
+    core_free(saved);
+    if (line == 0)
+        return 0;
+    return core_error_set(err,
+                          "written for a different model spec: line %d of this spec is '%s', the "
+                          "checkpoint's '%s'; resume with the spec it was trained with, or start "
+                          "from its weights with --init-from",
+                          line, now, was);
+}
+
 static hid_t open_h5(const char *path, core_error *err)
 {
     h5_detail_buf d;
@@ -863,6 +900,8 @@ static int read_h5(const char *path, nn_model *m, optim *o, train_progress *p, c
     int64_t ostep = 0;
     int rc = check_version(f, err);
     if (rc == 0)
+        rc = check_not_int8(f, err);
+    if (rc == 0)
         buf = core_alloc(n * (size_t)(1 + states) * sizeof(float), "checkpoint read buffer", err);
     if (rc == 0 && buf)
         order = core_alloc((size_t)nn_model_tensor_count(m) * sizeof *order, "tensor order", err);
@@ -880,6 +919,8 @@ static int read_h5(const char *path, nn_model *m, optim *o, train_progress *p, c
         rc = read_group(f, "/optim/v", m, order, buf + 2 * n, err);
     if (rc == 0)
         rc = read_progress(f, &prog, &ostep, err);
+    if (rc == 0)
+        rc = check_same_spec(f, m, err);
     H5Fclose(f);
     if (rc == 0) {
         memcpy(nn_model_params(m), buf, n * sizeof(float));

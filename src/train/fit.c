@@ -131,14 +131,9 @@ static int open_dataset(fit_ctx *c, const char *path, data_dataset **out, core_e
     if (data_dataset_open(path, cfg->x_name, cfg->y_name, nn_model_num_classes(c->model), out,
                           err) != 0)
         return -1;
-    size_t have = data_dataset_sample_size(*out);
-    size_t want = nn_model_input_size(c->model);
-    if (have != want)
-        return core_error_set(err,
-                              "%s: samples have %zu values each but the model's input takes %zu; "
-                              "check the 'input' line of %s",
-                              path, have, want, cfg->model_path);
-    return 0;
+    int dims[NN_MAX_DIMS];
+    int nd = nn_model_input_dims(c->model, dims);
+    return data_dataset_match_input(*out, dims, nd, cfg->wf.layout, cfg->model_path, err);
 }
 
 static int setup_model(fit_ctx *c, core_error *err)
@@ -201,6 +196,32 @@ static int setup_token_data(fit_ctx *c, core_error *err)
     return token_loader(c, cfg->test_path, 1, cfg->test_limit, &c->test_ld, err);
 }
 
+/* Fewer training samples than one global batch: the hint names the change
+ * that makes a run possible (a smaller held-out fraction, fewer ranks, or a
+ * smaller batch), with a value that works. */
+static int too_few_samples(const fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    size_t total = c->n_total, n = c->n_train, batch = (size_t)cfg->batch;
+    if (n < total && total >= batch && total >= (size_t)c->size)
+        return core_error_set(err,
+                              "%s: --val-fraction %g holds out %zu of the %zu samples, leaving %zu "
+                              "for training, fewer than one global batch of %zu; lower "
+                              "--val-fraction to %.4g or less (or --batch-size)",
+                              cfg->train_path, (double)cfg->wf.val_fraction, total - n, total, n,
+                              batch, floor(1e4 * (double)(total - batch) / (double)total) / 1e4);
+    if (n < (size_t)c->size)
+        return core_error_set(err,
+                              "%s: %zu training sample(s) are fewer than the %d ranks (every rank "
+                              "takes at least one sample a step); run on at most %zu rank(s) "
+                              "with --batch-size %zu or less",
+                              cfg->train_path, n, c->size, n, n);
+    return core_error_set(err,
+                          "%s: %zu training samples are fewer than one global batch of %zu; lower "
+                          "--batch-size to %zu or less",
+                          cfg->train_path, n, batch, n);
+}
+
 static int setup_data(fit_ctx *c, core_error *err)
 {
     const train_config *cfg = c->cfg;
@@ -214,10 +235,7 @@ static int setup_data(fit_ctx *c, core_error *err)
     c->n_total = n;
     n = c->n_train = train_wf_train_count(&cfg->wf, n);
     if (n < (size_t)cfg->batch)
-        return core_error_set(err,
-                              "%s: %zu training samples are fewer than one global batch of %d; "
-                              "lower --batch-size",
-                              cfg->train_path, n, cfg->batch);
+        return too_few_samples(c, err);
     data_loader_config lc = {0};
     data_shard_range(n, c->rank, c->size, &lc.shard_start, &lc.shard_count);
     lc.batch = c->local_batch;
@@ -488,8 +506,9 @@ static int setup(fit_ctx *c, core_error *err)
             c->w,
             core_error_set(err,
                            "--batch-size %d is smaller than the number of ranks (%d); "
-                           "the global batch is split across ranks",
-                           cfg->batch, c->size) != 0,
+                           "the global batch is split across ranks: use --batch-size %d or "
+                           "more, or fewer ranks",
+                           cfg->batch, c->size, c->size) != 0,
             err);
     if (train_device_select(cfg, c->w, &c->gpu, err) != 0)
         return -1;

@@ -99,7 +99,9 @@ int train_run_dir_lock(train_run_dir *rd, const char *dir, core_error *err)
         return core_error_set(err, "%s: path too long", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
-        return core_error_set(err, "%s: cannot create the lock file: %s", path, strerror(errno));
+        return core_error_set(err,
+                              "%s: cannot write checkpoints in this directory: %s (creating %s)",
+                              dir, strerror(errno), TRAIN_RUN_DIR_LOCK);
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         if (e != EWOULDBLOCK) {

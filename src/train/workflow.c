@@ -83,12 +83,10 @@ static int open_val(train_wf *wf, core_error *err)
         if (data_dataset_open(wc->val_path, s->x_name, s->y_name, nn_model_num_classes(s->model),
                               &wf->val_ds, err) != 0)
             return -1;
-        if (data_dataset_sample_size(wf->val_ds) != nn_model_input_size(s->model))
-            return core_error_set(err,
-                                  "%s: validation samples have %zu values each but the model's "
-                                  "input takes %zu",
-                                  wc->val_path, data_dataset_sample_size(wf->val_ds),
-                                  nn_model_input_size(s->model));
+        int dims[NN_MAX_DIMS];
+        int nd = nn_model_input_dims(s->model, dims);
+        if (data_dataset_match_input(wf->val_ds, dims, nd, wc->layout, "the model spec", err) != 0)
+            return -1;
         ds = wf->val_ds;
         start = 0;
         count = data_dataset_count(ds);

@@ -43,8 +43,9 @@ typedef struct train_wf_config {
     float min_delta;
     int restore_best; /* load the best weights back at the end */
     train_progress_mode progress;
-    const char *init_from; /* checkpoint to take matching layers from */
-    int freeze_loaded;     /* keep the loaded tensors fixed */
+    const char *init_from;    /* checkpoint to take matching layers from */
+    int freeze_loaded;        /* keep the loaded tensors fixed */
+    data_image_layout layout; /* --layout: axis order of image samples (data.h) */
 } train_wf_config;
 
 typedef struct train_wf train_wf;

@@ -15,28 +15,6 @@ trap cleanup EXIT
 cd "$work"
 n_ok=0
 
-# expect_error WANT_SUBSTRING WANT_EXIT -- ringtrain args
-expect_error() {
-    local want=$1 want_rc=$2
-    shift 3
-    set +e
-    # shellcheck disable=SC2086
-    ${RT_WRAP:-} timeout -k 10 60 mpirun --oversubscribe --allow-run-as-root \
-        --mca btl self,vader,tcp -x OPENBLAS_NUM_THREADS=1 -np "${NP:-2}" "$BIN" "$@" >out 2>err
-    local rc=$?
-    set -e
-    [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "timed out (hang) on: $*"
-    [ "$rc" -eq "$want_rc" ] || fail "exit $rc, expected $want_rc on: $* ($(cat err))"
-    ! grep -q -e 'Segmentation fault' -e 'Process received signal' -e 'Sanitizer' err ||
-        fail "crash on: $* ($(cat err))"
-    local lines
-    lines=$(grep -c '^ringtrain' err || true)
-    [ "$lines" -eq 1 ] || fail "expected one ringtrain line, got $lines on: $*: $(cat err)"
-    grep -qF -- "$want" err || fail "message lacks '$want': $(cat err)"
-    n_ok=$((n_ok + 1))
-    echo "ok: $(grep '^ringtrain' err)"
-}
-
 # The sum of every file of a checkpoint directory, to prove it unchanged.
 dir_sum() { (cd "$1" && find . -type f -name 'ckpt-*' -o -name latest | sort | xargs md5sum); }
 
@@ -93,10 +71,10 @@ expect_error "dataset 'images': sample 6 has Inf" 1 -- "${T[@]}" --model tiny.sp
 "$MK" create empty.h5 images:f32:0x16 labels:u8:0
 expect_error "dataset 'images' is empty (shape (0, 16))" 1 -- "${T[@]}" --model tiny.spec --data empty.h5
 "$MK" create one.h5 images:f32:1x16 labels:u8:1
-NP=3 expect_error "one.h5: 1 training samples are fewer than one global batch of 3" 1 -- \
+NP=3 expect_error "one.h5: 1 training sample(s) are fewer than the 3 ranks (every rank takes at least one sample a step); run on at most 1 rank(s) with --batch-size 1 or less" 1 -- \
     train --log-every 0 --model tiny.spec --data one.h5 --batch-size 3
 "$MK" create five.h5 images:f32:5x16 labels:u8:5
-expect_error "five.h5: 5 training samples are fewer than one global batch of 8" 1 -- \
+expect_error "five.h5: 5 training samples are fewer than one global batch of 8; lower --batch-size to 5 or less" 1 -- \
     "${T[@]}" --model tiny.spec --data five.h5
 
 echo "--- model spec"
