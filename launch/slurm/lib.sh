@@ -5,8 +5,8 @@
 #
 # The job, from the outside:
 #   - the trainer runs as one job step (srun, or mpirun inside the allocation);
-#   - resumes from $CKPT_DIR when $CKPT_DIR/latest exists (a requeued run, or a
-#     resubmission with the same CKPT_DIR);
+#   - resumes from $CKPT_DIR when it holds a checkpoint (`--resume auto`: a
+#     requeued run, or a resubmission with the same CKPT_DIR);
 #   - the early-warning signal (sbatch --signal=B:USR1@120: SIGUSR1 to this batch
 #     shell 120 s before the time limit) is forwarded to the launcher, which
 #     relays it to every rank;
@@ -53,11 +53,11 @@ rt_config() {
   RT_CMD=("$RT_BIN" train --model "$RT_MODEL" --data "$RT_DATA"
     --epochs "${RT_EPOCHS:-5}" --batch-size "${RT_BATCH:-64}" --checkpoint-dir "$CKPT_DIR")
   [ -z "${RT_TEST_DATA:-}" ] || RT_CMD+=(--test-data "$RT_TEST_DATA")
-  if [ -f "$CKPT_DIR/latest" ]; then
+  # --resume auto: the trainer decides under the directory's lock, so a run
+  # that died between writing a checkpoint and its `latest` pointer resumes too
+  [ ! -f "$CKPT_DIR/latest" ] ||
     rt_log "resuming from $CKPT_DIR ($(cat "$CKPT_DIR/latest")), restart ${SLURM_RESTART_COUNT:-0}"
-    RT_CMD+=(--resume "$CKPT_DIR")
-  fi
-  RT_CMD+=("$@")
+  RT_CMD+=(--resume auto "$@")
 }
 
 # rt_run LAUNCHER...: runs the launcher (srun/mpirun + RT_CMD) in the background
