@@ -112,6 +112,7 @@ first_step_of() { sed -nE 's/.*start-up: first step begins ([0-9.]+) s after pro
 
 startup_run() {
     local t0 t1
+    rm -rf "$tmp/su1" "$tmp/su2" # fresh directories: a second round is not refused
     t0=$(date +%s.%N)
     taskset -c 0 "$rt" train --model "$model" --data "$data" --epochs 1 --batch-size 64 \
         --train-limit 64 --log-every 0 >"$tmp/su.out" 2>&1

@@ -6,6 +6,11 @@
 #
 #   datasets/fortunes.sh OUTDIR [path/to/rt_text2h5]
 #
+# The converter: the second argument, else $RT_BUILD/rt_text2h5 (RT_BUILD:
+# the build directory), else rt_text2h5 next to the trainer $RT_BIN, else
+# build/rt_text2h5 (datasets/lib.sh). FORTUNES_DIR changes the source
+# directory.
+#
 # Writes, with the last 5 % of every file held out for validation:
 #   OUTDIR/fortunes-{train,val}.h5        character tokens (vocabulary 114)
 #   OUTDIR/fortunes-bpe-{train,val}.h5    byte-pair encoding, vocabulary 512
@@ -13,17 +18,14 @@
 #                                         songs-poems or science, from the first
 #                                         128 characters of a fortune (5 % test)
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
     echo "usage: $0 OUTDIR [path/to/rt_text2h5]" >&2
     exit 2
 fi
 out=$1
-conv=${2:-${RT_BIN:-build}/rt_text2h5}
+rt_converter rt_text2h5 "${2:-}"
 src=${FORTUNES_DIR:-/usr/share/games/fortunes}
-if [ ! -x "$conv" ]; then
-    echo "$0: converter '$conv' not found; build it (cmake --build build) or pass its path" >&2
-    exit 1
-fi
 if [ ! -f "$src/computers" ]; then
     echo "$0: no fortune files in $src; install them with: apt-get install fortunes" >&2
     exit 1

@@ -9,7 +9,7 @@ bash launch/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
 [ -f data/fashion-mnist-train.h5 ] && [ -f data/fashion-mnist-test.h5 ] ||
-  RT_BIN=build/rt_idx2h5 bash datasets/fashion-mnist.sh data
+  RT_BUILD=build bash datasets/fashion-mnist.sh data
 bash launch/mpirun-local.sh 2 train \
   --model models/fashion_cnn.spec \
   --data data/fashion-mnist-train.h5 --test-data data/fashion-mnist-test.h5 \

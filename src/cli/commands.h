@@ -9,13 +9,15 @@
 #define CLI_COMMANDS_H
 
 #include "cli/args.h"
+#include "data/data.h"
+#include "nn/model.h"
 #include "dist/dist.h"
 #include "train/train.h"
 
 /* Workflow flags of `ringtrain train` (cli/train_flags.c). */
 typedef struct cli_wf_args {
     train_wf_config *wc;
-    const char *schedule, *progress;
+    const char *schedule, *progress, *layout;
     int adamw;
 } cli_wf_args;
 
@@ -26,6 +28,11 @@ int cli_wf_flags(cli_wf_args *a, train_config *cfg, cli_flag *flags, int n, int 
 int cli_wf_resolve(cli_wf_args *a, const char **optimizer, core_error *err);
 /* Before train_fit: enumerations, AdamW's decoupled decay (default 0.01). */
 int cli_wf_apply(cli_wf_args *a, const cli_flag *flags, train_config *cfg, core_error *err);
+
+/* eval and predict: data_dataset_match_input against the input of a model
+ * loaded from the checkpoint ckpt_path. */
+int cli_match_input(data_dataset *d, const nn_model *m, data_image_layout layout,
+                    const char *ckpt_path, core_error *err);
 
 int cli_eval_main(dist_world *w, int argc, char **argv);
 int cli_predict_main(dist_world *w, int argc, char **argv);

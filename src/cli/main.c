@@ -118,6 +118,10 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          "continue from the latest checkpoint in DIR (or FILE); auto: from --checkpoint-dir "
          "when it holds one",
          0, 0},
+        {"--overwrite", NULL, CLI_FLAG, &a.cfg.overwrite,
+         "start fresh in a --checkpoint-dir that holds another run's checkpoints, removing them "
+         "(without it such a directory is refused)",
+         0, 0},
         {"--checkpoint-every", "N", CLI_NONNEG_LONG, &a.cfg.ckpt_every,
          "also checkpoint every N steps (0: after each epoch only)", 0, 0},
         {"--keep-checkpoints", "K", CLI_NONNEG_INT, &a.cfg.keep_ckpts,
@@ -147,6 +151,10 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          "watchdog: a collective stuck this long ends the job, naming the peer", 0, 0},
         {"--nonfinite", "skip|stop", CLI_STRING, &a.nonfinite,
          "NaN/Inf in any rank's loss or gradients: skip the step everywhere, or stop", 0, 0},
+        {"--diverge-after", "N", CLI_NONNEG_LONG, &a.cfg.diverge_after,
+         "skip: end the run as diverged after N skipped steps in a row (0: never; an epoch "
+         "with every step skipped always ends it)",
+         0, 0},
         {"--log-every", "N", CLI_NONNEG_INT, &a.cfg.log_every,
          "progress line and metrics record every N steps (0: per epoch only)", 0, 0},
         {"--train-limit", "N", CLI_NONNEG_LONG, &a.cfg.train_limit,
@@ -156,7 +164,9 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         {"--loader-mem", "MiB", CLI_POS_INT, &a.loader_mem_mib,
          "memory cap of each rank's data loader", 0, 0},
         {"--device", "cpu|cuda", CLI_STRING, &a.device,
-         "compute engine: CPU, or the CUDA engine on the rank's local GPU (docs/GPU.md)", 0, 0},
+         "compute engine: CPU, or the CUDA engine on GPU (local rank mod the GPUs the rank "
+         "sees; docs/GPU.md)",
+         0, 0},
         {"--precision", "fp32|tf32|bf16", CLI_STRING, &a.precision,
          "cuda: fp32 exact; tf32 GEMMs and convolutions on TF32 tensor cores; bf16 GEMMs on "
          "bf16 tensor cores (convolutions TF32); fp32 storage, master weights and reductions",
@@ -218,6 +228,12 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         }
         a.cfg.resume_auto = 1;
         a.cfg.resume = NULL;
+    }
+    if (a.cfg.overwrite && (!a.cfg.ckpt_dir || a.cfg.resume || a.cfg.resume_auto)) {
+        core_error_set(&err, a.cfg.ckpt_dir ? "--overwrite starts over; it cannot be combined "
+                                              "with --resume"
+                                            : "--overwrite needs --checkpoint-dir");
+        goto bad_usage;
     }
     if (a.cfg.ckpt_every > 0 && !a.cfg.ckpt_dir) {
         core_error_set(&err, "--checkpoint-every needs --checkpoint-dir");

@@ -20,9 +20,11 @@
 #include "train/model_load.h"
 
 typedef struct predict_args {
-    const char *ckpt, *data, *images, *x_name, *y_name;
+    const char *ckpt, *data, *images, *x_name, *y_name, *layout;
     long limit, start;
     int topk, help;
+    data_image_layout lay;
+    int need_labels; /* --y-name given: its labels must be there */
 } predict_args;
 
 static int pnm_int(FILE *f, long *out)
@@ -107,17 +109,20 @@ static void print_one(const char *what, const float *p, int classes, int topk, i
 static int predict_h5(nn_model *m, const predict_args *a, core_error *err)
 {
     data_dataset *d = NULL;
-    if (data_dataset_open(a->data, a->x_name, a->y_name, nn_model_num_classes(m), &d, err) != 0)
+    int classes = nn_model_num_classes(m);
+    if ((a->need_labels
+             ? data_dataset_open(a->data, a->x_name, a->y_name, classes, &d, err)
+             : data_dataset_open_unlabeled(a->data, a->x_name, a->y_name, classes, &d, err)) != 0)
         return -1;
+    int labeled = data_dataset_has_labels(d);
     int rc = 0;
     size_t n = data_dataset_count(d), start = (size_t)a->start;
     if (start >= n)
         rc = core_error_set(err, "%s: --start %zu but the file has %zu samples", a->data, start, n);
-    if (rc == 0 && data_dataset_sample_size(d) != nn_model_input_size(m))
-        rc = core_error_set(err, "%s: samples have %zu values but the model takes %zu", a->data,
-                            data_dataset_sample_size(d), nn_model_input_size(m));
+    if (rc == 0)
+        rc = cli_match_input(d, m, a->lay, a->ckpt, err);
     size_t end = a->limit > 0 && start + (size_t)a->limit < n ? start + (size_t)a->limit : n;
-    int batch = nn_model_max_batch(m), classes = nn_model_num_classes(m);
+    int batch = nn_model_max_batch(m);
     float *x = rc ? NULL : core_alloc((size_t)batch * nn_model_input_size(m) * 4, "batch", err);
     int32_t *y = x ? core_alloc((size_t)batch * 4, "labels", err) : NULL;
     long hits = 0;
@@ -132,10 +137,12 @@ static int predict_h5(nn_model *m, const predict_args *a, core_error *err)
             char what[64];
             snprintf(what, sizeof what, "%zu", i + (size_t)j);
             print_one(what, p + (size_t)j * (size_t)classes, classes, a->topk, y[j]);
-            hits += train_eval_argmax(p + (size_t)j * (size_t)classes, classes) == y[j];
+            const float *pj = p + (size_t)j * (size_t)classes; /* a NaN row is never a hit */
+            hits += train_eval_label_rank(pj, classes, y[j]) < classes &&
+                    train_eval_argmax(pj, classes) == y[j];
         }
     }
-    if (rc == 0 && y && end > start)
+    if (rc == 0 && y && end > start && labeled)
         printf("accuracy %.2f%% on %zu samples\n", 100.0 * (double)hits / (double)(end - start),
                end - start);
     if (!y && rc == 0)
@@ -170,10 +177,12 @@ static int predict_images(nn_model *m, const predict_args *a, core_error *err)
 
 int cli_predict_main(dist_world *w, int argc, char **argv)
 {
-    predict_args a = {NULL, NULL, NULL, "images", "labels", 10, 0, 3, 0};
+    predict_args a = {NULL, NULL, NULL, "images", "labels",        "auto",
+                      10,   0,    3,    0,        DATA_IMAGE_AUTO, 0};
     cli_flag flags[] = {
         {"--checkpoint", "FILE|DIR", CLI_STRING, &a.ckpt, "checkpoint (float or int8)", 1, 0},
-        {"--data", "FILE", CLI_STRING, &a.data, "HDF5 file with samples (and labels)", 0, 0},
+        {"--data", "FILE", CLI_STRING, &a.data,
+         "HDF5 file with samples; labels, when it has them, are printed and scored", 0, 0},
         {"--images", "A.pgm,B.pgm", CLI_STRING, &a.images,
          "comma-separated PGM (P5) / PPM (P6) images of the model's input size", 0, 0},
         {"--start", "I", CLI_NONNEG_LONG, &a.start, "first sample of --data", 0, 0},
@@ -181,6 +190,8 @@ int cli_predict_main(dist_world *w, int argc, char **argv)
         {"--top-k", "K", CLI_POS_INT, &a.topk, "classes listed per input", 0, 0},
         {"--x-name", "NAME", CLI_STRING, &a.x_name, "name of the sample dataset", 0, 0},
         {"--y-name", "NAME", CLI_STRING, &a.y_name, "name of the label dataset", 0, 0},
+        {"--layout", "auto|nchw|nhwc", CLI_STRING, &a.layout,
+         "axis order of image samples (nhwc: channels-last)", 0, 0},
         {"--help", NULL, CLI_FLAG, &a.help, "show this help", 0, 0},
         {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
@@ -191,6 +202,9 @@ int cli_predict_main(dist_world *w, int argc, char **argv)
                               speak, &err);
     if (rc == 0 && !a.data == !a.images)
         rc = core_error_set(&err, "give exactly one of --data FILE and --images LIST");
+    if (rc == 0)
+        rc = data_image_layout_parse(a.layout, &a.lay, &err);
+    a.need_labels = rc == 0 && cli_args_find(flags, "--y-name")->seen;
     if (rc != 0)
         return rc > 0 ? 0 : cli_usage_error("predict", speak, &err);
     train_loaded ld;

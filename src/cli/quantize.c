@@ -20,9 +20,10 @@
 #include "train/quantize.h"
 
 typedef struct quant_args {
-    const char *ckpt, *calib, *test, *out, *x_name, *y_name;
+    const char *ckpt, *calib, *test, *out, *x_name, *y_name, *layout;
     long calib_n, test_limit;
     int batch, help;
+    data_image_layout lay;
 } quant_args;
 
 static double file_bytes(const char *path)
@@ -39,7 +40,8 @@ static int eval_on(dist_world *w, nn_model *m, const quant_args *a, int local, t
     data_dataset *ds = NULL;
     data_loader *ld = NULL;
     int failed =
-        data_dataset_open(a->test, a->x_name, a->y_name, nn_model_num_classes(m), &ds, err) != 0;
+        data_dataset_open(a->test, a->x_name, a->y_name, nn_model_num_classes(m), &ds, err) != 0 ||
+        cli_match_input(ds, m, a->lay, a->ckpt, err) != 0;
     if (!failed) {
         size_t n = data_dataset_count(ds);
         if (a->test_limit > 0 && (size_t)a->test_limit < n)
@@ -69,6 +71,8 @@ static int quantize(train_loaded *f, const quant_args *a, double *float_bytes, c
         return -1;
     data_dataset *cal = NULL;
     int rc = data_dataset_open(a->calib, a->x_name, a->y_name, 0, &cal, err);
+    if (rc == 0)
+        rc = cli_match_input(cal, m, a->lay, f->path, err);
     if (rc == 0)
         rc = train_quant_calibrate(m, cal, (size_t)a->calib_n, scales, err);
     data_dataset_close(cal);
@@ -147,7 +151,8 @@ static int run(dist_world *w, const quant_args *a, core_error *err)
 
 int cli_quantize_main(dist_world *w, int argc, char **argv)
 {
-    quant_args a = {NULL, NULL, NULL, NULL, "images", "labels", 512, 0, 256, 0};
+    quant_args a = {NULL,   NULL, NULL, NULL, "images", "labels",
+                    "auto", 512,  0,    256,  0,        DATA_IMAGE_AUTO};
     cli_flag flags[] = {
         {"--checkpoint", "FILE|DIR", CLI_STRING, &a.ckpt, "float checkpoint to quantize", 1, 0},
         {"--calib-data", "FILE", CLI_STRING, &a.calib,
@@ -161,6 +166,8 @@ int cli_quantize_main(dist_world *w, int argc, char **argv)
          0},
         {"--x-name", "NAME", CLI_STRING, &a.x_name, "name of the sample dataset", 0, 0},
         {"--y-name", "NAME", CLI_STRING, &a.y_name, "name of the label dataset", 0, 0},
+        {"--layout", "auto|nchw|nhwc", CLI_STRING, &a.layout,
+         "axis order of image samples (nhwc: channels-last)", 0, 0},
         {"--batch-size", "N", CLI_POS_INT, &a.batch, "global batch of the evaluations", 0, 0},
         {"--help", NULL, CLI_FLAG, &a.help, "show this help", 0, 0},
         {NULL, NULL, 0, NULL, NULL, 0, 0},
@@ -172,6 +179,8 @@ int cli_quantize_main(dist_world *w, int argc, char **argv)
                               speak, &err);
     if (rc == 0 && a.calib_n <= 0)
         rc = core_error_set(&err, "--calib-samples must be positive");
+    if (rc == 0)
+        rc = data_image_layout_parse(a.layout, &a.lay, &err);
     if (rc != 0)
         return rc > 0 ? 0 : cli_usage_error("quantize", speak, &err);
     return run(w, &a, &err) == 0 ? 0 : cli_run_error(speak, &err);

@@ -14,8 +14,13 @@ int cli_wf_flags(cli_wf_args *a, train_config *cfg, cli_flag *flags, int n, int 
     a->wc = wc;
     a->schedule = "constant";
     a->progress = "auto";
+    a->layout = "auto";
     a->adamw = 0; /* main.c's cli_wf_args is not zeroed */
     const cli_flag more[] = {
+        {"--layout", "auto|nchw|nhwc", CLI_STRING, &a->layout,
+         "axis order of image samples; nhwc: channels-last (H, W, C), transposed while read "
+         "(auto: the dataset's 'layout' attribute, else nchw)",
+         0, 0},
         {"--val-data", "FILE", CLI_STRING, &wc->val_path, "HDF5 validation set", 0, 0},
         {"--val-fraction", "F", CLI_NONNEG_FLOAT, &wc->val_fraction,
          "hold out the last fraction F of the training file for validation", 0, 0},
@@ -46,7 +51,8 @@ int cli_wf_flags(cli_wf_args *a, train_config *cfg, cli_flag *flags, int n, int 
         {"--restore-best", NULL, CLI_FLAG, &wc->restore_best,
          "load the best weights back at the end", 0, 0},
         {"--progress", "auto|bar|plain|none", CLI_STRING, &a->progress,
-         "bar on a terminal, timestamped lines otherwise", 0, 0},
+         "bar on a terminal (under mpirun: mpirun's own stdout), timestamped lines otherwise", 0,
+         0},
         {"--init-from", "FILE|DIR", CLI_STRING, &wc->init_from,
          "start from the layers of this checkpoint that match by name and shape", 0, 0},
         {"--freeze-loaded", NULL, CLI_FLAG, &wc->freeze_loaded,
@@ -72,7 +78,8 @@ int cli_wf_apply(cli_wf_args *a, const cli_flag *flags, train_config *cfg, core_
 {
     train_wf_config *wc = &cfg->wf;
     if (optim_sched_kind_parse(a->schedule, &wc->schedule, err) != 0 ||
-        train_progress_mode_parse(a->progress, &wc->progress, err) != 0)
+        train_progress_mode_parse(a->progress, &wc->progress, err) != 0 ||
+        data_image_layout_parse(a->layout, &wc->layout, err) != 0)
         return -1;
     if (a->adamw) {
         cfg->optim.decoupled = 1;

@@ -5,7 +5,9 @@
  * Schema (docs/DATA_FORMAT.md): one HDF5 file holds a sample array whose
  * first axis is the sample (N, d1, ...), uint8 / integer / float, and a label
  * array of N integers in [0, classes). Default names "images" and "labels".
- * uint8 samples are scaled to [0, 1]; other types are converted to float.
+ * uint8 samples are scaled to [0, 1]; other types (float16 too) are
+ * converted to float. Channels-last images are transposed while read
+ * (data_dataset_match_input).
  * Chunked and gzip-compressed datasets are read like any other.
  *
  * HDF5 is used only inside data/ and train/checkpoint.c.
@@ -29,6 +31,32 @@ typedef struct data_dataset data_dataset;
 int data_dataset_open(const char *path, const char *x_name, const char *y_name, int num_classes,
                       data_dataset **out, core_error *err);
 void data_dataset_close(data_dataset *d);
+/* Like data_dataset_open, but the label array may be missing (inference):
+ * then reads give every label as -1. */
+int data_dataset_open_unlabeled(const char *path, const char *x_name, const char *y_name,
+                                int num_classes, data_dataset **out, core_error *err);
+int data_dataset_has_labels(const data_dataset *d);
+
+/* How an image sample's axes are stored: AUTO follows the sample dataset's
+ * 'layout' attribute ("nchw" or "nhwc"), else channels-first. */
+typedef enum data_image_layout {
+    DATA_IMAGE_AUTO,
+    DATA_IMAGE_NCHW,
+    DATA_IMAGE_NHWC
+} data_image_layout;
+
+/* "auto", "nchw" or "nhwc" (the --layout flag). */
+int data_image_layout_parse(const char *name, data_image_layout *out, core_error *err);
+
+/* Checks that samples fit a model input of dims[0..nd) and sets how they
+ * are read: the values per sample must agree; channels-last samples (H, W,
+ * C) for an input (C, H, W) are transposed to (C, H, W) as they are read
+ * when the layout (flag, else the dataset's attribute) is nhwc; a sample
+ * shape that only reorders the input's axes is refused, naming both shapes,
+ * unless a layout says how to read it. spec_path names the model in
+ * messages. */
+int data_dataset_match_input(data_dataset *d, const int *dims, int nd, data_image_layout layout,
+                             const char *spec_path, core_error *err);
 
 size_t data_dataset_count(const data_dataset *d);
 /* Floats per sample, and the per-sample dims (without the sample axis). */

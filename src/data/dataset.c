@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,10 @@ struct data_dataset {
     int x_float; /* float samples: checked for NaN/Inf */
     int x_rank;
     hsize_t x_dims[DATA_MAX_DIMS + 1];
+    data_image_layout attr_layout; /* the sample dataset's 'layout' attribute, AUTO if none */
+    int nhwc;                      /* samples stored (H, W, C), transposed to (C, H, W) on read */
+    size_t ch, hw;                 /* with nhwc: channels, and height * width */
+    unsigned char *tbuf;           /* with nhwc: one sample, the transpose's scratch */
     int y_rank;
     hsize_t chunk0; /* samples per chunk of the sample array, 0 if contiguous */
     size_t n, sample_size;
@@ -194,7 +199,8 @@ static int check_x(data_dataset *d, core_error *err)
     H5T_class_t cls = H5Tget_class(type);
     size_t size = H5Tget_size(type);
     int ok_int = cls == H5T_INTEGER && size <= 8;
-    int ok_float = cls == H5T_FLOAT && (size == 4 || size == 8);
+    /* float16 (h5py's 'f2') too: HDF5 converts IEEE half to float32 on read */
+    int ok_float = cls == H5T_FLOAT && (size == 2 || size == 4 || size == 8);
     d->x_u8 = ok_int && size == 1 && H5Tget_sign(type) == H5T_SGN_NONE;
     d->x_float = ok_float;
     int rank = H5Sget_simple_extent_ndims(space);
@@ -216,7 +222,7 @@ static int check_x(data_dataset *d, core_error *err)
     if (!ok_int && !ok_float)
         return core_error_set(err,
                               "%s: dataset '%s' has unsupported dtype %s; expected uint8, "
-                              "another integer type, float32 or float64",
+                              "another integer type, float16, float32 or float64",
                               d->path, d->x_name, tname);
     char shape[160];
     format_shape(shape, sizeof shape, rank < 0 ? 0 : rank, dims);
@@ -271,6 +277,50 @@ static int check_y(data_dataset *d, core_error *err)
     return 0;
 }
 
+/* The sample dataset's string attribute 'layout' ("nchw" or "nhwc", any
+ * case; h5py writes variable-length UTF-8, other tools fixed-length). */
+static int read_layout_attr(data_dataset *d, core_error *err)
+{
+    d->attr_layout = DATA_IMAGE_AUTO;
+    if (H5Aexists(d->x, "layout") <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return 0;
+    }
+    char val[16] = "";
+    hid_t a = H5Aopen(d->x, "layout", H5P_DEFAULT);
+    hid_t ft = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
+    hid_t mt = ft >= 0 && H5Tget_class(ft) == H5T_STRING ? H5Tget_native_type(ft, H5T_DIR_ASCEND)
+                                                         : H5I_INVALID_HID;
+    if (mt >= 0 && H5Tis_variable_str(ft) > 0) {
+        char *v = NULL;
+        if (H5Aread(a, mt, &v) >= 0 && v) {
+            snprintf(val, sizeof val, "%s", v);
+            H5free_memory(v);
+        }
+    } else if (mt >= 0 && H5Tget_size(ft) < sizeof val) {
+        if (H5Aread(a, mt, val) < 0)
+            val[0] = '\0';
+        val[sizeof val - 1] = '\0';
+    }
+    if (mt >= 0)
+        H5Tclose(mt);
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Eclear2(H5E_DEFAULT);
+    if (strcasecmp(val, "nchw") == 0)
+        d->attr_layout = DATA_IMAGE_NCHW;
+    else if (strcasecmp(val, "nhwc") == 0)
+        d->attr_layout = DATA_IMAGE_NHWC;
+    else
+        return core_error_set(err,
+                              "%s: dataset '%s' has a 'layout' attribute of '%s'; expected the "
+                              "string \"nchw\" or \"nhwc\"",
+                              d->path, d->x_name, val);
+    return 0;
+}
+
 static int check_labels(data_dataset *d, core_error *err)
 {
     size_t block = d->n < LABEL_CHECK_BLOCK ? d->n : LABEL_CHECK_BLOCK;
@@ -303,8 +353,42 @@ static int check_path(const char *path, core_error *err)
     return 0;
 }
 
-int data_dataset_open(const char *path, const char *x_name, const char *y_name, int num_classes,
-                      data_dataset **out, core_error *err)
+/* Why H5Fopen failed. HDF5 (1.10+) locks a file while a program has it open
+ * for writing and then reports only the lock's errno. */
+static void open_failed(const char *path, core_error *err)
+{
+    char r[256];
+    hdf5_reason(r);
+    if (strstr(r, "unable to lock file") && strstr(r, "errno = 11"))
+        core_error_set(err,
+                       "%s: another program has this file open for writing (HDF5 file lock "
+                       "held); let it finish and close the file (h5py: f.close()), then run "
+                       "again",
+                       path);
+    else if (strstr(r, "unable to lock file"))
+        core_error_set(err,
+                       "%s: cannot open as HDF5 (%s); if this file system does not support "
+                       "file locks, run with HDF5_USE_FILE_LOCKING=FALSE in the environment of "
+                       "every rank (mpirun -x HDF5_USE_FILE_LOCKING=FALSE)",
+                       path, r);
+    else
+        core_error_set(err, "%s: cannot open as HDF5 (%s)", path, r);
+}
+
+/* The label array, unless it may be missing and is. */
+static int open_labels(data_dataset *d, int optional, int num_classes, core_error *err)
+{
+    if (optional && !link_exists(d->file, d->y_name)) {
+        H5Eclear2(H5E_DEFAULT);
+        return 0;
+    }
+    if (open_array(d, d->y_name, "--y-name", &d->y, err) || check_y(d, err))
+        return -1;
+    return num_classes > 0 ? check_labels(d, err) : 0;
+}
+
+static int open_file(const char *path, const char *x_name, const char *y_name, int num_classes,
+                     int labels_optional, data_dataset **out, core_error *err)
 {
     data_hdf5_quiet();
     *out = NULL;
@@ -328,19 +412,34 @@ int data_dataset_open(const char *path, const char *x_name, const char *y_name, 
     }
     d->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (d->file < 0) {
-        char r[256];
-        core_error_set(err, "%s: cannot open as HDF5 (%s)", path, hdf5_reason(r));
+        open_failed(path, err);
         data_dataset_close(d);
         return -1;
     }
-    if (open_array(d, x_name, "--x-name", &d->x, err) ||
-        open_array(d, y_name, "--y-name", &d->y, err) || check_x(d, err) || check_y(d, err) ||
-        (num_classes > 0 && check_labels(d, err))) {
+    if (open_array(d, x_name, "--x-name", &d->x, err) || check_x(d, err) ||
+        read_layout_attr(d, err) || open_labels(d, labels_optional, num_classes, err)) {
         data_dataset_close(d);
         return -1;
     }
     *out = d;
     return 0;
+}
+
+int data_dataset_open(const char *path, const char *x_name, const char *y_name, int num_classes,
+                      data_dataset **out, core_error *err)
+{
+    return open_file(path, x_name, y_name, num_classes, 0, out, err);
+}
+
+int data_dataset_open_unlabeled(const char *path, const char *x_name, const char *y_name,
+                                int num_classes, data_dataset **out, core_error *err)
+{
+    return open_file(path, x_name, y_name, num_classes, 1, out, err);
+}
+
+int data_dataset_has_labels(const data_dataset *d)
+{
+    return d->y >= 0;
 }
 
 void data_dataset_close(data_dataset *d)
@@ -354,6 +453,7 @@ void data_dataset_close(data_dataset *d)
         H5Oclose(d->y);
     if (d->file >= 0)
         H5Fclose(d->file);
+    free(d->tbuf);
     free(d->path);
     free(d->x_name);
     free(d->y_name);
@@ -385,6 +485,137 @@ const char *data_dataset_path(const data_dataset *d)
 size_t data_dataset_chunk_samples(const data_dataset *d)
 {
     return (size_t)d->chunk0;
+}
+
+int data_image_layout_parse(const char *name, data_image_layout *out, core_error *err)
+{
+    static const char *const names[] = {"auto", "nchw", "nhwc"};
+    for (int i = 0; i < 3; i++)
+        if (name && strcmp(name, names[i]) == 0) {
+            *out = (data_image_layout)i;
+            return 0;
+        }
+    return core_error_set(err, "--layout expects auto, nchw or nhwc, got '%s'",
+                          name ? name : "(null)");
+}
+
+static void format_dims(char *buf, size_t len, int n, const int *dims)
+{
+    hsize_t h[DATA_MAX_DIMS + 1];
+    for (int i = 0; i < n && i <= DATA_MAX_DIMS; i++)
+        h[i] = (hsize_t)dims[i];
+    format_shape(buf, len, n, h);
+}
+
+/* The axes other than those of length 1, which do not change the order of
+ * the values. */
+static int squeeze(int n, const int *dims, int *out)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (dims[i] != 1)
+            out[k++] = dims[i];
+    return k;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+/* Same axis lengths in another order, and an order that changes how the
+ * values would be read. */
+static int is_reordering(int n, const int *a, const int *b)
+{
+    int sa[DATA_MAX_DIMS], sb[DATA_MAX_DIMS], qa[DATA_MAX_DIMS], qb[DATA_MAX_DIMS];
+    memcpy(sa, a, sizeof(int) * (size_t)n);
+    memcpy(sb, b, sizeof(int) * (size_t)n);
+    qsort(sa, (size_t)n, sizeof(int), cmp_int);
+    qsort(sb, (size_t)n, sizeof(int), cmp_int);
+    if (memcmp(sa, sb, sizeof(int) * (size_t)n) != 0)
+        return 0;
+    int ka = squeeze(n, a, qa), kb = squeeze(n, b, qb);
+    return ka != kb || memcmp(qa, qb, sizeof(int) * (size_t)ka) != 0;
+}
+
+int data_dataset_match_input(data_dataset *d, const int *dims, int nd, data_image_layout layout,
+                             const char *spec_path, core_error *err)
+{
+    size_t want = 1;
+    for (int i = 0; i < nd; i++)
+        want *= (size_t)dims[i];
+    if (d->sample_size != want)
+        return core_error_set(err,
+                              "%s: samples have %zu values each but the model's input takes %zu; "
+                              "check the 'input' line of %s",
+                              d->path, d->sample_size, want, spec_path);
+    int sd[DATA_MAX_DIMS];
+    int ns = data_dataset_sample_dims(d, sd);
+    char have[96], model[96];
+    format_dims(have, sizeof have, ns, sd);
+    format_dims(model, sizeof model, nd, dims);
+    int from_flag = layout != DATA_IMAGE_AUTO;
+    if (!from_flag)
+        layout = d->attr_layout;
+    d->nhwc = 0;
+    free(d->tbuf); /* a second call decides afresh */
+    d->tbuf = NULL;
+    if (layout == DATA_IMAGE_NHWC) {
+        if (nd != 3 || ns != 3 || sd[0] != dims[1] || sd[1] != dims[2] || sd[2] != dims[0])
+            return core_error_set(err,
+                                  "%s: %s says the samples of dataset '%s' are channels-last "
+                                  "(H, W, C), but they have shape %s and the model's input is "
+                                  "(C, H, W) = %s",
+                                  d->path, from_flag ? "--layout nhwc" : "its attribute layout",
+                                  d->x_name, have, model);
+        if (dims[0] == 1)
+            return 0; /* one channel: (H, W, 1) holds the values in (1, H, W) order */
+        d->tbuf = malloc(d->sample_size * sizeof(float));
+        if (!d->tbuf)
+            return core_error_set(err, "%s: out of memory", d->path);
+        d->nhwc = 1;
+        d->ch = (size_t)dims[0];
+        d->hw = (size_t)dims[1] * (size_t)dims[2];
+        return 0;
+    }
+    if (layout == DATA_IMAGE_NCHW || ns != nd || !is_reordering(nd, sd, dims))
+        return 0;
+    int hwc = nd == 3 && sd[0] == dims[1] && sd[1] == dims[2] && sd[2] == dims[0];
+    if (hwc)
+        return core_error_set(err,
+                              "%s: dataset '%s' has samples of shape %s but the model's input "
+                              "is %s; if they are channels-last images (NHWC, as TensorFlow "
+                              "and most image files store them) pass --layout nhwc, or set the "
+                              "attribute layout=\"nhwc\" on the dataset",
+                              d->path, d->x_name, have, model);
+    return core_error_set(err,
+                          "%s: dataset '%s' has samples of shape %s but the model's input is %s; "
+                          "store them in the model's axis order (or pass --layout nchw to read "
+                          "them as stored)",
+                          d->path, d->x_name, have, model);
+}
+
+/* (H, W, C) -> (C, H, W), sample by sample, through d->tbuf. */
+static void to_channels_first(data_dataset *d, void *x, size_t count)
+{
+    size_t ss = d->sample_size, ch = d->ch, hw = d->hw;
+    if (d->x_u8) {
+        unsigned char *s = x, *t = d->tbuf;
+        for (size_t n = 0; n < count; n++, s += ss) {
+            memcpy(t, s, ss);
+            for (size_t c = 0; c < ch; c++)
+                for (size_t p = 0; p < hw; p++)
+                    s[c * hw + p] = t[p * ch + c];
+        }
+        return;
+    }
+    float *s = x, *t = (float *)(void *)d->tbuf;
+    for (size_t n = 0; n < count; n++, s += ss) {
+        memcpy(t, s, ss * sizeof(float));
+        for (size_t c = 0; c < ch; c++)
+            for (size_t p = 0; p < hw; p++)
+                s[c * hw + p] = t[p * ch + c];
+    }
 }
 
 /* Selects rows [start, start+count) of a dataset of the given rank and reads
@@ -437,18 +668,14 @@ void data_dataset_widen(const data_dataset *d, const void *raw, size_t n, float 
         out[i] = (float)src[i] / 255.0f;
 }
 
-/* x as stored: bytes for uint8 files, float32 (checked finite) otherwise. */
-static int read_x_raw(data_dataset *d, size_t start, size_t count, void *xv, core_error *err)
+/* Float samples as read (file order): NaN or Inf ends the read. */
+static int check_finite(data_dataset *d, size_t start, size_t count, const void *xv,
+                        core_error *err)
 {
-    if (d->x_u8)
-        return read_rows(d, d->x, d->x_name, d->x_rank, d->x_dims, H5T_NATIVE_UCHAR, start, count,
-                         xv, err);
-    float *x = xv;
-    size_t total = count * d->sample_size;
-    if (read_rows(d, d->x, d->x_name, d->x_rank, d->x_dims, H5T_NATIVE_FLOAT, start, count, x, err))
-        return -1;
     if (!d->x_float)
         return 0;
+    const float *x = xv;
+    size_t total = count * d->sample_size;
     for (size_t i = 0; i < total; i++) {
         if (isfinite(x[i]))
             continue;
@@ -459,6 +686,18 @@ static int read_x_raw(data_dataset *d, size_t start, size_t count, void *xv, cor
                               isnan(x[i]) ? "NaN" : "Inf (or a value beyond float32 range)",
                               i % d->sample_size);
     }
+    return 0;
+}
+
+/* x as stored: bytes for uint8 files, float32 (checked finite) otherwise. */
+static int read_x_raw(data_dataset *d, size_t start, size_t count, void *xv, core_error *err)
+{
+    hid_t mem = d->x_u8 ? H5T_NATIVE_UCHAR : H5T_NATIVE_FLOAT;
+    if (read_rows(d, d->x, d->x_name, d->x_rank, d->x_dims, mem, start, count, xv, err) ||
+        check_finite(d, start, count, xv, err))
+        return -1;
+    if (d->nhwc)
+        to_channels_first(d, xv, count);
     return 0;
 }
 
@@ -478,6 +717,11 @@ static int read_x(data_dataset *d, size_t start, size_t count, float *x, core_er
 
 static int read_y(data_dataset *d, size_t start, size_t count, int32_t *y, core_error *err)
 {
+    if (d->y < 0) { /* opened without labels */
+        for (size_t i = 0; i < count; i++)
+            y[i] = -1;
+        return 0;
+    }
     hsize_t ydims[2] = {d->n, 1};
     if (read_rows(d, d->y, d->y_name, d->y_rank, ydims, H5T_NATIVE_INT32, start, count, y, err))
         return -1;

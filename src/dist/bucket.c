@@ -22,6 +22,13 @@
  * before or inside a call that cannot time out), with a margin so that the
  * comm thread's more precise message comes first.
  *
+ * GPU gradients with ring, hier or mpi (dist_buckets_set_stage, dist/cuda.c): the
+ * same buckets, but dist_buckets_ready queues each bucket's copy into pinned
+ * host memory as backward reports it (the bucket is only queued on the GPU),
+ * the comm thread waits for that copy, sums the host bucket and queues the
+ * copy back; dist_buckets_wait then makes the engine's stream wait for the
+ * copies back. With NCCL (dist/nccl.c) the device buffer is summed in place.
+ *
  * Test-only hook: RINGTRAIN_TEST_STALL_RANK=r and RINGTRAIN_TEST_STALL_STEP=s
  * (optional RINGTRAIN_TEST_STALL_BUCKET=b, default 0, and
  * RINGTRAIN_TEST_STALL_SECONDS, default 3600) make rank r sleep before the
@@ -46,6 +53,9 @@ struct dist_buckets {
     size_t *end; /* bucket i is [end[i-1], end[i]), end[-1] = 0 */
     int handed;  /* compute thread only: buckets passed on this step */
     int begun;
+    dist_stage stage; /* dist_buckets_set_stage */
+    float *host;      /* staged: the host copy of grads, else NULL */
+    int queued;       /* staged, compute thread only: buckets copied down this step */
 
     /* Shared with the comm thread, under mu. */
     pthread_mutex_t mu;
@@ -94,6 +104,41 @@ static void stall_hook(const dist_buckets *b, int i, long step)
     nanosleep(&ts, NULL);
 }
 
+/* Staged, compute thread: queue the copies down of buckets [queued, k). */
+static void stage_down(dist_buckets *b, int k)
+{
+    for (; b->host && b->queued < k; b->queued++) {
+        size_t a = bucket_begin(b, b->queued);
+        b->stage.down(b->stage.ctx, b->queued, b->host + a, b->grads + a, b->end[b->queued] - a);
+    }
+}
+
+/* Staged, comm thread (watched): until bucket i's copy down has landed. */
+static int stage_wait_down(dist_buckets *b, int i, core_error *err)
+{
+    dist_backoff bo;
+    dist_backoff_start(&bo);
+    int rc;
+    while ((rc = b->stage.down_done(b->stage.ctx, i, err)) > 0)
+        dist_backoff_pause(b->w, &bo, -1);
+    return rc;
+}
+
+/* The all-reduce of one bucket [a, a + len): in place, or on its host copy. */
+static int reduce_bucket(dist_buckets *b, int i, size_t a, size_t len, int *nonfinite,
+                         core_error *err)
+{
+    float *buf = (b->host ? b->host : b->grads) + a;
+    if (b->host && stage_wait_down(b, i, err) != 0)
+        return -1;
+    int rc = b->cfg.check_finite
+                 ? dist_allreduce_run_checked(b->w, b->cfg.kind, buf, len, nonfinite, err)
+                 : dist_allreduce_run(b->w, b->cfg.kind, buf, len, err);
+    if (rc == 0 && b->host)
+        rc = b->stage.up(b->stage.ctx, i, b->grads + a, buf, len, err);
+    return rc;
+}
+
 /* One bucket: stall hook, watched all-reduce with the non-finite check. */
 static int run_bucket(dist_buckets *b, int i, long step, int *nonfinite, core_error *err)
 {
@@ -106,9 +151,7 @@ static int run_bucket(dist_buckets *b, int i, long step, int *nonfinite, core_er
     char what[192];
     describe(b, i, step, what, sizeof what);
     dist_watch_begin(what, b->cfg.timeout_s);
-    int rc = b->cfg.check_finite
-                 ? dist_allreduce_run_checked(b->w, b->cfg.kind, b->grads + a, len, nonfinite, err)
-                 : dist_allreduce_run(b->w, b->cfg.kind, b->grads + a, len, err);
+    int rc = reduce_bucket(b, i, a, len, nonfinite, err);
     dist_watch_end();
     if (rc != 0)
         core_error_prefix(err, "dist: %s", what);
@@ -277,6 +320,10 @@ int dist_buckets_create(dist_world *w, float *grads, size_t n, const dist_bucket
     if (rc == 0 && b->cfg.kind == DIST_ALLREDUCE_NCCL && dist_nccl_buckets(w, b->nb, err) != 0)
         rc = -1;
 #endif
+    /* Local failures (memory, the GPU) end every rank here, not in a step. */
+    int first = dist_first_failed(w, rc != 0);
+    if (first >= 0 && rc == 0)
+        rc = core_error_set(err, "dist: rank %d could not set up the bucket scheduler", first);
     if (rc == 0 && b->cfg.overlap && !dist_thread_multiple(w))
         rc = core_error_set(err, "dist: overlapping communication with backward needs "
                                  "MPI_THREAD_MULTIPLE, which this MPI does not provide; "
@@ -309,8 +356,22 @@ void dist_buckets_free(dist_buckets *b)
     pthread_cond_destroy(&b->done);
     pthread_cond_destroy(&b->work);
     pthread_mutex_destroy(&b->mu);
+    if (b->stage.ctx)
+        b->stage.destroy(b->stage.ctx);
     free(b->end);
     free(b);
+}
+
+int dist_buckets_set_stage(dist_buckets *b, dist_stage stage, core_error *err)
+{
+    if (b->stage.ctx) {
+        stage.destroy(stage.ctx);
+        return core_error_set(err, "dist: the bucket scheduler is already staged");
+    }
+    b->stage = stage;
+    /* The comm thread reads host only for buckets handed over under the
+     * mutex, after this. */
+    return b->stage.setup(b->stage.ctx, b->nb, b->n, &b->host, err);
 }
 
 int dist_buckets_count(const dist_buckets *b)
@@ -332,7 +393,7 @@ void dist_buckets_begin(dist_buckets *b, long step)
     b->failed = b->nonfinite = 0;
     b->progress_at = dist_now();
     pthread_mutex_unlock(&b->mu);
-    b->handed = 0;
+    b->handed = b->queued = 0;
     b->begun = 1;
 }
 
@@ -351,6 +412,7 @@ void dist_buckets_ready(dist_buckets *b, size_t done)
     for (int i = b->handed; i < k && b->cfg.kind == DIST_ALLREDUCE_NCCL; i++)
         dist_nccl_mark(b->w, i);
 #endif
+    stage_down(b, k);
     b->handed = k;
     pthread_mutex_lock(&b->mu);
     b->ready = k;
@@ -402,6 +464,7 @@ static int wait_thread(dist_buckets *b, core_error *err)
 
 static int wait_inline(dist_buckets *b, core_error *err)
 {
+    stage_down(b, b->nb);
     for (int i = 0; i < b->nb; i++) {
         int nonfinite = 0;
         if (run_bucket(b, i, b->step, &nonfinite, err) != 0)
@@ -416,6 +479,8 @@ int dist_buckets_wait(dist_buckets *b, core_error *err)
     if (!b->begun)
         return core_error_set(err, "dist: dist_buckets_wait without dist_buckets_begin");
     int rc = b->thread_up ? wait_thread(b, err) : wait_inline(b, err);
+    if (rc == 0 && b->host)
+        rc = b->stage.join(b->stage.ctx, err);
     b->begun = 0;
     return rc;
 }

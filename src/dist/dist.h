@@ -122,6 +122,55 @@ void dist_world_set_length_check(dist_world *w, int on);
  * when ringtrain was built without NCCL. See docs/GPU.md. */
 int dist_nccl_init(dist_world *w, int device, void *compute_stream, core_error *err);
 
+/*
+ * Ranks and GPUs (docs/GPU.md, "Ranks and GPUs"): a rank uses GPU
+ * dist_gpu_ordinal(local rank, GPUs it sees) = local rank mod the GPUs it
+ * sees (-1 when it sees none); the CUDA engine and NCCL both get this device.
+ * dist_gpu_select (collective, before anything that could block on a peer)
+ * finds it and refuses, with one line naming the rank, its local rank and
+ * the GPUs it sees, on every rank, when two ranks of a node would use the
+ * same physical GPU and allow_shared is 0. A rank that sees no GPU (or a
+ * build without CUDA) is not refused here: the engine says why. The GPUs
+ * seen come from cudaGetDeviceCount (CUDA_VISIBLE_DEVICES), or from the
+ * test-only RINGTRAIN_TEST_GPU_COUNT.
+ */
+#define DIST_GPU_ID_LEN 40
+int dist_gpu_ordinal(int local_rank, int visible);
+/* The lowest local rank below `me` whose GPU id equals ids[me], or -1 (also
+ * for an empty id: no GPU): the rank that comes second to a GPU is the one
+ * that shares it. ids: one per local rank. */
+int dist_gpu_shared_with(const char (*ids)[DIST_GPU_ID_LEN], int nlocal, int me);
+int dist_gpu_select(dist_world *w, int allow_shared, int *device, core_error *err);
+
+/*
+ * Host staging of device gradients, for ring, hier and mpi with the GPU
+ * engine (dist/cuda.c): given to dist_buckets_set_stage, the scheduler sums
+ * a pinned host copy of each bucket and copies it back. The callbacks (ctx
+ * first; the scheduler owns ctx and calls destroy):
+ *   setup     once, in dist_buckets_set_stage: nb buckets, n floats; *host = the
+ *             host buffer of n floats
+ *   down      compute thread, when backward has queued bucket i: copy the
+ *             device slice to the host slice (asynchronously); errors are
+ *             reported by the next down_done
+ *   down_done comm thread: 0 when bucket i is in host memory, 1 not yet, -1
+ *             error
+ *   up        comm thread, after the sum: copy the host slice back
+ *   join      compute thread, after the last bucket: what the engine runs
+ *             next waits for every copy back
+ * dist_stage_cuda fills one for the engine's stream (engine_ops.stream) on
+ * the current device; tests may supply their own.
+ */
+typedef struct dist_stage {
+    void *ctx;
+    int (*setup)(void *ctx, int nb, size_t n, float **host, core_error *err);
+    void (*down)(void *ctx, int i, float *host, const float *dev, size_t n);
+    int (*down_done)(void *ctx, int i, core_error *err);
+    int (*up)(void *ctx, int i, float *dev, const float *host, size_t n, core_error *err);
+    int (*join)(void *ctx, core_error *err);
+    void (*destroy)(void *ctx);
+} dist_stage;
+int dist_stage_cuda(void *compute_stream, dist_stage *out, core_error *err);
+
 int dist_allreduce_kind_parse(const char *name, dist_allreduce_kind *out, core_error *err);
 const char *dist_allreduce_kind_name(dist_allreduce_kind k);
 
@@ -228,6 +277,12 @@ typedef struct dist_bucket_config {
 int dist_buckets_create(dist_world *w, float *grads, size_t n, const dist_bucket_config *cfg,
                         dist_buckets **out, core_error *err);
 void dist_buckets_free(dist_buckets *b);
+/* GPU gradients with ring, hier or mpi: grads is device memory, summed
+ * through pinned host memory bucket by bucket (see dist_stage). Call once,
+ * after dist_buckets_create and before the first step; local (the caller
+ * agrees on failure). The scheduler owns stage from here on, even when this
+ * fails. */
+int dist_buckets_set_stage(dist_buckets *b, dist_stage stage, core_error *err);
 int dist_buckets_count(const dist_buckets *b);
 void dist_buckets_bounds(const dist_buckets *b, int i, size_t *begin, size_t *end);
 /* Starts a step; call before the backward whose gradients are reduced. */

@@ -132,6 +132,12 @@ int dist_nccl_buckets(dist_world *w, int nb, core_error *err);
 void dist_nccl_mark(dist_world *w, int bucket);
 void dist_nccl_begin_bucket(dist_world *w, int bucket);
 
+/* The CUDA runtime's view (cuda.c; stubs in gpu.c without CUDA): the GPUs
+ * this rank sees (-1: built without CUDA; 0: none or no driver), and a GPU's
+ * identity (its UUID in hex) for telling physical GPUs apart. */
+int dist_cuda_visible(void);
+int dist_cuda_gpu_id(int device, char *id, size_t len);
+
 /* Fills err with "<what>: <MPI error text> (rank r)" for an MPI return code; returns -1. */
 int dist_mpi_error(const dist_world *w, core_error *err, int rc, const char *what);
 

@@ -4,8 +4,8 @@
  *
  * Set-up (dist_nccl_init, collective): rank 0 creates the NCCL unique id and
  * broadcasts it over the control communicator; every rank then joins the
- * NCCL communicator on its GPU (one rank per GPU, the device chosen from the
- * local rank by the trainer). NCCL gets its own stream.
+ * NCCL communicator on its GPU (one rank per GPU, the device chosen by
+ * dist_gpu_select, the same as the engine's). NCCL gets its own stream.
  *
  * Overlap with backward, the same shape as the CPU path: the bucket
  * scheduler calls dist_nccl_mark(i) on the compute thread when backward has
@@ -73,7 +73,13 @@ int dist_nccl_init(dist_world *w, int device, void *compute_stream, core_error *
     if (crc == cudaSuccess)
         crc = cudaEventCreateWithFlags(&n->done, cudaEventDisableTiming);
     if (crc != cudaSuccess)
-        return cuda_fail(err, "stream set-up", crc);
+        cuda_fail(err, "stream set-up", crc);
+    /* ncclCommInitRank waits for every rank: nobody enters it alone. */
+    int first = dist_first_failed(w, crc != cudaSuccess);
+    if (first >= 0)
+        return crc != cudaSuccess
+                   ? -1
+                   : core_error_set(err, "dist: nccl: rank %d could not set up its stream", first);
     ncclResult_t nrc = ncclCommInitRank(&n->comm, w->size, id, w->rank);
     if (nrc != ncclSuccess) {
         n->comm = NULL;

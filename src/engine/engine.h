@@ -155,7 +155,8 @@ typedef struct engine_ops {
                       size_t *scratch);
     /* y = act(conv(x, w) + bias) for `batch` images. */
     void (*conv_forward)(float *y, const float *x, const float *w, const float *bias, int batch,
-                         int F, const engine_conv_geom *g, engine_act act, float *work);
+                         int F, const engine_conv_geom *g, engine_act act, float *work,
+                         float *scratch);
     /* From dy, the gradient of the output before any activation: dw and dbias
      * (overwritten, or added to with accumulate), and dx (fully written) unless
      * dx is NULL. dy may be overwritten. */
@@ -167,6 +168,9 @@ typedef struct engine_ops {
      * sticky: later ops do nothing, and status returns -1 with the first
      * error's message, which the trainer turns into a collective stop. */
     int (*status)(core_error *err);
+    /* BLAS threads of this process (their count changes the bits of a GEMM's
+     * sums); NULL where it does not apply (the GPU engine). */
+    int (*blas_threads)(void);
 
     /* ---- Sequence models (engine/cpu/engine_cpu_seq.c; used by nn/embed.c, posenc.c,
      * layernorm.c, gelu.c, linear.c, attention.c, block.c, rnn.c, lstm.c, gru.c).

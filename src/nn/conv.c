@@ -117,7 +117,8 @@ static void conv_forward(nn_layer *l, const engine_ops *e, int batch)
     /* with a maxpool next, the relu is applied to the pooled output instead
      * (fold_relu_next), and y keeps the values before the relu */
     engine_act act = l->fold_relu_next ? ENGINE_ACT_NONE : c->act;
-    e->conv_forward(l->y, l->x, l->param[0], l->param[1], batch, c->filters, &c->g, act, l->work);
+    e->conv_forward(l->y, l->x, l->param[0], l->param[1], batch, c->filters, &c->g, act, l->work,
+                    l->scratch);
 }
 
 static void conv_backward(nn_layer *l, const engine_ops *e, int batch, int need_dx, int accumulate)

@@ -164,6 +164,58 @@ static int parse_line(nn_model *m, char **words, int nw, const nn_parse_ctx *ctx
     return 0;
 }
 
+/* Editors on Windows start UTF-8 files with a byte-order mark; it is not
+ * part of the first word. */
+static size_t bom_len(const char *text)
+{
+    const unsigned char *u = (const unsigned char *)text;
+    return u[0] == 0xEF && u[1] == 0xBB && u[2] == 0xBF ? 3 : 0;
+}
+
+/* The next line of *p that holds words, as the parser splits it, joined by
+ * single spaces into out; its line number goes to *line. 0 at the end. */
+static int next_words(const char **p, int *line, char *out, size_t len)
+{
+    while (**p) {
+        const char *nl = strchr(*p, '\n');
+        size_t n = nl ? (size_t)(nl - *p) : strlen(*p);
+        char buf[1024];
+        if (n >= sizeof buf)
+            n = sizeof buf - 1;
+        memcpy(buf, *p, n);
+        buf[n] = '\0';
+        *p = nl ? nl + 1 : *p + strlen(*p);
+        (*line)++;
+        char *words[NN_MAX_ARGS + 1];
+        int nw = split_words(buf, words, NN_MAX_ARGS + 1);
+        if (nw == 0)
+            continue;
+        size_t off = 0;
+        out[0] = '\0';
+        for (int i = 0; i < (nw < 0 ? 0 : nw) && off < len; i++)
+            off += (size_t)snprintf(out + off, len - off, "%s%s", i ? " " : "", words[i]);
+        return 1;
+    }
+    return 0;
+}
+
+int nn_spec_diff(const char *a, const char *b, char *line_a, char *line_b, size_t len)
+{
+    const char *pa = a + bom_len(a), *pb = b + bom_len(b);
+    int na = 0, nb = 0;
+    for (;;) {
+        int ha = next_words(&pa, &na, line_a, len), hb = next_words(&pb, &nb, line_b, len);
+        if (!ha && !hb)
+            return 0;
+        if (!ha)
+            snprintf(line_a, len, "(end of spec)");
+        if (!hb)
+            snprintf(line_b, len, "(end of spec)");
+        if (!ha || !hb || strcmp(line_a, line_b) != 0)
+            return hb ? nb : nb + 1;
+    }
+}
+
 static int parse_spec(nn_model *m, const char *text, core_error *err)
 {
     char *copy = strdup(text);
@@ -172,7 +224,7 @@ static int parse_spec(nn_model *m, const char *text, core_error *err)
     nn_parse_ctx ctx = {m->source, 0, m->max_batch, err, m->e};
     int input_line = 0, rc = 0;
     char *save = NULL;
-    char *p = copy;
+    char *p = copy + bom_len(copy);
     while (p && rc == 0) {
         char *nl = strchr(p, '\n');
         if (nl)
@@ -204,6 +256,13 @@ typedef struct plan {
     double params, act, delta, work, scratch, iwork;
 } plan;
 
+/* Each layer's activations and work start on a 256-byte boundary: vector
+ * loads on the CPU, and cuDNN's kernels, which want 16-byte aligned tensors. */
+static size_t align_floats(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
 static plan make_plan(const nn_model *m)
 {
     plan p = {0};
@@ -214,10 +273,10 @@ static plan make_plan(const nn_model *m)
         for (int t = 0; t < l->ntensors; t++)
             p.params += (double)l->tensor[t].count;
         double out = (double)nn_shape_size(&l->out);
-        p.act += out * b;
+        p.act += (double)align_floats(nn_shape_size(&l->out) * (size_t)m->max_batch);
         if (out > widest)
             widest = out;
-        p.work += (double)l->work_floats;
+        p.work += (double)align_floats(l->work_floats);
         if ((double)l->scratch_floats > p.scratch)
             p.scratch = (double)l->scratch_floats;
         p.iwork += (double)l->iwork_count;
@@ -292,9 +351,9 @@ static int place_buffers(nn_model *m, core_error *err)
         nn_layer *l = &m->layers[i];
         l->x = i ? m->layers[i - 1].y : NULL;
         l->y = m->act + act;
-        act += nn_shape_size(&l->out) * (size_t)m->max_batch;
+        act += align_floats(nn_shape_size(&l->out) * (size_t)m->max_batch);
         l->work = m->work + work;
-        work += l->work_floats;
+        work += align_floats(l->work_floats);
         l->iwork = m->iwork + iwork;
         iwork += l->iwork_count;
         l->dy = m->delta[i & 1];

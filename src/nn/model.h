@@ -81,6 +81,13 @@ size_t nn_model_input_size(const nn_model *m);
 int nn_model_input_dims(const nn_model *m, int dims[NN_MAX_DIMS]);
 int nn_model_num_classes(const nn_model *m);
 const char *nn_model_spec_text(const nn_model *m);
+/* Compares two spec texts as the parser reads them (comments, blank lines,
+ * spacing and a UTF-8 byte-order mark do not count). 0 when they describe
+ * the same model; else the line number in b of the first line that differs
+ * (one past b's last line when b ends first), with both lines, words joined
+ * by single spaces, in line_a and line_b ("(end of spec)" for a missing
+ * one). */
+int nn_spec_diff(const char *a, const char *b, char *line_a, char *line_b, size_t len);
 /* One-line description per layer for logs ("conv1  conv 32x3x3 same relu  (1,28,28)->(32,28,28) 320
  * params"). */
 void nn_model_describe(const nn_model *m, void (*line)(const char *text));

@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,7 +182,9 @@ static int write_all(int fd, const char *buf, size_t n)
 static int write_pointer(const char *dir, const char *name, core_error *err)
 {
     char tmp[CKPT_PATH_MAX], final[CKPT_PATH_MAX], line[CKPT_PATH_MAX];
-    if (join_path(tmp, sizeof tmp, dir, CKPT_LATEST ".tmp", err) != 0 ||
+    char tmp_name[64];
+    snprintf(tmp_name, sizeof tmp_name, CKPT_LATEST ".tmp.%ld", (long)getpid());
+    if (join_path(tmp, sizeof tmp, dir, tmp_name, err) != 0 ||
         join_path(final, sizeof final, dir, CKPT_LATEST, err) != 0)
         return -1;
     int len = snprintf(line, sizeof line, "%s\n", name);
@@ -496,6 +499,15 @@ static int write_root_attrs(hid_t f, const nn_model *m, const optim *o, const tr
         attr_write_i64(f, "global_batch", p->batch, err) ||
         attr_write_u64(f, "train_samples", p->order_samples, err) ||
         attr_write_u64(f, "loader_mem_cap", p->order_cap, err) ||
+        attr_write_f64(f, "epoch_loss_sum", p->ep_loss_sum, err) ||
+        attr_write_i64(f, "epoch_correct", p->ep_correct, err) ||
+        attr_write_i64(f, "epoch_samples", p->ep_count, err) ||
+        attr_write_f64(f, "epoch_seconds", p->ep_seconds, err) ||
+        attr_write_f64(f, "window_loss_sum", p->window[0], err) ||
+        attr_write_f64(f, "window_top1", p->window[1], err) ||
+        attr_write_f64(f, "window_top5", p->window[2], err) ||
+        attr_write_f64(f, "window_rows", p->window[3], err) ||
+        attr_write_i64(f, "blas_threads", p->blas_threads, err) ||
         (p->nseg > 0 && p->seg_epoch == p->epoch && attr_write_segments(f, p, err)))
         return -1;
     return 0;
@@ -632,7 +644,8 @@ int train_checkpoint_write_from(const char *dir, nn_model *m, const optim *o,
     snprintf(name, sizeof name, "ckpt-%09ld.h5", p->step);
     if (join_path(final, sizeof final, dir, name, err) != 0)
         return -1;
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", final) >= (int)sizeof tmp)
+    /* unique per writer: two processes never share a temporary file */
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", final, (long)getpid()) >= (int)sizeof tmp)
         return core_error_set(err, "%s.tmp: path too long", final);
 
     /* Plain open(2) first: it says why in errno terms (read-only, no space,
@@ -969,6 +982,40 @@ static int read_order(hid_t f, train_progress *p, core_error *err)
     return 0;
 }
 
+/* The epoch's partial sums and the BLAS thread count, absent from older
+ * checkpoints (left 0: the resumed epoch then reports only its own steps). */
+static int read_epoch_sums(hid_t f, train_progress *p, core_error *err)
+{
+    int64_t correct = 0, count = 0, threads = 0;
+    if (H5Aexists(f, "blas_threads") > 0 && attr_read_i64(f, "blas_threads", &threads, err) != 0)
+        return -1;
+    if (threads < 0 || threads > INT32_MAX)
+        return core_error_set(err, "attribute 'blas_threads' is not valid (%lld)",
+                              (long long)threads);
+    p->blas_threads = (int)threads;
+    if (H5Aexists(f, "epoch_loss_sum") <= 0)
+        return 0;
+    static const char *const win[4] = {"window_loss_sum", "window_top1", "window_top5",
+                                       "window_rows"};
+    if (attr_read_num(f, "epoch_loss_sum", H5T_FLOAT, H5T_NATIVE_DOUBLE, &p->ep_loss_sum, err) ||
+        attr_read_i64(f, "epoch_correct", &correct, err) ||
+        attr_read_i64(f, "epoch_samples", &count, err) ||
+        attr_read_num(f, "epoch_seconds", H5T_FLOAT, H5T_NATIVE_DOUBLE, &p->ep_seconds, err))
+        return -1;
+    int ok = count >= 0 && correct >= 0 && correct <= count && isfinite(p->ep_loss_sum) &&
+             p->ep_seconds >= 0.0;
+    for (int i = 0; i < 4 && ok; i++) {
+        if (attr_read_num(f, win[i], H5T_FLOAT, H5T_NATIVE_DOUBLE, &p->window[i], err) != 0)
+            return -1;
+        ok = isfinite(p->window[i]) && (i == 0 || p->window[i] >= 0.0);
+    }
+    if (!ok)
+        return core_error_set(err, "attributes epoch_* / window_* hold values that are not valid");
+    p->ep_correct = (long)correct;
+    p->ep_count = (long)count;
+    return 0;
+}
+
 static int read_progress(hid_t f, train_progress *p, int64_t *optim_step, core_error *err)
 {
     int64_t step, epoch, bie;
@@ -982,7 +1029,7 @@ static int read_progress(hid_t f, train_progress *p, int64_t *optim_step, core_e
     p->step = (long)step;
     p->epoch = (long)epoch;
     p->batch_in_epoch = (long)bie;
-    return read_order(f, p, err);
+    return read_epoch_sums(f, p, err) != 0 ? -1 : read_order(f, p, err);
 }
 
 static int check_version(hid_t f, core_error *err)
@@ -996,6 +1043,43 @@ static int check_version(hid_t f, core_error *err)
         return core_error_set(err, "written by format version %lld, this build reads %d",
                               (long long)version, TRAIN_CHECKPOINT_VERSION);
     return 0;
+}
+
+/* An int8 file of `ringtrain quantize` shares the format version but holds
+ * int8 weights and no optimizer state: it is for eval and predict. */
+static int check_not_int8(hid_t f, core_error *err)
+{
+    char *format = NULL;
+    if (H5Aexists(f, "format") <= 0)
+        return 0;
+    int int8 =
+        attr_read_str(f, "format", &format, err) == 0 && strcmp(format, "ringtrain-int8") == 0;
+    core_free(format);
+    if (!int8)
+        return 0;
+    return core_error_set(
+        err, "an int8 deployment file made by 'ringtrain quantize', not a training "
+             "checkpoint; it cannot be resumed (eval and predict take it): resume from "
+             "the float checkpoint it was made from");
+}
+
+/* Shapes can agree while layers differ (relu -> tanh, another dropout
+ * rate): the spec the checkpoint was trained with must be this model's. */
+static int check_same_spec(hid_t f, const nn_model *m, core_error *err)
+{
+    char *saved = NULL;
+    if (H5Aexists(f, "model_spec") <= 0 || attr_read_str(f, "model_spec", &saved, err) != 0)
+        return 0; /* the tensors' shapes were checked */
+    char was[256], now[256];
+    int line = nn_spec_diff(saved, nn_model_spec_text(m), was, now, sizeof was);
+    core_free(saved);
+    if (line == 0)
+        return 0;
+    return core_error_set(err,
+                          "written for a different model spec: line %d of this spec is '%s', the "
+                          "checkpoint's '%s'; resume with the spec it was trained with, or start "
+                          "from its weights with --init-from",
+                          line, now, was);
 }
 
 static hid_t open_h5(const char *path, core_error *err)
@@ -1034,6 +1118,8 @@ static int read_h5(const char *path, nn_model *m, optim *o, train_progress *p, c
     int64_t ostep = 0;
     int rc = check_version(f, err);
     if (rc == 0)
+        rc = check_not_int8(f, err);
+    if (rc == 0)
         buf = core_alloc(n * (size_t)(1 + states) * sizeof(float), "checkpoint read buffer", err);
     if (rc == 0 && buf)
         order = core_alloc((size_t)nn_model_tensor_count(m) * sizeof *order, "tensor order", err);
@@ -1051,6 +1137,8 @@ static int read_h5(const char *path, nn_model *m, optim *o, train_progress *p, c
         rc = read_group(f, "/optim/v", m, order, buf + 2 * n, err);
     if (rc == 0)
         rc = read_progress(f, &prog, &ostep, err);
+    if (rc == 0)
+        rc = check_same_spec(f, m, err);
     H5Fclose(f);
     if (rc == 0) {
         memcpy(nn_model_params(m), buf, n * sizeof(float));
@@ -1380,6 +1468,11 @@ int train_checkpoint_prune(const char *dir, int keep, core_error *err)
     }
     free(v);
     return rc;
+}
+
+int train_checkpoint_make_dir(const char *dir, core_error *err)
+{
+    return make_dirs(dir, err);
 }
 
 int train_checkpoint_any(const char *dir)

@@ -11,8 +11,11 @@
  *     world_size, global_batch, train_samples, loader_mem_cap (absent in
  *     older files: read as 0, "as the resuming run"), and epoch_segments
  *     (int64 (k, 3): world, batch, steps) only while an epoch is being
- *     continued at another world size (train/resize.c)
- * A checkpoint is written to "<name>.tmp", flushed, fsync'd and renamed to
+ *     continued at another world size (train/resize.c); epoch_loss_sum,
+ *     epoch_correct, epoch_samples, epoch_seconds (the epoch's partial
+ *     sums, global), window_loss_sum, window_top1, window_top5,
+ *     window_rows (the log window's, global) and blas_threads (absent in older files: read as 0)
+ * A checkpoint is written to "<name>.tmp.<pid>", flushed, fsync'd and renamed to
  * "<dir>/ckpt-<step, 9 digits>.h5"; then "<dir>/latest" (a one-line text
  * file naming it) is replaced the same way. A crash at any moment leaves the
  * previous checkpoint and pointer intact.
@@ -52,6 +55,13 @@ typedef struct train_progress {
     int nseg;
     long seg_epoch;
     data_segment seg[TRAIN_MAX_SEGMENTS];
+    /* The epoch in progress so far, summed over ranks (0 at an epoch
+     * boundary), so that a resumed epoch reports what an uninterrupted one
+     * would; set by the fit loop only while a checkpoint is written. */
+    double ep_loss_sum, ep_seconds;
+    long ep_correct, ep_count;
+    double window[4]; /* the log window's loss, top-1, top-5, rows (train_wf_window_get) */
+    int blas_threads; /* OpenBLAS threads of the writing rank (0: unknown or a GPU) */
 } train_progress;
 
 /* Writes atomically; *path_out (if not NULL) receives the final path. */
@@ -114,5 +124,8 @@ int train_checkpoint_prune(const char *dir, int keep, core_error *err);
 
 /* 1 when dir exists and holds at least one ckpt-*.h5 file (complete or not). */
 int train_checkpoint_any(const char *dir);
+
+/* mkdir -p for a checkpoint directory; fails when dir is not a directory. */
+int train_checkpoint_make_dir(const char *dir, core_error *err);
 
 #endif

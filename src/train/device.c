@@ -4,11 +4,22 @@
 #include "train/device.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
 
-const engine_ops *train_device_engine(const train_config *cfg, dist_world *w, core_error *err)
+int train_device_select(const train_config *cfg, dist_world *w, int *gpu, core_error *err)
+{
+    *gpu = -1;
+    if (!cfg->device_cuda)
+        return 0;
+    const char *env = getenv("RINGTRAIN_GPUS_SHARED");
+    int shared = env && strcmp(env, "1") == 0 && cfg->allreduce != DIST_ALLREDUCE_NCCL;
+    return dist_gpu_select(w, shared, gpu, err);
+}
+
+const engine_ops *train_device_engine(const train_config *cfg, int gpu, core_error *err)
 {
     if (!cfg->device_cuda)
         return engine_cpu();
@@ -22,14 +33,11 @@ const engine_ops *train_device_engine(const train_config *cfg, dist_world *w, co
                        unsupported);
         return NULL;
     }
-    if (dist_size(w) > 1 && cfg->allreduce != DIST_ALLREDUCE_NCCL) {
-        core_error_set(err,
-                       "--device cuda with %d ranks needs --allreduce nccl (the %s backend "
-                       "reduces host memory)",
-                       dist_size(w), dist_allreduce_kind_name(cfg->allreduce));
-        return NULL;
-    }
-    const engine_ops *e = engine_cuda(dist_local_rank(w), cfg->bf16 ? ENGINE_CUDA_BF16 : cfg->tf32 ? ENGINE_CUDA_TF32 : 0, err);
+    const engine_ops *e = engine_cuda(gpu,
+                                      cfg->bf16   ? ENGINE_CUDA_BF16
+                                      : cfg->tf32 ? ENGINE_CUDA_TF32
+                                                  : 0,
+                                      err);
     if (e)
         core_log_info("engine: %s", e->name);
     return e;

@@ -29,10 +29,16 @@ typedef struct train_device {
     size_t n;
 } train_device;
 
-/* The engine of cfg->device: engine_cpu(), or the CUDA engine on the rank's
- * local GPU; NULL with one clear line in err. Checks the flags that the GPU
- * path does not support yet (see docs/GPU.md). */
-const engine_ops *train_device_engine(const train_config *cfg, dist_world *w, core_error *err);
+/* Collective, on every rank before anything else can block: the GPU this
+ * rank uses with --device cuda (dist_gpu_select: local rank mod the GPUs it
+ * sees; sharing one between ranks only with RINGTRAIN_GPUS_SHARED=1 and
+ * ring, hier or mpi), -1 on the CPU. Fails on every rank with the same line. */
+int train_device_select(const train_config *cfg, dist_world *w, int *gpu, core_error *err);
+
+/* The engine of cfg->device: engine_cpu(), or the CUDA engine on `gpu`
+ * (train_device_select); NULL with one clear line in err. Checks the flags
+ * that the GPU path does not support yet (see docs/GPU.md). */
+const engine_ops *train_device_engine(const train_config *cfg, int gpu, core_error *err);
 
 int train_device_create(train_device *d, const engine_ops *e, const optim *o, core_error *err);
 void train_device_free(train_device *d);

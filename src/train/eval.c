@@ -15,9 +15,12 @@ int train_eval_create(train_eval *e, int classes, core_error *err)
 {
     memset(e, 0, sizeof *e);
     e->classes = classes;
-    size_t n = (size_t)classes * (size_t)classes + 4;
-    e->confusion = core_alloc(n * sizeof(double), "confusion matrix", err);
-    return e->confusion ? 0 : -1;
+    size_t cc = (size_t)classes * (size_t)classes;
+    e->confusion = core_alloc((cc + 4 + (size_t)classes) * sizeof(double), "confusion matrix", err);
+    if (!e->confusion)
+        return -1;
+    e->nan_rows = e->confusion + cc + 4; /* after the matrix and the 4 counters */
+    return 0;
 }
 
 void train_eval_free(train_eval *e)
@@ -30,14 +33,18 @@ void train_eval_reset(train_eval *e)
 {
     e->loss_sum = e->count = e->top1 = e->top5 = 0.0;
     memset(e->confusion, 0, (size_t)e->classes * (size_t)e->classes * sizeof(double));
+    memset(e->nan_rows, 0, (size_t)e->classes * sizeof(double));
 }
 
 int train_eval_label_rank(const float *probs, int classes, int32_t label)
 {
     float p = probs[label];
     int above = 0;
-    for (int k = 0; k < classes; k++)
+    for (int k = 0; k < classes; k++) {
+        if (isnan(probs[k]))
+            return classes; /* NaN outputs rank the label nowhere: never a hit */
         above += probs[k] > p;
+    }
     return above;
 }
 
@@ -59,7 +66,10 @@ void train_eval_add(train_eval *e, const float *probs, const int32_t *labels, in
         int rank = train_eval_label_rank(p, c, labels[i]);
         e->top1 += rank == 0;
         e->top5 += rank < k5;
-        e->confusion[(size_t)labels[i] * (size_t)c + (size_t)train_eval_argmax(p, c)] += 1.0;
+        if (rank < c)
+            e->confusion[(size_t)labels[i] * (size_t)c + (size_t)train_eval_argmax(p, c)] += 1.0;
+        else /* NaN outputs: no predicted class, a miss */
+            e->nan_rows[labels[i]] += 1.0;
     }
     e->count += n;
     e->loss_sum += loss_sum;
@@ -73,7 +83,7 @@ int train_eval_reduce(dist_world *w, train_eval *e, core_error *err)
     v[cc + 1] = e->count;
     v[cc + 2] = e->top1;
     v[cc + 3] = e->top5;
-    if (dist_sum_f64(w, v, (int)(cc + 4), err) != 0)
+    if (dist_sum_f64(w, v, (int)(cc + 4) + e->classes, err) != 0) /* and nan_rows */
         return -1;
     e->loss_sum = v[cc];
     e->count = v[cc + 1];
@@ -137,7 +147,7 @@ double train_eval_top5(const train_eval *e)
 
 double train_eval_class_accuracy(const train_eval *e, int c)
 {
-    double row = 0.0;
+    double row = e->nan_rows[c];
     for (int k = 0; k < e->classes; k++)
         row += e->confusion[(size_t)c * (size_t)e->classes + (size_t)k];
     return row > 0 ? e->confusion[(size_t)c * (size_t)e->classes + (size_t)c] / row : NAN;

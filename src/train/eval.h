@@ -3,7 +3,7 @@
  *
  * Each rank runs its shard in inference mode (dropout off) and accumulates
  * the summed loss, top-1 and top-5 hits and a confusion matrix; one
- * all-reduce of (4 + classes^2) doubles then gives every rank the totals of
+ * all-reduce of (4 + classes + classes^2) doubles then gives every rank the totals of
  * the whole split. Used by the fit loop (validation, test) and by the
  * `eval`, `predict` and `quantize` commands.
  */
@@ -25,6 +25,8 @@ typedef struct train_eval {
     double count;      /* samples */
     double top1, top5; /* hits (top5 = top-min(5, classes)) */
     double *confusion; /* classes x classes, row = true class, column = predicted (top-1) */
+    double *nan_rows;  /* per true class: samples whose outputs held a NaN (a miss, in no
+                          column of the matrix) */
 } train_eval;
 
 int train_eval_create(train_eval *e, int classes, core_error *err);
@@ -32,7 +34,8 @@ void train_eval_free(train_eval *e);
 void train_eval_reset(train_eval *e);
 
 /* Rank of the label among the probabilities: the number of classes with a
- * strictly higher probability, ties counted for the label, i.e. 0 = top-1. */
+ * strictly higher probability, ties counted for the label, i.e. 0 = top-1;
+ * `classes` (no top-k at all) when any probability is NaN. */
 int train_eval_label_rank(const float *probs, int classes, int32_t label);
 /* The top-1 prediction (lowest index among ties). */
 int train_eval_argmax(const float *probs, int classes);

@@ -30,6 +30,7 @@
 #include "train/eval.h"
 #include "train/device.h"
 #include "train/resize.h"
+#include "train/run_dir.h"
 #include "train/shard.h"
 #include "train/workflow.h"
 
@@ -54,11 +55,24 @@ typedef struct fit_ctx {
     int sharded;           /* sharded optimizer step: this rank updates [shard_a, shard_b) */
     int zero;              /* ...and holds the state of that slice only (--shard-optimizer all) */
     size_t shard_a, shard_b;
-    int micro_batch;    /* samples per forward/backward (local batch / --accumulate) */
-    long skipped_steps; /* steps skipped for non-finite values */
-    long test_nan_step; /* test-only: RINGTRAIN_TEST_NAN_RANK/_STEP poison this step's loss */
-    train_device dev;   /* --device cuda: device optimizer state (train/device.h) */
-    int stepped;        /* this run has begun a step */
+    int micro_batch;       /* samples per forward/backward (local batch / --accumulate) */
+    long skipped_steps;    /* steps skipped for non-finite values */
+    long test_nan_step;    /* test-only: RINGTRAIN_TEST_NAN_RANK/_STEP poison this step's loss */
+    long test_stop_step;   /* test-only: RINGTRAIN_TEST_STOP_STEP stops as a signal would */
+    train_device dev;      /* --device cuda: device optimizer state (train/device.h) */
+    int gpu;               /* --device cuda: the rank's GPU (train_device_select), else -1 */
+    int stepped;           /* this run has begun a step */
+    train_run_dir run_dir; /* rank 0: the checkpoint directory's lock */
+    int resumed;           /* this run continues a checkpoint */
+    /* The epoch in progress: this rank's sums (on rank 0 plus what a resumed
+     * checkpoint carried) and its start, less the seconds run before a resume. */
+    nn_stats epoch_stats;
+    double epoch_t0, epoch_carried_s;
+    double window_carried[4]; /* rank 0: the log window a resumed checkpoint carried */
+    /* Divergence (--diverge-after): skipped steps in a row, steps run and
+     * skipped in this epoch, and the last step whose loss was finite. */
+    long skipped_run, epoch_run, epoch_skipped, last_finite_step;
+    nn_stats last_finite;
 } fit_ctx;
 
 /* The trainer's RNG stream of a rank (dropout masks of sequence layers). */
@@ -119,14 +133,9 @@ static int open_dataset(fit_ctx *c, const char *path, data_dataset **out, core_e
     if (data_dataset_open(path, cfg->x_name, cfg->y_name, nn_model_num_classes(c->model), out,
                           err) != 0)
         return -1;
-    size_t have = data_dataset_sample_size(*out);
-    size_t want = nn_model_input_size(c->model);
-    if (have != want)
-        return core_error_set(err,
-                              "%s: samples have %zu values each but the model's input takes %zu; "
-                              "check the 'input' line of %s",
-                              path, have, want, cfg->model_path);
-    return 0;
+    int dims[NN_MAX_DIMS];
+    int nd = nn_model_input_dims(c->model, dims);
+    return data_dataset_match_input(*out, dims, nd, cfg->wf.layout, cfg->model_path, err);
 }
 
 static int setup_model(fit_ctx *c, core_error *err)
@@ -140,7 +149,7 @@ static int setup_model(fit_ctx *c, core_error *err)
     if (c->micro_batch < 1)
         c->micro_batch = 1;
     int max_batch = c->micro_batch;
-    const engine_ops *engine = train_device_engine(cfg, c->w, err);
+    const engine_ops *engine = train_device_engine(cfg, c->gpu, err);
     if (!engine ||
         nn_model_create_on(c->spec_text, cfg->model_path, max_batch, engine, &c->model, err) != 0)
         return -1;
@@ -192,6 +201,32 @@ static int setup_token_data(fit_ctx *c, core_error *err)
     return token_loader(c, cfg->test_path, 1, cfg->test_limit, &c->test_ld, err);
 }
 
+/* Fewer training samples than one global batch: the hint names the change
+ * that makes a run possible (a smaller held-out fraction, fewer ranks, or a
+ * smaller batch), with a value that works. */
+static int too_few_samples(const fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    size_t total = c->n_total, n = c->n_train, batch = (size_t)cfg->batch;
+    if (n < total && total >= batch && total >= (size_t)c->size)
+        return core_error_set(err,
+                              "%s: --val-fraction %g holds out %zu of the %zu samples, leaving %zu "
+                              "for training, fewer than one global batch of %zu; lower "
+                              "--val-fraction to %.4g or less (or --batch-size)",
+                              cfg->train_path, (double)cfg->wf.val_fraction, total - n, total, n,
+                              batch, floor(1e4 * (double)(total - batch) / (double)total) / 1e4);
+    if (n < (size_t)c->size)
+        return core_error_set(err,
+                              "%s: %zu training sample(s) are fewer than the %d ranks (every rank "
+                              "takes at least one sample a step); run on at most %zu rank(s) "
+                              "with --batch-size %zu or less",
+                              cfg->train_path, n, c->size, n, n);
+    return core_error_set(err,
+                          "%s: %zu training samples are fewer than one global batch of %zu; lower "
+                          "--batch-size to %zu or less",
+                          cfg->train_path, n, batch, n);
+}
+
 static int setup_data(fit_ctx *c, core_error *err)
 {
     const train_config *cfg = c->cfg;
@@ -205,10 +240,7 @@ static int setup_data(fit_ctx *c, core_error *err)
     c->n_total = n;
     n = c->n_train = train_wf_train_count(&cfg->wf, n);
     if (n < (size_t)cfg->batch)
-        return core_error_set(err,
-                              "%s: %zu training samples are fewer than one global batch of %d; "
-                              "lower --batch-size",
-                              cfg->train_path, n, cfg->batch);
+        return too_few_samples(c, err);
     data_loader_config lc = {0};
     data_shard_range(n, c->rank, c->size, &lc.shard_start, &lc.shard_count);
     lc.batch = c->local_batch;
@@ -256,19 +288,49 @@ static const char *resume_source(const train_config *cfg)
     return cfg->resume_auto ? cfg->ckpt_dir : cfg->resume;
 }
 
-/* With --resume auto: rank 0 looks whether the checkpoint directory holds a
- * checkpoint, and every rank follows its answer. */
-static int wants_resume(fit_ctx *c, core_error *err)
+/* Rank 0 takes the checkpoint directory's lock (one job per directory) and
+ * decides from what the directory holds whether the run resumes (--resume
+ * auto); every rank follows. A fresh run never replaces another run's
+ * checkpoints unless --overwrite says so. Comes before anything reads or
+ * writes the directory (the workflow opens the metrics file to append on
+ * resume, and --init-from yields to the resumed weights). */
+static int claim_dir(fit_ctx *c, core_error *err)
 {
-    if (!c->cfg->resume_auto)
-        return c->cfg->resume != NULL;
-    int32_t any = c->rank == 0 && c->cfg->ckpt_dir && train_checkpoint_any(c->cfg->ckpt_dir);
-    if (dist_max_i32(c->w, &any, 1, err) != 0)
+    const train_config *cfg = c->cfg;
+    int32_t resume = cfg->resume != NULL;
+    int failed = 0;
+    if (c->rank == 0 && cfg->ckpt_dir) {
+        failed = train_run_dir_lock(&c->run_dir, cfg->ckpt_dir, err) != 0;
+        int any = !failed && train_checkpoint_any(cfg->ckpt_dir);
+        if (cfg->resume_auto)
+            resume = any;
+        if (any && !resume && !cfg->overwrite)
+            failed = core_error_set(err,
+                                    "%s holds checkpoints of another run; continue it with "
+                                    "--resume auto, write to a new --checkpoint-dir, or replace "
+                                    "them with --overwrite",
+                                    cfg->ckpt_dir) != 0;
+        else if (any && !resume) {
+            failed = train_run_dir_clear(cfg->ckpt_dir, err) != 0;
+            if (!failed)
+                core_log_info("--overwrite: removed the checkpoints of the earlier run in %s",
+                              cfg->ckpt_dir);
+        }
+    }
+    if (train_agree(c->w, failed, err) != 0 ||
+        dist_broadcast(c->w, &resume, sizeof resume, 0, err) != 0)
         return -1;
-    if (!any)
-        core_log_info("--resume auto: no checkpoint in %s yet, starting fresh",
-                      c->cfg->ckpt_dir ? c->cfg->ckpt_dir : "(none)");
-    return any;
+    c->resumed = resume != 0;
+    if (cfg->resume_auto && !resume)
+        core_log_info("--resume auto: no checkpoint in %s yet, starting fresh", cfg->ckpt_dir);
+    return 0;
+}
+
+/* The engine's BLAS threads (0 where they do not apply). */
+static int blas_threads(const fit_ctx *c)
+{
+    const engine_ops *e = nn_model_engine(c->model);
+    return e->blas_threads ? e->blas_threads() : 0;
 }
 
 /* Rank 0 reads the checkpoint; its parameters, optimizer state and progress
@@ -287,9 +349,16 @@ static int resume_from(fit_ctx *c, core_error *err)
         return -1;
     if (c->zero && train_checkpoint_load(c->w, path, c->model, &c->opt, &c->prog, err) != 0)
         return -1;
-    if (c->rank == 0)
+    if (c->rank == 0) {
         core_log_info("resuming from %s (epoch %ld, step %ld)", path, c->prog.epoch + 1,
                       c->prog.step);
+        int threads = blas_threads(c);
+        if (c->prog.blas_threads > 0 && threads > 0 && threads != c->prog.blas_threads)
+            core_log_warn("resuming with %d OpenBLAS thread(s) per rank, the checkpoint was "
+                          "written with %d: training goes on, but not bit for bit as the "
+                          "uninterrupted run (set OPENBLAS_NUM_THREADS=%d for that)",
+                          threads, c->prog.blas_threads, c->prog.blas_threads);
+    }
     size_t n = nn_model_param_count(c->model);
     if (!c->zero && dist_broadcast(c->w, c->opt.m, n * sizeof(float), 0, err) != 0)
         return -1;
@@ -302,6 +371,16 @@ static int resume_from(fit_ctx *c, core_error *err)
     /* rank 0's progress, but each rank keeps its own RNG stream (dropout masks
      * differ across ranks); the counters advance alike on every rank */
     c->prog.rng.stream = fit_rng_stream(c->rank);
+    /* The epoch's sums so far are global: rank 0 carries them, and the
+     * epoch line's reduction adds the other ranks' new steps. */
+    if (c->rank == 0) {
+        c->epoch_stats = (nn_stats){c->prog.ep_loss_sum, c->prog.ep_correct, c->prog.ep_count};
+        memcpy(c->window_carried, c->prog.window, sizeof c->window_carried);
+    }
+    c->epoch_carried_s = c->prog.ep_seconds;
+    c->prog.ep_loss_sum = c->prog.ep_seconds = 0.0;
+    c->prog.ep_correct = c->prog.ep_count = 0;
+    memset(c->prog.window, 0, sizeof c->prog.window);
     return 0;
 }
 
@@ -340,7 +419,7 @@ static int setup_workflow(fit_ctx *c, core_error *err)
                         cfg->batch,
                         cfg->log_every,
                         cfg->seed,
-                        cfg->resume != NULL,
+                        c->resumed /* claim_dir's decision */,
                         cfg->loader_mem_cap,
                         c->test_ld,
                         c->sharded};
@@ -389,13 +468,19 @@ static int setup_comm(fit_ctx *c, core_error *err)
         if (c->size == 1 && bc.kind != DIST_ALLREDUCE_NCCL)
             bc.kind = DIST_ALLREDUCE_RING;
         if (bc.kind == DIST_ALLREDUCE_NCCL &&
-            train_agree(c->w,
-                        dist_nccl_init(c->w, dist_local_rank(c->w), c->dev.e->stream(), err) != 0,
-                        err) != 0)
+            train_agree(c->w, dist_nccl_init(c->w, c->gpu, c->dev.e->stream(), err) != 0, err) != 0)
             return -1;
     }
     if (train_buckets_create(c->w, c->model, bc, &c->buckets, err) != 0)
         return -1;
+    if (c->dev.e && c->size > 1 && bc.kind != DIST_ALLREDUCE_NCCL) {
+        /* ring, hier, mpi: the device gradients are summed via pinned host memory */
+        dist_stage st;
+        int failed = dist_stage_cuda(c->dev.e->stream(), &st, err) != 0 ||
+                     dist_buckets_set_stage(c->buckets, st, err) != 0;
+        if (train_agree(c->w, failed, err) != 0)
+            return -1;
+    }
     if (c->zero) {
         char mine[32], whole[32];
         if (c->rank == 0)
@@ -433,6 +518,8 @@ static void read_test_hooks(fit_ctx *c)
     c->test_nan_step = -1;
     if (r && st && atoi(r) == c->rank)
         c->test_nan_step = atol(st);
+    const char *stop = getenv("RINGTRAIN_TEST_STOP_STEP");
+    c->test_stop_step = stop ? atol(stop) : -1;
 }
 
 static int setup(fit_ctx *c, core_error *err)
@@ -445,9 +532,14 @@ static int setup(fit_ctx *c, core_error *err)
             c->w,
             core_error_set(err,
                            "--batch-size %d is smaller than the number of ranks (%d); "
-                           "the global batch is split across ranks",
-                           cfg->batch, c->size) != 0,
+                           "the global batch is split across ranks: use --batch-size %d or "
+                           "more, or fewer ranks",
+                           cfg->batch, c->size, c->size) != 0,
             err);
+    if (train_device_select(cfg, c->w, &c->gpu, err) != 0)
+        return -1;
+    if (claim_dir(c, err) != 0)
+        return -1;
     if (train_agree(c->w, setup_model(c, err) != 0, err) != 0)
         return -1;
     if (train_agree(c->w, setup_data(c, err) != 0, err) != 0)
@@ -458,9 +550,9 @@ static int setup(fit_ctx *c, core_error *err)
         return -1;
     c->prog.seed = cfg->seed;
     c->prog.rng = core_rng_make(cfg->seed, fit_rng_stream(c->rank));
-    int resume = wants_resume(c, err);
-    if (resume < 0 || (resume && resume_from(c, err) != 0))
+    if (c->resumed && resume_from(c, err) != 0)
         return -1;
+    c->prog.blas_threads = blas_threads(c); /* what this run's checkpoints record */
     if (train_agree(c->w,
                     train_resize_prepare(&c->resize, &c->prog, cfg, c->train_ds, c->size, c->rank,
                                          err) != 0,
@@ -493,6 +585,7 @@ static void teardown(fit_ctx *c)
     train_device_free(&c->dev);
     nn_model_free(c->model);
     free(c->spec_text);
+    train_run_dir_unlock(&c->run_dir);
 }
 
 /* Global sums of (loss_sum, correct, count). */
@@ -536,6 +629,24 @@ static void compute_gradients(fit_ctx *c, const data_batch *b, int failed, nn_st
     }
 }
 
+/* Collective, every rank at the same step: the run has diverged (why says
+ * how it showed). The line names the step and the last finite training loss
+ * (the mean over the global batch of the last step that was not skipped). */
+static int diverged(fit_ctx *c, long step, const char *why, core_error *err)
+{
+    double v[2] = {c->last_finite.loss_sum, (double)c->last_finite.count};
+    if (dist_sum_f64(c->w, v, 2, err) != 0)
+        return -1;
+    char last[128] = "no step had a finite loss";
+    if (c->last_finite_step > 0 && v[1] > 0)
+        snprintf(last, sizeof last, "the last finite training loss was %.4f (step %ld)",
+                 v[0] / v[1], c->last_finite_step);
+    return core_error_set(err,
+                          "training diverged at step %ld: %s; %s; lower --lr, add --clip-norm or "
+                          "check the data",
+                          step, why, last);
+}
+
 /* One training step. After the gradients are summed, ONE small MAX
  * reduction agrees on three flags: a load failure (every rank stops with its
  * message), a non-finite loss or gradient (skip or stop, per --nonfinite) and
@@ -558,7 +669,8 @@ static int step_once(fit_ctx *c, const data_batch *b, int failed, nn_stats *stat
     int grads_nonfinite =
         c->dev.e ? train_device_nonfinite(&c->dev, c->model) : dist_buckets_nonfinite(c->buckets);
     local[DIST_FLAG_NONFINITE] = !failed && (grads_nonfinite || !isfinite(stats->loss_sum));
-    local[DIST_FLAG_PREEMPT] = train_signals_pending() != 0;
+    local[DIST_FLAG_PREEMPT] =
+        train_signals_pending() != 0 || c->test_stop_step == c->prog.step + 1;
     local[DIST_FLAG_FAILED] = failed || (c->dev.e && c->dev.e->status(err) != 0);
     if (dist_agree_flags(c->w, c->prog.step, local, first, DIST_FLAG_COUNT, &comm_err) != 0)
         return core_error_set(err, "%s", comm_err.msg);
@@ -569,14 +681,28 @@ static int step_once(fit_ctx *c, const data_batch *b, int failed, nn_stats *stat
         dist_nonfinite_decide(c->cfg->nonfinite, c->prog.step + 1, first[DIST_FLAG_NONFINITE], err);
     if (decision < 0)
         return -1;
+    c->epoch_run++;
     if (decision > 0) {
         c->skipped_steps++;
+        c->skipped_run++;
+        c->epoch_skipped++;
         memset(stats, 0, sizeof *stats);
         core_log_info("step %ld: non-finite loss or gradient on rank %d; step skipped on every "
                       "rank (%ld skipped so far)",
                       c->prog.step + 1, first[DIST_FLAG_NONFINITE], c->skipped_steps);
+        if (c->cfg->diverge_after > 0 && c->skipped_run >= c->cfg->diverge_after) {
+            char why[128];
+            snprintf(why, sizeof why,
+                     "the last %ld steps all had a non-finite loss or gradient and were skipped "
+                     "(--diverge-after %ld)",
+                     c->skipped_run, c->cfg->diverge_after);
+            return diverged(c, c->prog.step + 1, why, err);
+        }
         return 0;
     }
+    c->skipped_run = 0;
+    c->last_finite = *stats;
+    c->last_finite_step = c->prog.step + 1;
     size_t n = nn_model_param_count(c->model);
     float *grads = nn_model_grads(c->model);
     /* per-position losses sum over tokens: divide by the global token count */
@@ -611,9 +737,25 @@ static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
     train_device_pull(&c->dev, c->model, &c->opt);
     if (train_optim_gather(c->w, &c->opt, c->sharded, err) != 0)
         return -1;
-    int failed =
-        train_checkpoint_save(c->w, c->cfg->ckpt_dir, c->model, &c->opt, &c->prog, c->config_text,
-                              res->last_checkpoint, sizeof res->last_checkpoint, err) != 0;
+    /* mid-epoch: the epoch's sums and the log window so far travel with the
+     * checkpoint, summed over ranks */
+    double v[7] = {c->epoch_stats.loss_sum, (double)c->epoch_stats.correct,
+                   (double)c->epoch_stats.count};
+    train_wf_window_get(c->wf, v + 3);
+    if (c->prog.batch_in_epoch > 0 && dist_sum_f64(c->w, v, 7, err) != 0)
+        return -1;
+    train_progress p = c->prog;
+    if (p.batch_in_epoch > 0) {
+        p.ep_loss_sum = v[0];
+        p.ep_correct = (long)v[1];
+        p.ep_count = (long)v[2];
+        memcpy(p.window, v + 3, sizeof p.window);
+    }
+    p.ep_seconds = c->prog.batch_in_epoch > 0 ? core_now() - c->epoch_t0 : 0.0;
+    /* collective: with the optimizer state sharded across ranks, every rank sends its part */
+    int failed = train_checkpoint_save(c->w, c->cfg->ckpt_dir, c->model, &c->opt, &p,
+                                       c->config_text, res->last_checkpoint,
+                                       sizeof res->last_checkpoint, err) != 0;
     if (c->rank == 0) {
         if (!failed)
             core_log_info("checkpoint: %s", res->last_checkpoint);
@@ -646,10 +788,13 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
                                              &steps, err) != 0,
                     err) != 0)
         return -1;
-    nn_stats epoch_stats = {0};
     long first_batch = c->prog.batch_in_epoch;
-    double t0 = core_now();
+    c->epoch_t0 = core_now() - c->epoch_carried_s;
+    c->epoch_carried_s = 0.0;
+    c->epoch_run = c->epoch_skipped = 0;
     train_wf_epoch_begin(c->wf, epoch, first_batch);
+    train_wf_window_add(c->wf, c->window_carried);
+    memset(c->window_carried, 0, sizeof c->window_carried);
     for (long b = first_batch; b < steps; b++) {
         data_batch batch = {0};
         int rc = data_loader_next(c->train_ld, &batch, err);
@@ -669,28 +814,30 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         if (step_once(c, &batch, rc != 1, &s, &stop, err) != 0)
             return -1;
         train_resize_trace(&c->resize, &batch, &c->prog);
-        epoch_stats.loss_sum += s.loss_sum;
-        epoch_stats.correct += s.correct;
-        epoch_stats.count += s.count;
+        c->epoch_stats.loss_sum += s.loss_sum;
+        c->epoch_stats.correct += s.correct;
+        c->epoch_stats.count += s.count;
         c->prog.step++;
         c->prog.batch_in_epoch = b + 1;
+        if (cfg->wf.eval_every > 0) /* validation may save the best weights */
+            train_device_pull(&c->dev, c->model, &c->opt);
+        /* the step's metrics first: a stop at a log step keeps its record */
+        int counted = s.count > 0 ? batch.n * nn_model_labels_per_sample(c->model) : 0;
+        if (train_wf_after_step(c->wf, b + 1, counted, s.loss_sum, err) != 0) /* skipped: 0 */
+            return -1;
         if (stop)
             return stop_for_signal(c, res, err);
         if (cfg->ckpt_every > 0 && c->prog.step % cfg->ckpt_every == 0 && b + 1 < steps &&
             write_checkpoint(c, res, err) != 0)
             return -1;
-        if (cfg->wf.eval_every > 0) /* validation may save the best weights */
-            train_device_pull(&c->dev, c->model, &c->opt);
-        if (train_wf_after_step(c->wf, b + 1, batch.n * nn_model_labels_per_sample(c->model),
-                                s.loss_sum, err) != 0)
-            return -1;
         if (train_wf_should_stop(c->wf))
             break;
     }
-    double train_seconds = core_now() - t0;
+    double train_seconds = core_now() - c->epoch_t0;
     nn_stats g;
-    if (reduce_stats(c->w, &epoch_stats, &g, err) != 0)
+    if (reduce_stats(c->w, &c->epoch_stats, &g, err) != 0)
         return -1;
+    memset(&c->epoch_stats, 0, sizeof c->epoch_stats);
     res->final_loss = g.count ? g.loss_sum / (double)g.count : NAN;
     res->images_per_second = train_seconds > 0 ? (double)g.count / train_seconds : 0.0;
     char line[512];
@@ -705,6 +852,16 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
     snprintf(line + len, sizeof line - (size_t)len, "  |  %.0f img/s (%.1f s)",
              res->images_per_second, train_seconds);
     core_log_info("%s", line);
+    if (c->epoch_run > 0 && c->epoch_skipped == c->epoch_run) {
+        snprintf(line, sizeof line,
+                 "every step of epoch %ld had a non-finite loss or gradient and was skipped",
+                 epoch + 1);
+        return diverged(c, c->prog.step, line, err);
+    }
+    if (c->test_ld && !isfinite(res->test_loss)) {
+        snprintf(line, sizeof line, "the test loss after epoch %ld is not finite", epoch + 1);
+        return diverged(c, c->prog.step, line, err);
+    }
     c->prog.epoch = epoch + 1;
     c->prog.batch_in_epoch = 0;
     res->epochs_done = (int)c->prog.epoch;
@@ -728,6 +885,7 @@ void train_config_defaults(train_config *cfg)
     cfg->shard_optim = 1;
     cfg->comm_timeout = DIST_COMM_TIMEOUT_DEFAULT;
     cfg->nonfinite = DIST_NONFINITE_SKIP;
+    cfg->diverge_after = 20;
     train_wf_config_defaults(&cfg->wf);
 }
 
@@ -736,6 +894,7 @@ int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_er
     fit_ctx c = {0};
     c.w = w;
     c.cfg = cfg;
+    c.run_dir.fd = -1;
     c.rank = dist_rank(w);
     c.size = dist_size(w);
     memset(res, 0, sizeof *res);

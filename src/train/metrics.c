@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static void num(FILE *f, const char *key, double v)
 {
@@ -49,6 +51,48 @@ int train_metrics_open(train_metrics *mt, const char *path, int append, core_err
     if (!mt->f)
         return core_error_set(err, "%s: cannot open the metrics file: %s", path, strerror(errno));
     snprintf(mt->path, sizeof mt->path, "%s", path);
+    return 0;
+}
+
+static long record_step(const char *line)
+{
+    const char *p = strstr(line, "\"step\":");
+    return p ? strtol(p + 7, NULL, 10) : -1;
+}
+
+int train_metrics_rewind(const char *path, long step, long *dropped, core_error *err)
+{
+    *dropped = 0;
+    FILE *in = fopen(path, "r");
+    if (!in)
+        return errno == ENOENT ? 0
+                               : core_error_set(err, "%s: cannot read the metrics file: %s", path,
+                                                strerror(errno));
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        fclose(in);
+        return core_error_set(err, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, in) > 0) {
+        if (record_step(line) > step)
+            (*dropped)++;
+        else
+            fputs(line, out);
+    }
+    free(line);
+    fclose(in);
+    int failed = fclose(out) != 0;
+    if (failed || *dropped == 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        if (failed || *dropped > 0)
+            return core_error_set(err, "%s: cannot rewrite the metrics file: %s", path,
+                                  strerror(e));
+    }
     return 0;
 }
 

@@ -33,6 +33,10 @@ typedef struct train_step_record {
 /* Opens (append = 1 keeps what is there); creates the directory if needed. */
 int train_metrics_open(train_metrics *mt, const char *path, int append, core_error *err);
 void train_metrics_close(train_metrics *mt);
+/* Before a resumed run appends: removes the records of steps after `step`
+ * (written after the checkpoint it resumes from, e.g. before a kill -9), so
+ * each step is recorded once. Sets *dropped; a missing file is empty. */
+int train_metrics_rewind(const char *path, long step, long *dropped, core_error *err);
 void train_metrics_step(train_metrics *mt, const train_step_record *r);
 /* `extra` (may be NULL) is appended inside the object verbatim, e.g. "\"restored_best\":true". */
 void train_metrics_eval(train_metrics *mt, const char *split, long step, double epoch,

@@ -35,6 +35,17 @@ static int share_spec(dist_world *w, char **spec, core_error *err)
     return dist_broadcast(w, *spec, (size_t)len, 0, err);
 }
 
+/* Epochs done at the checkpoint: prog.epoch whole ones, and of the current
+ * one the steps taken over the steps an earlier epoch took (unknown in the
+ * first epoch, which then counts as 0). */
+static double checkpoint_epoch(const train_progress *p)
+{
+    double e = (double)p->epoch;
+    if (p->batch_in_epoch > 0 && p->epoch > 0 && p->step > p->batch_in_epoch)
+        e += (double)p->batch_in_epoch / ((double)(p->step - p->batch_in_epoch) / (double)p->epoch);
+    return e;
+}
+
 int train_model_load(dist_world *w, const char *ckpt, int max_batch, train_loaded *out,
                      core_error *err)
 {
@@ -57,9 +68,11 @@ int train_model_load(dist_world *w, const char *ckpt, int max_batch, train_loade
         failed = !out->scales;
     }
     if (!failed && rank == 0) {
-        train_progress prog;
+        train_progress prog = {0};
         failed = out->int8 ? train_quant_read(out->path, out->model, out->scales, err) != 0
                            : train_checkpoint_read(out->path, out->model, NULL, &prog, err) != 0;
+        out->step = prog.step;
+        out->epoch = checkpoint_epoch(&prog);
     }
     if (train_agree(w, failed, err) != 0)
         return -1;

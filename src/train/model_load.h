@@ -21,6 +21,8 @@ typedef struct train_loaded {
     int int8;        /* loaded from an int8 file */
     float *scales;   /* int8 input scale per layer (NULL for float) */
     char path[1024]; /* the resolved file */
+    long step;       /* rank 0, float checkpoints: the step it was written at (0 for int8) */
+    double epoch;    /* rank 0: epochs done at that step, with the fraction of a partial one */
 } train_loaded;
 
 /* Collective. max_batch: the largest local batch that will be run. */

@@ -3,6 +3,7 @@
  */
 #include "train/progress.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,15 +11,65 @@
 
 #include "core/clock.h"
 
-/* A terminal, and not a Slurm batch job (whose ranks may still get a pty
- * from srun). Open MPI's mpirun also gives its ranks a pty even when its own
- * output goes to a file: docs/WORKFLOW.md says to pass --progress plain then. */
+/* The command name and parent of a process, from /proc/PID/stat. */
+static int proc_parent(long pid, char *comm, size_t len, long *ppid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+    if (!open || !close || close < open || sscanf(close + 1, " %*c %ld", ppid) != 1)
+        return -1;
+    snprintf(comm, len, "%.*s", (int)(close - open - 1), open + 1);
+    return 0;
+}
+
+/* Open MPI gives every rank a pseudo-terminal as its stdout, even when
+ * mpirun's own output goes to a file or a pipe, so under Open MPI the
+ * question is asked of the launcher: the nearest ancestor that is mpirun (or
+ * the orted of a remote node; a wrapper script may sit in between) must
+ * have a terminal as its stdout. Anything unreadable counts as no terminal. */
+static int launcher_has_terminal(void)
+{
+    static const char *const launchers[] = {"mpirun", "mpiexec", "orterun",
+                                            "orted",  "prterun", "prted"};
+    long pid = (long)getppid();
+    for (int depth = 0; depth < 16 && pid > 1; depth++) {
+        char comm[64], path[64], target[256];
+        long ppid = 0;
+        if (proc_parent(pid, comm, sizeof comm, &ppid) != 0)
+            return 0;
+        for (size_t i = 0; i < sizeof launchers / sizeof launchers[0]; i++) {
+            if (strcmp(comm, launchers[i]) != 0)
+                continue;
+            snprintf(path, sizeof path, "/proc/%ld/fd/1", pid);
+            ssize_t n = readlink(path, target, sizeof target - 1);
+            if (n <= 0)
+                return 0;
+            target[n] = '\0';
+            return strncmp(target, "/dev/pts/", 9) == 0 || strncmp(target, "/dev/tty", 8) == 0;
+        }
+        pid = ppid;
+    }
+    return 0;
+}
+
+/* A terminal; under Slurm only with `srun --pty` (a batch job's ranks may
+ * still get a pty from srun); under Open MPI's mpirun only when mpirun
+ * writes to a terminal too. */
 static int looks_interactive(FILE *out)
 {
     const char *term = getenv("TERM");
     if (!isatty(fileno(out)) || !term || strcmp(term, "dumb") == 0)
         return 0;
-    return !(getenv("SLURM_JOB_ID") && !getenv("SLURM_PTY_PORT"));
+    if (getenv("SLURM_JOB_ID"))
+        return getenv("SLURM_PTY_PORT") != NULL;
+    return !getenv("OMPI_COMM_WORLD_SIZE") || launcher_has_terminal();
 }
 
 int train_progress_mode_parse(const char *name, train_progress_mode *out, core_error *err)

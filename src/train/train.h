@@ -54,6 +54,9 @@ typedef struct train_config {
     size_t first_bucket_bytes;       /* 0: DIST_FIRST_BUCKET_DEFAULT (1 MiB) */
     double comm_timeout;             /* watchdog seconds for a collective */
     dist_nonfinite_policy nonfinite; /* NaN/Inf on any rank: skip the step or stop */
+    long diverge_after; /* this many skipped steps in a row end the run as diverged (0: never);
+                           an epoch whose every step was skipped always does */
+    int overwrite;      /* a fresh run may replace the checkpoints in ckpt_dir */
     train_wf_config wf; /* validation, metrics, regularization, schedules... (workflow.h) */
     int device_cuda;    /* --device cuda: the CUDA engine on the rank's local GPU (docs/GPU.md) */
     int bf16;           /* --precision bf16: GEMMs on bf16 tensor cores, fp32 master weights */

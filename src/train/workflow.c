@@ -84,12 +84,10 @@ static int open_val(train_wf *wf, core_error *err)
         if (data_dataset_open(wc->val_path, s->x_name, s->y_name, nn_model_num_classes(s->model),
                               &wf->val_ds, err) != 0)
             return -1;
-        if (data_dataset_sample_size(wf->val_ds) != nn_model_input_size(s->model))
-            return core_error_set(err,
-                                  "%s: validation samples have %zu values each but the model's "
-                                  "input takes %zu",
-                                  wc->val_path, data_dataset_sample_size(wf->val_ds),
-                                  nn_model_input_size(s->model));
+        int dims[NN_MAX_DIMS];
+        int nd = nn_model_input_dims(s->model, dims);
+        if (data_dataset_match_input(wf->val_ds, dims, nd, wc->layout, "the model spec", err) != 0)
+            return -1;
         ds = wf->val_ds;
         start = 0;
         count = data_dataset_count(ds);
@@ -147,6 +145,13 @@ static int open_metrics(train_wf *wf, core_error *err)
     }
     if (!path || wf->rank != 0)
         return 0;
+    long dropped = 0;
+    if (wf->s.resumed && train_metrics_rewind(path, wf->s.prog->step, &dropped, err) != 0)
+        return -1;
+    if (dropped > 0)
+        core_log_info("metrics: %ld record(s) after step %ld removed from %s (written after the "
+                      "checkpoint this run resumes from; the run writes them again)",
+                      dropped, wf->s.prog->step, path);
     return train_metrics_open(&wf->mt, path, wf->s.resumed, err);
 }
 
@@ -186,6 +191,11 @@ static int init_from(train_wf *wf, core_error *err)
             memcpy(nn_model_params(m), keep, n * sizeof *keep);
             free(keep);
         }
+        if (!failed && wf->s.resumed)
+            core_log_info("resuming: --init-from %s is ignored, the run continues from its "
+                          "checkpoint%s",
+                          wf->wc.init_from,
+                          wf->wc.freeze_loaded ? " (the tensors it matches stay frozen)" : "");
         if (!failed && !wf->s.resumed) {
             core_log_info("init from %s: %d of %d tensors loaded%s", path, nloaded, nt,
                           wf->wc.freeze_loaded ? " (frozen)" : "");
@@ -337,6 +347,22 @@ void train_wf_epoch_begin(train_wf *wf, long epoch, long first_batch)
     wf->win_loss = wf->win_top1 = wf->win_top5 = wf->win_count = 0.0;
     wf->win_t0 = core_now();
     train_progress_epoch_begin(&wf->view, (int)epoch + 1, wf->s.steps_per_epoch, first_batch);
+}
+
+void train_wf_window_get(const train_wf *wf, double v[4])
+{
+    v[0] = wf->win_loss;
+    v[1] = wf->win_top1;
+    v[2] = wf->win_top5;
+    v[3] = wf->win_count;
+}
+
+void train_wf_window_add(train_wf *wf, const double v[4])
+{
+    wf->win_loss += v[0];
+    wf->win_top1 += v[1];
+    wf->win_top5 += v[2];
+    wf->win_count += v[3];
 }
 
 static double epoch_at(const train_wf *wf, long done)

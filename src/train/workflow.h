@@ -43,8 +43,9 @@ typedef struct train_wf_config {
     float min_delta;
     int restore_best; /* load the best weights back at the end */
     train_progress_mode progress;
-    const char *init_from; /* checkpoint to take matching layers from */
-    int freeze_loaded;     /* keep the loaded tensors fixed */
+    const char *init_from;    /* checkpoint to take matching layers from */
+    int freeze_loaded;        /* keep the loaded tensors fixed */
+    data_image_layout layout; /* --layout: axis order of image samples (data.h) */
 } train_wf_config;
 
 typedef struct train_wf train_wf;
@@ -101,6 +102,12 @@ float train_wf_grad_norm_lr(train_wf *wf, double grad_norm);
 void train_wf_after_update(train_wf *wf);
 
 void train_wf_epoch_begin(train_wf *wf, long epoch, long first_batch);
+/* The log window since the last metrics record: this rank's sums of loss,
+ * top-1 hits, top-5 hits and label rows. A checkpoint carries them (summed
+ * over ranks) so that a resumed run's next record covers the whole window;
+ * add puts them back after train_wf_epoch_begin. */
+void train_wf_window_get(const train_wf *wf, double v[4]);
+void train_wf_window_add(train_wf *wf, const double v[4]);
 /* After each forward of a training step: top-1/top-5 of its `rows` label
  * rows (samples, or tokens of a sequence loss) from the model's probabilities. */
 void train_wf_observe(train_wf *wf, const int32_t *labels, int rows);

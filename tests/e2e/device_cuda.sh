@@ -39,8 +39,9 @@ fi
 NP=1 run --device cuda
 [ "$rc" -eq 1 ] || fail "exit $rc, expected 1"
 grep -Eq "no CUDA device|built without CUDA" "$work/err" || fail "unclear message: $(cat "$work/err")"
-run --device cuda
-[ "$rc" -eq 1 ] && grep -q "needs --allreduce nccl" "$work/err" || fail "2 ranks without nccl"
+run --device cuda --allreduce ring
+[ "$rc" -eq 1 ] || fail "2 ranks, ring: exit $rc, expected 1"
+grep -Eq "no CUDA device|built without CUDA" "$work/err" || fail "2 ranks, ring: $(cat "$work/err")"
 run --allreduce nccl
 [ "$rc" -ne 0 ] && grep -Eq "needs the GPU engine|built without NCCL" "$work/err" ||
   fail "nccl on the cpu engine: $(cat "$work/err")"

@@ -42,7 +42,7 @@ static hid_t pick_type(unsigned b)
         H5Tset_size(t, 3);
         return t;
     }
-    case 9: { /* IEEE half precision, which the loader must refuse */
+    case 9: { /* IEEE half precision, which HDF5 widens to float32 on read */
         hid_t t = H5Tcopy(H5T_IEEE_F32LE);
         H5Tset_fields(t, 15, 10, 5, 0, 10);
         H5Tset_size(t, 2);

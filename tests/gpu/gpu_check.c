@@ -167,8 +167,18 @@ static float *engine_buf(const engine_ops *e, size_t n)
  * bottom/right, which cuDNN cannot express and the GPU engine runs through
  * its GEMM fallback), else `pad` on every side. The plan is made for a
  * larger batch than the one run, as a model's is. */
+/* A device copy of h placed `off` floats into its allocation: the model
+ * packs its parameters without padding, so a layer's weights can start at
+ * any float. Free with G->free(p - off). */
+static float *dev_f_at(const float *h, size_t n, int off)
+{
+    float *d = engine_buf(G, n + (size_t)off) + off;
+    G->upload(d, h, n * sizeof *h);
+    return d;
+}
+
 static void check_conv_op(int chan_major, int K, int S, int same, int pad, engine_act act,
-                          int accumulate)
+                          int accumulate, int misalign)
 {
     const int Nb = 6, Cc = 3, H = 13, W = 11, F = 5, max_batch = 9;
     engine_conv_geom g = {Cc, H, W, K, S, pad, pad, 0, 0, 0, 0};
@@ -191,8 +201,8 @@ static void check_conv_op(int chan_major, int K, int S, int same, int pad, engin
     float *dw = host_rand(nw, 15, -1, 1), *db = host_rand((size_t)F, 16, -1, 1);
     float *y = malloc(ny * sizeof *y), *dx = malloc(nx * sizeof *dx);
     float *want = malloc(ny * sizeof *want), *dy_c = malloc(ny * sizeof *dy_c);
-    float *gx = dev_f(x, nx), *gw = dev_f(w, nw), *gb = dev_f(b, (size_t)F);
-    float *gdy = dev_f(dy, ny), *gdw = dev_f(dw, nw), *gdb = dev_f(db, (size_t)F);
+    float *gx = dev_f(x, nx), *gw = dev_f_at(w, nw, misalign), *gb = dev_f(b, (size_t)F);
+    float *gdy = dev_f(dy, ny), *gdw = dev_f_at(dw, nw, misalign), *gdb = dev_f(db, (size_t)F);
     float *gy = engine_buf(G, ny), *gdx = engine_buf(G, nx);
     size_t cw, cs, gw_n, gs_n;
     C->conv_plan(&g, F, max_batch, &cw, &cs);
@@ -200,8 +210,8 @@ static void check_conv_op(int chan_major, int K, int S, int same, int pad, engin
     float *cwork = engine_buf(C, cw), *cscratch = engine_buf(C, cs);
     float *gwork = engine_buf(G, gw_n), *gscratch = engine_buf(G, gs_n);
 
-    C->conv_forward(y, x, w, b, Nb, F, &g, act, cwork);
-    G->conv_forward(gy, gx, gw, gb, Nb, F, &g, act, gwork);
+    C->conv_forward(y, x, w, b, Nb, F, &g, act, cwork, cscratch);
+    G->conv_forward(gy, gx, gw, gb, Nb, F, &g, act, gwork, gscratch);
     /* compare in the GPU engine's output layout; dy is given in it */
     if (C->conv_out_chan_major && !G->conv_out_chan_major) {
         host_relayout(want, y, F, Nb, oplane, 1);
@@ -221,11 +231,13 @@ static void check_conv_op(int chan_major, int K, int S, int same, int pad, engin
     snprintf(name, sizeof name, "conv dx %s K%d S%d %s", chan_major ? "CNHW" : "NCHW", K, S,
              same ? "same" : "pad");
     report(name, dx, gdx, nx);
-    snprintf(name, sizeof name, "conv dw K%d S%d %s%s", K, S, same ? "same" : "pad", acc);
+    snprintf(name, sizeof name, "conv dw K%d S%d %s%s%s", K, S, same ? "same" : "pad", acc,
+             misalign ? " w+1" : "");
     report(name, dw, gdw, nw);
     snprintf(name, sizeof name, "conv dbias K%d S%d%s", K, S, acc);
     report(name, db, gdb, (size_t)F);
-    G->free(gx), G->free(gw), G->free(gb), G->free(gdy), G->free(gdw), G->free(gdb);
+    G->free(gx), G->free(gw - misalign), G->free(gb), G->free(gdy), G->free(gdw - misalign);
+    G->free(gdb);
     G->free(gy), G->free(gdx), G->free(gwork), G->free(gscratch);
     C->free(cwork), C->free(cscratch);
     free(x), free(w), free(b), free(dy), free(dw), free(db), free(y), free(dx), free(want);
@@ -400,12 +412,19 @@ static int cmd_ops(void)
     check_conv(1, 3, 1, 1);
     check_conv(1, 5, 2, 2);
     check_conv(0, 2, 2, 0);
-    check_conv_op(0, 3, 1, 1, 0, ENGINE_ACT_NONE, 0);
-    check_conv_op(1, 3, 1, 1, 0, ENGINE_ACT_RELU, 1);
-    check_conv_op(0, 5, 2, 1, 0, ENGINE_ACT_TANH, 0);
-    check_conv_op(1, 4, 1, 1, 0, ENGINE_ACT_NONE, 0); /* asymmetric 'same': the fallback */
-    check_conv_op(0, 2, 2, 0, 0, ENGINE_ACT_RELU, 1);
-    check_conv_op(0, 3, 2, 0, 1, ENGINE_ACT_NONE, 0);
+    /* cuDNN: packed NCHW inputs with symmetric padding; weights at an odd
+     * float offset (w+1) go through the engine's aligned staging */
+    check_conv_op(0, 3, 1, 1, 0, ENGINE_ACT_NONE, 0, 0);
+    check_conv_op(0, 3, 1, 1, 0, ENGINE_ACT_RELU, 1, 1);
+    check_conv_op(0, 5, 2, 1, 0, ENGINE_ACT_TANH, 0, 1);
+    check_conv_op(0, 2, 2, 0, 0, ENGINE_ACT_RELU, 1, 0);
+    check_conv_op(0, 3, 2, 0, 1, ENGINE_ACT_NONE, 0, 0);
+    /* the fallback: asymmetric 'same' padding, NCHW (ph = pw = 3 at stride 2)
+     * and channel-major inputs */
+    check_conv_op(0, 4, 1, 1, 0, ENGINE_ACT_RELU, 1, 1);
+    check_conv_op(0, 4, 2, 1, 0, ENGINE_ACT_NONE, 0, 0);
+    check_conv_op(1, 3, 1, 1, 0, ENGINE_ACT_RELU, 1, 0);
+    check_conv_op(1, 4, 1, 1, 0, ENGINE_ACT_NONE, 0, 1);
     check_acts();
     check_pool(2, 2);
     check_pool(3, 2);

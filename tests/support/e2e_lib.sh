@@ -55,3 +55,30 @@ rt_same_final() {
   h5diff -q "$a" "$b" /params /params || fail "parameters differ after $3"
   h5diff -q "$a" "$b" /optim /optim || fail "optimizer state differs after $3"
 }
+
+# expect_error WANT_SUBSTRING WANT_EXIT -- ringtrain args: the job (NP ranks,
+# default 2; RT_WRAP runs before timeout) ends with exit WANT_EXIT, exactly
+# one stderr line starting with "ringtrain" that contains WANT_SUBSTRING, no
+# crash and no hang. Leaves stdout in ./out and stderr in ./err; counts
+# successes in n_ok.
+n_ok=0
+expect_error() {
+  local want=$1 want_rc=$2
+  shift 3
+  set +e
+  # shellcheck disable=SC2086
+  ${RT_WRAP:-} timeout -k 10 60 mpirun --oversubscribe --allow-run-as-root \
+    --mca btl self,vader,tcp -x OPENBLAS_NUM_THREADS=1 -np "${NP:-2}" "$BIN" "$@" >out 2>err
+  local rc=$?
+  set -e
+  [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "timed out (hang) on: $*"
+  [ "$rc" -eq "$want_rc" ] || fail "exit $rc, expected $want_rc on: $* ($(cat err))"
+  ! grep -q -e 'Segmentation fault' -e 'Process received signal' -e 'Sanitizer' err ||
+    fail "crash on: $* ($(cat err))"
+  local lines
+  lines=$(grep -c '^ringtrain' err || true)
+  [ "$lines" -eq 1 ] || fail "expected one ringtrain line, got $lines on: $*: $(cat err)"
+  grep -qF -- "$want" err || fail "message lacks '$want': $(cat err)"
+  n_ok=$((n_ok + 1))
+  echo "ok: $(grep '^ringtrain' err)"
+}

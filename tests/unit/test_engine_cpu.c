@@ -134,7 +134,7 @@ static void check_conv_op(const conv_case *c, int chan_major)
     test_fill_uniform(b, (size_t)c->F, 23, -1.0f, 1.0f);
     test_fill_uniform(dy, ny, 24, -1.0f, 1.0f);
     assert_int_equal(e->conv_out_chan_major, 1);
-    e->conv_forward(y, x, w, b, c->N, c->F, &g, ENGINE_ACT_NONE, wk);
+    e->conv_forward(y, x, w, b, c->N, c->F, &g, ENGINE_ACT_NONE, wk, sc);
     conv_direct(c, chan_major, x, w, ref);
     for (size_t i = 0; i < ny; i++)
         ref[i] += b[i / ((size_t)c->N * oplane)];

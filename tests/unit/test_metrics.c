@@ -41,6 +41,32 @@ static void test_counters(void **state)
     train_eval_free(&e);
 }
 
+/* A row of NaN outputs (a diverged model) is a miss for top-1 and top-5, in
+ * no column of the confusion matrix, and counts against its class. */
+static void test_nan_outputs(void **state)
+{
+    (void)state;
+    core_error err = {{0}};
+    train_eval e;
+    assert_int_equal(train_eval_create(&e, 3, &err), 0);
+    train_eval_reset(&e);
+    const float p[2 * 3] = {NAN, NAN, NAN, 0.2f, 0.7f, 0.1f};
+    const int32_t y[2] = {0, 1};
+    assert_int_equal(train_eval_label_rank(p, 3, 0), 3);
+    assert_int_equal(train_eval_label_rank(p, 3, 2), 3);
+    train_eval_add(&e, p, y, 2, NAN);
+    assert_float_equal(e.top1, 1, 0);
+    assert_float_equal(e.top5, 1, 0);
+    for (int c = 0; c < 3; c++)
+        assert_float_equal(e.confusion[0 * 3 + c], 0, 0);
+    assert_float_equal(e.confusion[1 * 3 + 1], 1, 0);
+    assert_float_equal(train_eval_class_accuracy(&e, 0), 0.0, 0);
+    assert_float_equal(train_eval_class_accuracy(&e, 1), 1.0, 0);
+    train_eval_reset(&e);
+    assert_true(isnan(train_eval_class_accuracy(&e, 0)));
+    train_eval_free(&e);
+}
+
 /* ---- a strict JSON value checker (objects, arrays, strings, numbers, literals) ---- */
 
 static const char *ws(const char *s)
@@ -141,6 +167,45 @@ static int is_json_object(const char *line)
     return end && (*ws(end) == '\n' || *ws(end) == '\0');
 }
 
+/* A resumed run rewinds the file to its checkpoint's step: later records
+ * (train and eval) go, earlier ones and the step itself stay. */
+static void test_rewind(void **state)
+{
+    (void)state;
+    core_error err = {{0}};
+    char path[600];
+    snprintf(path, sizeof path, "%s/rewind.jsonl", test_tmpdir("metrics"));
+    train_metrics mt;
+    assert_int_equal(train_metrics_open(&mt, path, 0, &err), 0);
+    train_step_record r = {4, 0.25, 1e-3, 2.0, 0.5, 0.75, 100.0, 1.0};
+    for (long s = 4; s <= 16; s += 4) {
+        r.step = s;
+        train_metrics_step(&mt, &r);
+    }
+    train_eval e;
+    assert_int_equal(train_eval_create(&e, 3, &err), 0);
+    train_eval_reset(&e);
+    train_metrics_eval(&mt, "test", 16, 1.0, &e, NULL);
+    train_metrics_close(&mt);
+    long dropped = -1;
+    assert_int_equal(train_metrics_rewind(path, 8, &dropped, &err), 0);
+    assert_int_equal(dropped, 3);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        assert_non_null(strstr(line, ++n == 1 ? "\"step\":4," : "\"step\":8,"));
+    fclose(f);
+    assert_int_equal(n, 2);
+    assert_int_equal(train_metrics_rewind(path, 8, &dropped, &err), 0);
+    assert_int_equal(dropped, 0);
+    char missing[700];
+    snprintf(missing, sizeof missing, "%s.none", path);
+    assert_int_equal(train_metrics_rewind(missing, 8, &dropped, &err), 0);
+    train_eval_free(&e);
+}
+
 static void test_jsonl_file(void **state)
 {
     core_error err = {{0}};
@@ -202,6 +267,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counters),
+        cmocka_unit_test(test_nan_outputs),
+        cmocka_unit_test(test_rewind),
         cmocka_unit_test(test_jsonl_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

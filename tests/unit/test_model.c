@@ -307,6 +307,30 @@ static void test_describe(void **state)
     nn_model_free(m);
 }
 
+/* A BOM is skipped by the parser; the spec comparison of resumes ignores
+ * what the parser ignores and names the first line that differs. */
+static void test_bom_and_spec_diff(void **state)
+{
+    (void)state;
+    const char *a = "input 16\ndense 4 relu\nloss softmax_cross_entropy\n";
+    nn_model *m = build("\xef\xbb\xbfinput 16\ndense 4 relu\nloss softmax_cross_entropy", 1);
+    assert_int_equal(nn_model_param_count(m), 68);
+    nn_model_free(m);
+    char la[64], lb[64];
+    assert_int_equal(nn_spec_diff(a,
+                                  "\xef\xbb\xbf# same\n\ninput  16\n dense 4\trelu # x\n"
+                                  "loss softmax_cross_entropy",
+                                  la, lb, sizeof la),
+                     0);
+    assert_int_equal(
+        nn_spec_diff(a, "# c\ninput 16\ndense 4 tanh\nloss softmax_cross_entropy", la, lb, 64), 3);
+    assert_string_equal(la, "dense 4 relu");
+    assert_string_equal(lb, "dense 4 tanh");
+    assert_int_equal(nn_spec_diff(a, "input 16\ndense 4 relu\n", la, lb, 64), 3);
+    assert_string_equal(la, "loss softmax_cross_entropy");
+    assert_string_equal(lb, "(end of spec)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,6 +343,7 @@ int main(void)
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_valid_specs),
         cmocka_unit_test(test_describe),
+        cmocka_unit_test(test_bom_and_spec_diff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

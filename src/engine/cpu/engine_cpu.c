@@ -512,7 +512,7 @@ static double cpu_softmax_xent_forward(float *probs, const float *logits, const 
         int arg = engine_softmax_row(probs + (size_t)b * classes, logits + (size_t)b * classes,
                                      classes, y, &row);
         loss += row;
-        if (correct && labels && arg == y)
+        if (correct && labels && arg == y && isfinite(row)) /* NaN outputs are never right */
             (*correct)++;
     }
     return loss;
@@ -590,6 +590,11 @@ static int cpu_status(core_error *err)
     return 0;
 }
 
+static int cpu_blas_threads(void)
+{
+    return openblas_get_num_threads();
+}
+
 static void cpu_adam_update(float *restrict p, const float *restrict g, float *restrict m,
                             float *restrict v, size_t n, float decay, float step_size,
                             float bc2_sqrt, float b1, float b2, float eps, float wd)
@@ -640,6 +645,7 @@ static const engine_ops cpu_ops = {.name = "cpu",
                                    .sgd_update = cpu_sgd_update,
                                    .adam_update = cpu_adam_update,
                                    .status = cpu_status,
+                                   .blas_threads = cpu_blas_threads,
                                    /* convolution: engine_cpu_conv.c */
                                    ENGINE_CPU_CONV_OPS,
                                    /* sequence models: engine_cpu_seq.c */

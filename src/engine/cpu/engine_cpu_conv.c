@@ -67,8 +67,10 @@ void engine_cpu_conv_plan(const engine_conv_geom *g, int F, int max_batch, size_
 }
 
 void engine_cpu_conv_forward(float *y, const float *x, const float *w, const float *bias, int batch,
-                             int F, const engine_conv_geom *g, engine_act act, float *work)
+                             int F, const engine_conv_geom *g, engine_act act, float *work,
+                             float *scratch)
 {
+    (void)scratch;
     const engine_ops *e = engine_cpu();
     int ckk = g->C * g->K * g->K, plane = g->OH * g->OW, n = batch * plane;
     int group = group_for(g, batch);

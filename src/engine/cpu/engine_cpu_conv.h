@@ -10,7 +10,8 @@
 void engine_cpu_conv_plan(const engine_conv_geom *g, int F, int max_batch, size_t *work,
                           size_t *scratch);
 void engine_cpu_conv_forward(float *y, const float *x, const float *w, const float *bias, int batch,
-                             int F, const engine_conv_geom *g, engine_act act, float *work);
+                             int F, const engine_conv_geom *g, engine_act act, float *work,
+                             float *scratch);
 void engine_cpu_conv_backward(float *dx, float *dw, float *dbias, float *dy, const float *x,
                               const float *w, int batch, int F, const engine_conv_geom *g,
                               int accumulate, float *work, float *scratch);

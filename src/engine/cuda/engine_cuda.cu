@@ -626,7 +626,7 @@ __global__ void k_softmax_xent(float *probs, const float *logits, const int32_t 
         if (y < 0 || y >= classes)
             continue;
         atomicAdd(acc, loss);
-        if (arg == y)
+        if (arg == y && isfinite(loss)) /* NaN outputs are never right */
             atomicAdd((unsigned long long *)(acc + 1), 1ULL);
     }
 }

@@ -6,22 +6,32 @@
  *
  * - cuDNN (opened with dlopen, like cuBLAS, so a CPU run never loads it):
  *   a plan per shape (geometry, filters, batch) holds the descriptors and
- *   the forward, backward-data and backward-filter algorithms, chosen once
- *   by timing every algorithm cuDNN offers (cudnnFind*, as PyTorch's
- *   cudnn.benchmark does), keeping only deterministic ones for the two
- *   backward passes so that a rerun gives the same bits. The workspace is
- *   one engine allocation that grows to the largest plan's need.
- * - Without cuDNN (not installed, RINGTRAIN_CUDNN=off, or a 'same' padding
+ *   the forward, backward-data and backward-filter algorithms. By default
+ *   they are chosen once by timing every algorithm cuDNN offers
+ *   (cudnnFind*, as PyTorch's cudnn.benchmark), keeping only deterministic
+ *   ones for the two backward passes: a step gives the same bits when it is
+ *   repeated, but timing can pick another algorithm in another process, so
+ *   two runs may differ in rounding. RINGTRAIN_CUDNN=heuristic takes cuDNN's
+ *   heuristic order instead (the same choice for the same GPU and cuDNN:
+ *   runs and resumes that repeat bit for bit). The workspace is one engine
+ *   allocation that grows to the largest plan's need; plans beyond 64 shapes
+ *   replace the least recently used one.
+ * - Without cuDNN (not installed, RINGTRAIN_CUDNN=off, a tensor of 2^31
+ *   elements or more, an input that is not packed NCHW, or a 'same' padding
  *   that is not symmetric, which cuDNN cannot express): im2col of the whole
  *   batch and one strided-batched GEMM writing NCHW; backward transposes dy
- *   once to (F, N*OH*OW) for one GEMM per gradient.
+ *   once to (F, N*OH*OW) for one GEMM per gradient. Its columns live in the
+ *   scratch that all layers share.
  *
  * Precision: fp32 convolutions use FMA kernels only (CUDNN_FMA_MATH, exact
  * like the CPU engine); --precision tf32 and bf16 allow TF32 tensor cores
- * (CUDNN_DEFAULT_MATH): storage stays fp32, so bf16 runs its convolutions
- * in TF32, its GEMMs in bf16. The bias (and the activation, unless a maxpool
- * takes it) is one fused kernel after the convolution; its gradient is a
- * deterministic two-pass reduction.
+ * (CUDNN_DEFAULT_MATH) in cuDNN, since storage stays fp32; the fallback's
+ * GEMMs follow the engine's GEMM precision (bf16 with --precision bf16).
+ * The bias (and the activation, unless a maxpool takes it) is one fused
+ * kernel after the convolution; its gradient is a deterministic two-pass
+ * reduction. The model's parameters are packed without padding, so a conv's
+ * weights may sit at any 4-byte offset: cuDNN gets them through a 256-byte
+ * aligned copy when they are not 16-byte aligned.
  */
 #include "engine/cuda/engine_cuda_internal.h"
 
@@ -34,6 +44,7 @@ extern "C" {
 #endif
 
 #include <dlfcn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,8 +105,14 @@ static void bias_grad_nchw(float *dbias, const float *dy, int N, int F, int plan
         return;
     /* about 16k values a block, as many blocks as fit the partials buffer */
     int chunks = (int)(((size_t)N * plane + 16383) / 16384);
+    if (F > BIAS_PARTIALS) { /* one block per channel, no partials */
+        cuda_ops.bias_backward(dbias, dy, N, F, plane, accumulate);
+        return;
+    }
     if (chunks > BIAS_PARTIALS / F)
         chunks = BIAS_PARTIALS / F;
+    if (chunks > 65535) /* gridDim.y */
+        chunks = 65535;
     if (chunks > N)
         chunks = N;
     if (chunks < 1)
@@ -117,22 +134,24 @@ static size_t cols_floats(const engine_conv_geom *geo, int batch)
 }
 
 static void fallback_forward(float *y, const float *x, const float *w, const float *bias, int batch,
-                             int F, const engine_conv_geom *geo, engine_act act, float *work)
+                             int F, const engine_conv_geom *geo, engine_act act, float *scratch)
 {
     int ckk = geo->C * geo->K * geo->K, plane = geo->OH * geo->OW, ncols = batch * plane;
-    cuda_ops.im2col(x, batch, geo, work);
+    cuda_ops.im2col(x, batch, geo, scratch);
     /* y_n (F x plane) = W (F x ckk) * the columns of image n */
-    gemm_strided_batched(0, 0, F, plane, ckk, 1.0f, w, ckk, 0, work, ncols, plane, 0.0f, y, plane,
-                         (long long)F * plane, batch);
+    gemm_strided_batched(0, 0, F, plane, ckk, 1.0f, w, ckk, 0, scratch, ncols, plane, 0.0f, y,
+                         plane, (long long)F * plane, batch);
     cuda_ops.bias_act_forward(y, bias, batch, F, plane, act);
 }
 
+/* scratch: the columns (ckk x N*plane), then dy as (F, N*plane); the
+ * column gradient reuses the columns' place once dw has read them. */
 static void fallback_backward(float *dx, float *dw, float *dbias, float *dy, const float *x,
                               const float *w, int batch, int F, const engine_conv_geom *geo,
-                              int accumulate, float *work, float *scratch)
+                              int accumulate, float *scratch)
 {
     int ckk = geo->C * geo->K * geo->K, plane = geo->OH * geo->OW, ncols = batch * plane;
-    float *cols = work, *dyc = work + cols_floats(geo, batch);
+    float *cols = scratch, *dyc = scratch + cols_floats(geo, batch);
     if (dbias)
         bias_grad_nchw(dbias, dy, batch, F, plane, accumulate);
     cuda_ops.nc_to_cn(dyc, dy, F, batch, (size_t)plane); /* (N, F, plane) -> (F, N*plane) */
@@ -141,9 +160,9 @@ static void fallback_backward(float *dx, float *dw, float *dbias, float *dy, con
                   ckk);
     if (!dx)
         return;
-    cuda_ops.gemm(1, 0, ckk, ncols, F, 1.0f, w, ckk, dyc, ncols, 0.0f, scratch, ncols);
+    cuda_ops.gemm(1, 0, ckk, ncols, F, 1.0f, w, ckk, dyc, ncols, 0.0f, cols, ncols);
     cuda_ops.zero(dx, (size_t)batch * geo->C * geo->H * geo->W);
-    cuda_ops.col2im(scratch, batch, geo, dx);
+    cuda_ops.col2im(cols, batch, geo, dx);
 }
 
 /* ---- cuDNN ---- */
@@ -154,35 +173,47 @@ static void fallback_backward(float *dx, float *dw, float *dbias, float *dy, con
 static struct {
     void *lib;
     cudnnHandle_t handle;
+    int heuristic; /* RINGTRAIN_CUDNN=heuristic: cuDNN's order, not timing */
     decltype(&cudnnCreate) create;
     decltype(&cudnnSetStream) set_stream;
     decltype(&cudnnGetErrorString) error_string;
     decltype(&cudnnGetVersion) version;
+    decltype(&cudnnOpsVersionCheck) ops_check;
+    decltype(&cudnnCnnVersionCheck) cnn_check;
     decltype(&cudnnCreateTensorDescriptor) create_tensor;
+    decltype(&cudnnDestroyTensorDescriptor) destroy_tensor;
     decltype(&cudnnSetTensor4dDescriptorEx) set_tensor;
     decltype(&cudnnCreateFilterDescriptor) create_filter;
+    decltype(&cudnnDestroyFilterDescriptor) destroy_filter;
     decltype(&cudnnSetFilter4dDescriptor) set_filter;
     decltype(&cudnnCreateConvolutionDescriptor) create_conv;
+    decltype(&cudnnDestroyConvolutionDescriptor) destroy_conv;
     decltype(&cudnnSetConvolution2dDescriptor) set_conv;
     decltype(&cudnnSetConvolutionMathType) set_math;
+    decltype(&cudnnGetConvolutionForwardAlgorithmMaxCount) max_fwd;
+    decltype(&cudnnGetConvolutionBackwardDataAlgorithmMaxCount) max_bwd_data;
+    decltype(&cudnnGetConvolutionBackwardFilterAlgorithmMaxCount) max_bwd_filter;
+    /* the Find* calls (timing) or the *_v7 calls (heuristics): one signature */
     decltype(&cudnnFindConvolutionForwardAlgorithm) find_fwd;
+    decltype(&cudnnFindConvolutionBackwardDataAlgorithm) find_bwd_data;
+    decltype(&cudnnFindConvolutionBackwardFilterAlgorithm) find_bwd_filter;
     decltype(&cudnnGetConvolutionForwardWorkspaceSize) ws_fwd;
     decltype(&cudnnConvolutionForward) fwd;
-    decltype(&cudnnFindConvolutionBackwardDataAlgorithm) find_bwd_data;
     decltype(&cudnnGetConvolutionBackwardDataWorkspaceSize) ws_bwd_data;
     decltype(&cudnnConvolutionBackwardData) bwd_data;
-    decltype(&cudnnFindConvolutionBackwardFilterAlgorithm) find_bwd_filter;
     decltype(&cudnnGetConvolutionBackwardFilterWorkspaceSize) ws_bwd_filter;
     decltype(&cudnnConvolutionBackwardFilter) bwd_filter;
 } dnn;
 
-/* One shape's descriptors and algorithms. */
+/* One shape's descriptors and algorithms; one convolution descriptor per
+ * pass, each with the math type its algorithm was chosen with. */
 typedef struct conv_plan {
     engine_conv_geom geo;
-    int F, batch;
+    int F, batch, used;
+    unsigned long last_use;
     cudnnTensorDescriptor_t x, y;
     cudnnFilterDescriptor_t w;
-    cudnnConvolutionDescriptor_t conv;
+    cudnnConvolutionDescriptor_t conv_fwd, conv_data, conv_filter;
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
@@ -190,9 +221,11 @@ typedef struct conv_plan {
 } conv_plan;
 
 static conv_plan plans[MAX_PLANS];
-static int nplans;
+static unsigned long plan_clock;
 static void *workspace;
 static size_t workspace_bytes;
+static float *wstage; /* 256-byte aligned copies of misaligned weights and their gradient */
+static size_t wstage_floats;
 
 static const char *fwd_names[] = {
     "implicit_gemm", "implicit_precomp_gemm", "gemm", "direct", "fft", "fft_tiling",
@@ -211,13 +244,55 @@ template <typename F> static int dnn_symbol(F *fn, const char *name, core_error 
 {
     *fn = (F)dlsym(dnn.lib, name);
     if (!*fn)
-        return core_error_set(err, "cuda: cuDNN has no %s: %s", name, dlerror());
+        return core_error_set(err, "cuDNN has no %s: %s", name, dlerror());
     return 0;
 }
 
-static int dnn_load(core_error *err)
+static int dnn_symbols(core_error *err)
+{
+    const char *fwd = dnn.heuristic ? "cudnnGetConvolutionForwardAlgorithm_v7"
+                                    : "cudnnFindConvolutionForwardAlgorithm";
+    const char *data = dnn.heuristic ? "cudnnGetConvolutionBackwardDataAlgorithm_v7"
+                                     : "cudnnFindConvolutionBackwardDataAlgorithm";
+    const char *filter = dnn.heuristic ? "cudnnGetConvolutionBackwardFilterAlgorithm_v7"
+                                       : "cudnnFindConvolutionBackwardFilterAlgorithm";
+    return dnn_symbol(&dnn.create, "cudnnCreate", err) ||
+           dnn_symbol(&dnn.set_stream, "cudnnSetStream", err) ||
+           dnn_symbol(&dnn.error_string, "cudnnGetErrorString", err) ||
+           dnn_symbol(&dnn.version, "cudnnGetVersion", err) ||
+           dnn_symbol(&dnn.ops_check, "cudnnOpsVersionCheck", err) ||
+           dnn_symbol(&dnn.cnn_check, "cudnnCnnVersionCheck", err) ||
+           dnn_symbol(&dnn.create_tensor, "cudnnCreateTensorDescriptor", err) ||
+           dnn_symbol(&dnn.destroy_tensor, "cudnnDestroyTensorDescriptor", err) ||
+           dnn_symbol(&dnn.set_tensor, "cudnnSetTensor4dDescriptorEx", err) ||
+           dnn_symbol(&dnn.create_filter, "cudnnCreateFilterDescriptor", err) ||
+           dnn_symbol(&dnn.destroy_filter, "cudnnDestroyFilterDescriptor", err) ||
+           dnn_symbol(&dnn.set_filter, "cudnnSetFilter4dDescriptor", err) ||
+           dnn_symbol(&dnn.create_conv, "cudnnCreateConvolutionDescriptor", err) ||
+           dnn_symbol(&dnn.destroy_conv, "cudnnDestroyConvolutionDescriptor", err) ||
+           dnn_symbol(&dnn.set_conv, "cudnnSetConvolution2dDescriptor", err) ||
+           dnn_symbol(&dnn.set_math, "cudnnSetConvolutionMathType", err) ||
+           dnn_symbol(&dnn.max_fwd, "cudnnGetConvolutionForwardAlgorithmMaxCount", err) ||
+           dnn_symbol(&dnn.max_bwd_data, "cudnnGetConvolutionBackwardDataAlgorithmMaxCount", err) ||
+           dnn_symbol(&dnn.max_bwd_filter, "cudnnGetConvolutionBackwardFilterAlgorithmMaxCount",
+                      err) ||
+           dnn_symbol(&dnn.find_fwd, fwd, err) || dnn_symbol(&dnn.find_bwd_data, data, err) ||
+           dnn_symbol(&dnn.find_bwd_filter, filter, err) ||
+           dnn_symbol(&dnn.ws_fwd, "cudnnGetConvolutionForwardWorkspaceSize", err) ||
+           dnn_symbol(&dnn.fwd, "cudnnConvolutionForward", err) ||
+           dnn_symbol(&dnn.ws_bwd_data, "cudnnGetConvolutionBackwardDataWorkspaceSize", err) ||
+           dnn_symbol(&dnn.bwd_data, "cudnnConvolutionBackwardData", err) ||
+           dnn_symbol(&dnn.ws_bwd_filter, "cudnnGetConvolutionBackwardFilterWorkspaceSize", err) ||
+           dnn_symbol(&dnn.bwd_filter, "cudnnConvolutionBackwardFilter", err);
+}
+
+/* libcudnn.so.<major>: the loader's path, the directory CMake found, the
+ * toolkit's. cuDNN 9's library is a shim that loads its sub-libraries on
+ * first use, so the ops and cnn version checks make sure they load now. */
+static int dnn_load(int heuristic, core_error *err)
 {
     const char *soname = "libcudnn.so." RT_STR(CUDNN_MAJOR);
+    dnn.heuristic = heuristic;
     dnn.lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
 #ifdef RINGTRAIN_CUDNN_LIBDIR
     if (!dnn.lib)
@@ -231,40 +306,22 @@ static int dnn_load(core_error *err)
 #endif
     if (!dnn.lib)
         return core_error_set(err, "cannot load %s: %s", soname, dlerror());
-    if (dnn_symbol(&dnn.create, "cudnnCreate", err) ||
-        dnn_symbol(&dnn.set_stream, "cudnnSetStream", err) ||
-        dnn_symbol(&dnn.error_string, "cudnnGetErrorString", err) ||
-        dnn_symbol(&dnn.version, "cudnnGetVersion", err) ||
-        dnn_symbol(&dnn.create_tensor, "cudnnCreateTensorDescriptor", err) ||
-        dnn_symbol(&dnn.set_tensor, "cudnnSetTensor4dDescriptorEx", err) ||
-        dnn_symbol(&dnn.create_filter, "cudnnCreateFilterDescriptor", err) ||
-        dnn_symbol(&dnn.set_filter, "cudnnSetFilter4dDescriptor", err) ||
-        dnn_symbol(&dnn.create_conv, "cudnnCreateConvolutionDescriptor", err) ||
-        dnn_symbol(&dnn.set_conv, "cudnnSetConvolution2dDescriptor", err) ||
-        dnn_symbol(&dnn.set_math, "cudnnSetConvolutionMathType", err) ||
-        dnn_symbol(&dnn.find_fwd, "cudnnFindConvolutionForwardAlgorithm", err) ||
-        dnn_symbol(&dnn.ws_fwd, "cudnnGetConvolutionForwardWorkspaceSize", err) ||
-        dnn_symbol(&dnn.fwd, "cudnnConvolutionForward", err) ||
-        dnn_symbol(&dnn.find_bwd_data, "cudnnFindConvolutionBackwardDataAlgorithm", err) ||
-        dnn_symbol(&dnn.ws_bwd_data, "cudnnGetConvolutionBackwardDataWorkspaceSize", err) ||
-        dnn_symbol(&dnn.bwd_data, "cudnnConvolutionBackwardData", err) ||
-        dnn_symbol(&dnn.find_bwd_filter, "cudnnFindConvolutionBackwardFilterAlgorithm", err) ||
-        dnn_symbol(&dnn.ws_bwd_filter, "cudnnGetConvolutionBackwardFilterWorkspaceSize", err) ||
-        dnn_symbol(&dnn.bwd_filter, "cudnnConvolutionBackwardFilter", err)) {
-        dlclose(dnn.lib);
-        dnn.lib = NULL;
-        return -1;
+    cudnnStatus_t rc = CUDNN_STATUS_SUCCESS;
+    if (dnn_symbols(err) == 0) {
+        rc = dnn.ops_check();
+        if (rc == CUDNN_STATUS_SUCCESS)
+            rc = dnn.cnn_check();
+        if (rc == CUDNN_STATUS_SUCCESS)
+            rc = dnn.create(&dnn.handle);
+        if (rc == CUDNN_STATUS_SUCCESS)
+            rc = dnn.set_stream(dnn.handle, g.stream);
+        if (rc == CUDNN_STATUS_SUCCESS)
+            return 0;
+        core_error_set(err, "cuDNN's set-up failed: %s", dnn.error_string(rc));
     }
-    cudnnStatus_t rc = dnn.create(&dnn.handle);
-    if (rc == CUDNN_STATUS_SUCCESS)
-        rc = dnn.set_stream(dnn.handle, g.stream);
-    if (rc != CUDNN_STATUS_SUCCESS) {
-        core_error_set(err, "cudnnCreate failed: %s", dnn.error_string(rc));
-        dlclose(dnn.lib);
-        dnn.lib = NULL;
-        return -1;
-    }
-    return 0;
+    dlclose(dnn.lib);
+    dnn.lib = NULL;
+    return -1;
 }
 
 static int dnn_ok(cudnnStatus_t rc, const char *what)
@@ -277,12 +334,16 @@ static int dnn_ok(cudnnStatus_t rc, const char *what)
 
 /* cuDNN pads symmetrically: a 'same' convolution whose extra pixel goes to
  * the bottom/right (even K, or stride > 1) runs on the fallback, and so does
- * an input that is not packed NCHW (cuDNN's fast algorithms want it; on this
- * engine only a caller's channel-major buffer is). */
-static int dnn_fits(const engine_conv_geom *geo)
+ * an input that is not packed NCHW (on this engine only a caller's
+ * channel-major buffer is) and a tensor that cuDNN's int sizes cannot hold.
+ * Whether it fits can only change from no to yes as the batch shrinks, so
+ * the plan made for the largest batch covers every smaller one. */
+static int dnn_fits(const engine_conv_geom *geo, int F, int batch)
 {
-    size_t plane = (size_t)geo->H * geo->W;
+    const size_t limit = (size_t)1 << 31;
+    size_t plane = (size_t)geo->H * geo->W, oplane = (size_t)geo->OH * geo->OW;
     return dnn.lib && geo->c_stride == plane && geo->n_stride == plane * geo->C &&
+           (size_t)batch * geo->C * plane < limit && (size_t)batch * F * oplane < limit &&
            (geo->H + 2 * geo->pad_h - geo->K) / geo->stride + 1 == geo->OH &&
            (geo->W + 2 * geo->pad_w - geo->K) / geo->stride + 1 == geo->OW &&
            geo->H + 2 * geo->pad_h >= geo->K && geo->W + 2 * geo->pad_w >= geo->K;
@@ -291,13 +352,14 @@ static int dnn_fits(const engine_conv_geom *geo)
 static int same_shape(const conv_plan *p, const engine_conv_geom *geo, int F, int batch)
 {
     const engine_conv_geom *a = &p->geo;
-    return p->F == F && p->batch == batch && a->C == geo->C && a->H == geo->H && a->W == geo->W &&
-           a->K == geo->K && a->stride == geo->stride && a->pad_h == geo->pad_h &&
+    return p->used && p->F == F && p->batch == batch && a->C == geo->C && a->H == geo->H &&
+           a->W == geo->W && a->K == geo->K && a->stride == geo->stride && a->pad_h == geo->pad_h &&
            a->pad_w == geo->pad_w && a->OH == geo->OH && a->OW == geo->OW &&
            a->c_stride == geo->c_stride && a->n_stride == geo->n_stride;
 }
 
-/* The fastest algorithm that ran, within the memory cap, deterministic when asked. */
+/* The first (fastest, or first by heuristics) algorithm that ran, within
+ * the memory cap, deterministic when asked. */
 template <typename Perf> static int pick(const Perf *perf, int n, int deterministic)
 {
     const size_t cap = (size_t)1 << 30;
@@ -308,23 +370,48 @@ template <typename Perf> static int pick(const Perf *perf, int n, int determinis
     return -1;
 }
 
-static int grow_workspace(size_t bytes)
+/* Grows an engine buffer (the workspace, the weight staging) outside any
+ * step's work: everything queued is finished before the old one is freed. */
+static int grow(void **buf, size_t *have, size_t bytes, const char *what)
 {
-    if (bytes <= workspace_bytes)
+    if (bytes <= *have)
         return 1;
-    check(cudaStreamSynchronize(g.stream), "conv workspace");
-    if (workspace)
-        cudaFree(workspace);
-    workspace = NULL;
-    workspace_bytes = 0;
-    cudaError_t rc = cudaMalloc(&workspace, bytes);
+    check(cudaStreamSynchronize(g.stream), what);
+    if (*buf)
+        cudaFree(*buf);
+    *buf = NULL;
+    *have = 0;
+    cudaError_t rc = cudaMalloc(buf, bytes);
     if (rc != cudaSuccess) {
-        workspace = NULL;
-        die("allocating the cuDNN workspace", cudaGetErrorString(rc));
+        *buf = NULL;
+        die(what, cudaGetErrorString(rc));
         return 0;
     }
-    workspace_bytes = bytes;
+    *have = bytes;
     return 1;
+}
+
+static void release(conv_plan *p)
+{
+    if (!p->used)
+        return;
+    dnn.destroy_tensor(p->x);
+    dnn.destroy_tensor(p->y);
+    dnn.destroy_filter(p->w);
+    dnn.destroy_conv(p->conv_fwd);
+    dnn.destroy_conv(p->conv_data);
+    dnn.destroy_conv(p->conv_filter);
+    p->used = 0;
+}
+
+static int conv_desc(const conv_plan *p, cudnnConvolutionDescriptor_t *d, cudnnMathType_t math)
+{
+    const engine_conv_geom *a = &p->geo;
+    return dnn_ok(dnn.create_conv(d), "cudnnCreateConvolutionDescriptor") &&
+           dnn_ok(dnn.set_conv(*d, a->pad_h, a->pad_w, a->stride, a->stride, 1, 1,
+                               CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                  "cudnnSetConvolution2dDescriptor") &&
+           dnn_ok(dnn.set_math(*d, math), "cudnnSetConvolutionMathType");
 }
 
 static int describe(conv_plan *p)
@@ -333,6 +420,7 @@ static int describe(conv_plan *p)
     cudnnMathType_t math =
         (g.flags & (ENGINE_CUDA_TF32 | ENGINE_CUDA_BF16)) ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
     int plane = a->OH * a->OW;
+    p->used = 1; /* from here on, release() frees what was made */
     return dnn_ok(dnn.create_tensor(&p->x), "cudnnCreateTensorDescriptor") &&
            dnn_ok(dnn.set_tensor(p->x, CUDNN_DATA_FLOAT, p->batch, a->C, a->H, a->W,
                                  (int)a->n_stride, (int)a->c_stride, a->W, 1),
@@ -344,80 +432,114 @@ static int describe(conv_plan *p)
            dnn_ok(dnn.create_filter(&p->w), "cudnnCreateFilterDescriptor") &&
            dnn_ok(dnn.set_filter(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, p->F, a->C, a->K, a->K),
                   "cudnnSetFilter4dDescriptor") &&
-           dnn_ok(dnn.create_conv(&p->conv), "cudnnCreateConvolutionDescriptor") &&
-           dnn_ok(dnn.set_conv(p->conv, a->pad_h, a->pad_w, a->stride, a->stride, 1, 1,
-                               CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
-                  "cudnnSetConvolution2dDescriptor") &&
-           dnn_ok(dnn.set_math(p->conv, math), "cudnnSetConvolutionMathType");
+           conv_desc(p, &p->conv_fwd, math) && conv_desc(p, &p->conv_data, math) &&
+           conv_desc(p, &p->conv_filter, math);
 }
 
-/* Times every algorithm of the three passes once for this shape. */
+/* The three passes' algorithms for this shape (timed, or by heuristics),
+ * each pass's descriptor set to the math type its algorithm runs with. */
 static int choose(conv_plan *p)
 {
-    cudnnConvolutionFwdAlgoPerf_t fp[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    cudnnConvolutionBwdDataAlgoPerf_t dp[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    cudnnConvolutionBwdFilterAlgoPerf_t wp[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int nf = 0, nd = 0, nw = 0;
-    check(cudaStreamSynchronize(g.stream), "conv algorithm search");
-    if (!dnn_ok(dnn.find_fwd(dnn.handle, p->x, p->w, p->conv, p->y,
-                             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &nf, fp),
-                "cudnnFindConvolutionForwardAlgorithm") ||
-        !dnn_ok(dnn.find_bwd_data(dnn.handle, p->w, p->y, p->conv, p->x,
-                                  CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &nd, dp),
-                "cudnnFindConvolutionBackwardDataAlgorithm") ||
-        !dnn_ok(dnn.find_bwd_filter(dnn.handle, p->x, p->y, p->conv, p->w,
-                                    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &nw, wp),
-                "cudnnFindConvolutionBackwardFilterAlgorithm"))
+    int mf = 0, md = 0, mw = 0, nf = 0, nd = 0, nw = 0;
+    if (!dnn_ok(dnn.max_fwd(dnn.handle, &mf), "cudnnGetConvolutionForwardAlgorithmMaxCount") ||
+        !dnn_ok(dnn.max_bwd_data(dnn.handle, &md),
+                "cudnnGetConvolutionBackwardDataAlgorithmMaxCount") ||
+        !dnn_ok(dnn.max_bwd_filter(dnn.handle, &mw),
+                "cudnnGetConvolutionBackwardFilterAlgorithmMaxCount"))
         return 0;
-    int f = pick(fp, nf, 0), d = pick(dp, nd, 1), w = pick(wp, nw, 1);
-    if (f < 0 || d < 0 || w < 0) {
-        die("cuDNN algorithm search", "no algorithm ran for this convolution");
-        return 0;
+    cudnnConvolutionFwdAlgoPerf_t *fp =
+        (cudnnConvolutionFwdAlgoPerf_t *)calloc((size_t)mf + 1, sizeof *fp);
+    cudnnConvolutionBwdDataAlgoPerf_t *dp =
+        (cudnnConvolutionBwdDataAlgoPerf_t *)calloc((size_t)md + 1, sizeof *dp);
+    cudnnConvolutionBwdFilterAlgoPerf_t *wp =
+        (cudnnConvolutionBwdFilterAlgoPerf_t *)calloc((size_t)mw + 1, sizeof *wp);
+    int ok = fp && dp && wp;
+    if (!ok)
+        die("cuDNN algorithm search", "out of host memory");
+    check(cudaStreamSynchronize(g.stream), "cuDNN algorithm search");
+    ok = ok &&
+         dnn_ok(dnn.find_fwd(dnn.handle, p->x, p->w, p->conv_fwd, p->y, mf, &nf, fp),
+                "choosing the forward algorithm") &&
+         dnn_ok(dnn.find_bwd_data(dnn.handle, p->w, p->y, p->conv_data, p->x, md, &nd, dp),
+                "choosing the backward-data algorithm") &&
+         dnn_ok(dnn.find_bwd_filter(dnn.handle, p->x, p->y, p->conv_filter, p->w, mw, &nw, wp),
+                "choosing the backward-filter algorithm");
+    /* an algorithm whose trial allocation failed leaves the error behind */
+    (void)cudaGetLastError();
+    int f = ok ? pick(fp, nf, 0) : -1, d = ok ? pick(dp, nd, 1) : -1, w = ok ? pick(wp, nw, 1) : -1;
+    if (ok && (f < 0 || d < 0 || w < 0)) {
+        die("cuDNN algorithm search", "no algorithm can run this convolution");
+        ok = 0;
     }
-    p->fwd = fp[f].algo;
-    p->bwd_data = dp[d].algo;
-    p->bwd_filter = wp[w].algo;
-    if (!dnn_ok(dnn.ws_fwd(dnn.handle, p->x, p->w, p->conv, p->y, p->fwd, &p->ws_fwd),
-                "cudnnGetConvolutionForwardWorkspaceSize") ||
-        !dnn_ok(
-            dnn.ws_bwd_data(dnn.handle, p->w, p->y, p->conv, p->x, p->bwd_data, &p->ws_bwd_data),
-            "cudnnGetConvolutionBackwardDataWorkspaceSize") ||
-        !dnn_ok(dnn.ws_bwd_filter(dnn.handle, p->x, p->y, p->conv, p->w, p->bwd_filter,
-                                  &p->ws_bwd_filter),
-                "cudnnGetConvolutionBackwardFilterWorkspaceSize"))
-        return 0;
-    size_t need = p->ws_fwd > p->ws_bwd_data ? p->ws_fwd : p->ws_bwd_data;
-    need = need > p->ws_bwd_filter ? need : p->ws_bwd_filter;
-    if (!grow_workspace(need))
-        return 0;
-    const engine_conv_geom *a = &p->geo;
-    core_log_info("cuda: conv %dx%dx%d -> %d k%d s%d batch %d: cuDNN forward %s (%.3f ms), "
-                  "backward data %s (%.3f ms), backward filter %s (%.3f ms)",
-                  a->C, a->H, a->W, p->F, a->K, a->stride, p->batch,
-                  algo_name(fwd_names, 8, p->fwd), fp[f].time,
-                  algo_name(bwd_data_names, 6, p->bwd_data), dp[d].time,
-                  algo_name(bwd_filter_names, 7, p->bwd_filter), wp[w].time);
-    return 1;
+    if (ok) {
+        p->fwd = fp[f].algo;
+        p->bwd_data = dp[d].algo;
+        p->bwd_filter = wp[w].algo;
+        ok = dnn_ok(dnn.set_math(p->conv_fwd, fp[f].mathType), "cudnnSetConvolutionMathType") &&
+             dnn_ok(dnn.set_math(p->conv_data, dp[d].mathType), "cudnnSetConvolutionMathType") &&
+             dnn_ok(dnn.set_math(p->conv_filter, wp[w].mathType), "cudnnSetConvolutionMathType") &&
+             dnn_ok(dnn.ws_fwd(dnn.handle, p->x, p->w, p->conv_fwd, p->y, p->fwd, &p->ws_fwd),
+                    "cudnnGetConvolutionForwardWorkspaceSize") &&
+             dnn_ok(dnn.ws_bwd_data(dnn.handle, p->w, p->y, p->conv_data, p->x, p->bwd_data,
+                                    &p->ws_bwd_data),
+                    "cudnnGetConvolutionBackwardDataWorkspaceSize") &&
+             dnn_ok(dnn.ws_bwd_filter(dnn.handle, p->x, p->y, p->conv_filter, p->w, p->bwd_filter,
+                                      &p->ws_bwd_filter),
+                    "cudnnGetConvolutionBackwardFilterWorkspaceSize");
+    }
+    if (ok) {
+        size_t need = p->ws_fwd > p->ws_bwd_data ? p->ws_fwd : p->ws_bwd_data;
+        need = need > p->ws_bwd_filter ? need : p->ws_bwd_filter;
+        size_t weights = 2 * (size_t)p->F * p->geo.C * p->geo.K * p->geo.K;
+        size_t stage_bytes = wstage_floats * sizeof(float);
+        ok = grow(&workspace, &workspace_bytes, need, "allocating the cuDNN workspace") &&
+             grow((void **)&wstage, &stage_bytes, weights * sizeof(float),
+                  "allocating the conv weight staging");
+        wstage_floats = stage_bytes / sizeof(float);
+    }
+    if (ok) {
+        const engine_conv_geom *a = &p->geo;
+        core_log_info("cuda: conv %dx%dx%d -> %d k%d s%d batch %d: cuDNN (%s) forward %s "
+                      "(%.3f ms), backward data %s (%.3f ms), backward filter %s (%.3f ms)",
+                      a->C, a->H, a->W, p->F, a->K, a->stride, p->batch,
+                      dnn.heuristic ? "heuristic" : "timed", algo_name(fwd_names, 8, p->fwd),
+                      fp[f].time, algo_name(bwd_data_names, 6, p->bwd_data), dp[d].time,
+                      algo_name(bwd_filter_names, 7, p->bwd_filter), wp[w].time);
+    }
+    free(fp), free(dp), free(wp);
+    return ok;
 }
 
 static conv_plan *plan_for(const engine_conv_geom *geo, int F, int batch)
 {
-    for (int i = 0; i < nplans; i++)
+    conv_plan *p = NULL, *oldest = &plans[0];
+    for (int i = 0; i < MAX_PLANS && !p; i++) {
         if (same_shape(&plans[i], geo, F, batch))
-            return &plans[i];
-    if (nplans == MAX_PLANS) {
-        die("cuDNN plan cache", "more than 64 convolution shapes");
-        return NULL;
+            p = &plans[i];
+        else if (!plans[i].used || (oldest->used && plans[i].last_use < oldest->last_use))
+            oldest = &plans[i];
     }
-    conv_plan *p = &plans[nplans];
+    if (p) {
+        p->last_use = ++plan_clock;
+        return p;
+    }
+    p = oldest; /* a free slot, else the least recently used plan */
+    release(p);
     memset(p, 0, sizeof *p);
     p->geo = *geo;
     p->F = F;
     p->batch = batch;
-    if (!describe(p) || !choose(p))
+    p->last_use = ++plan_clock;
+    if (!describe(p) || !choose(p)) {
+        release(p);
         return NULL;
-    nplans++;
+    }
     return p;
+}
+
+static int aligned(const void *ptr)
+{
+    return ((uintptr_t)ptr & 15) == 0;
 }
 
 static void dnn_forward(float *y, const float *x, const float *w, const float *bias, int batch,
@@ -426,9 +548,15 @@ static void dnn_forward(float *y, const float *x, const float *w, const float *b
     conv_plan *p = plan_for(geo, F, batch);
     if (!p)
         return;
+    size_t nw = (size_t)F * geo->C * geo->K * geo->K;
+    if (!aligned(w)) {
+        check(cudaMemcpyAsync(wstage, w, nw * sizeof *w, cudaMemcpyDeviceToDevice, g.stream),
+              "conv weight staging");
+        w = wstage;
+    }
     const float one = 1.0f, zero = 0.0f;
-    dnn_ok(dnn.fwd(dnn.handle, &one, p->x, x, p->w, w, p->conv, p->fwd, workspace, p->ws_fwd, &zero,
-                   p->y, y),
+    dnn_ok(dnn.fwd(dnn.handle, &one, p->x, x, p->w, w, p->conv_fwd, p->fwd, workspace, p->ws_fwd,
+                   &zero, p->y, y),
            "cudnnConvolutionForward");
     cuda_ops.bias_act_forward(y, bias, batch, F, geo->OH * geo->OW, act);
 }
@@ -440,27 +568,45 @@ static void dnn_backward(float *dx, float *dw, float *dbias, float *dy, const fl
     conv_plan *p = plan_for(geo, F, batch);
     if (!p)
         return;
+    size_t nw = (size_t)F * geo->C * geo->K * geo->K;
     const float one = 1.0f, zero = 0.0f, beta = accumulate ? 1.0f : 0.0f;
     if (dbias)
         bias_grad_nchw(dbias, dy, batch, F, geo->OH * geo->OW, accumulate);
-    dnn_ok(dnn.bwd_filter(dnn.handle, &one, p->x, x, p->y, dy, p->conv, p->bwd_filter, workspace,
-                          p->ws_bwd_filter, &beta, p->w, dw),
+    float *dw_use = dw;
+    if (!aligned(dw)) {
+        dw_use = wstage + nw;
+        if (accumulate)
+            check(cudaMemcpyAsync(dw_use, dw, nw * sizeof *dw, cudaMemcpyDeviceToDevice, g.stream),
+                  "conv weight-gradient staging");
+    }
+    dnn_ok(dnn.bwd_filter(dnn.handle, &one, p->x, x, p->y, dy, p->conv_filter, p->bwd_filter,
+                          workspace, p->ws_bwd_filter, &beta, p->w, dw_use),
            "cudnnConvolutionBackwardFilter");
-    if (dx)
-        dnn_ok(dnn.bwd_data(dnn.handle, &one, p->w, w, p->y, dy, p->conv, p->bwd_data, workspace,
-                            p->ws_bwd_data, &zero, p->x, dx),
-               "cudnnConvolutionBackwardData");
+    if (dw_use != dw)
+        check(cudaMemcpyAsync(dw, dw_use, nw * sizeof *dw, cudaMemcpyDeviceToDevice, g.stream),
+              "conv weight-gradient staging");
+    if (!dx)
+        return;
+    if (!aligned(w)) {
+        check(cudaMemcpyAsync(wstage, w, nw * sizeof *w, cudaMemcpyDeviceToDevice, g.stream),
+              "conv weight staging");
+        w = wstage;
+    }
+    dnn_ok(dnn.bwd_data(dnn.handle, &one, p->w, w, p->y, dy, p->conv_data, p->bwd_data, workspace,
+                        p->ws_bwd_data, &zero, p->x, dx),
+           "cudnnConvolutionBackwardData");
 }
 
 #else /* built without cuDNN's headers: the fallback only */
 
-static int dnn_load(core_error *err)
+static int dnn_load(int heuristic, core_error *err)
 {
+    (void)heuristic;
     return core_error_set(err, "ringtrain was built without cuDNN's headers");
 }
-static int dnn_fits(const engine_conv_geom *geo)
+static int dnn_fits(const engine_conv_geom *geo, int F, int batch)
 {
-    (void)geo;
+    (void)geo, (void)F, (void)batch;
     return 0;
 }
 static void dnn_forward(float *, const float *, const float *, const float *, int, int,
@@ -479,37 +625,36 @@ static void dnn_backward(float *, float *, float *, float *, const float *, cons
 static void cu_conv_plan(const engine_conv_geom *geo, int F, int max_batch, size_t *work,
                          size_t *scratch)
 {
-    if (dnn_fits(geo)) {
-        *work = 0;
-        *scratch = 0;
-        return;
-    }
-    size_t out = (size_t)F * max_batch * geo->OH * geo->OW;
-    *work = cols_floats(geo, max_batch) + out;
-    *scratch = cols_floats(geo, max_batch);
+    *work = 0;
+    *scratch = 0;
+    if (!dnn_fits(geo, F, max_batch))
+        *scratch = cols_floats(geo, max_batch) + (size_t)F * max_batch * geo->OH * geo->OW;
 }
 
 static void cu_conv_forward(float *y, const float *x, const float *w, const float *bias, int batch,
-                            int F, const engine_conv_geom *geo, engine_act act, float *work)
+                            int F, const engine_conv_geom *geo, engine_act act, float *work,
+                            float *scratch)
 {
+    (void)work;
     if (batch <= 0 || g.failed)
         return;
-    if (dnn_fits(geo))
+    if (dnn_fits(geo, F, batch))
         dnn_forward(y, x, w, bias, batch, F, geo, act);
     else
-        fallback_forward(y, x, w, bias, batch, F, geo, act, work);
+        fallback_forward(y, x, w, bias, batch, F, geo, act, scratch);
 }
 
 static void cu_conv_backward(float *dx, float *dw, float *dbias, float *dy, const float *x,
                              const float *w, int batch, int F, const engine_conv_geom *geo,
                              int accumulate, float *work, float *scratch)
 {
+    (void)work;
     if (batch <= 0 || g.failed)
         return;
-    if (dnn_fits(geo))
+    if (dnn_fits(geo, F, batch))
         dnn_backward(dx, dw, dbias, dy, x, w, batch, F, geo, accumulate);
     else
-        fallback_backward(dx, dw, dbias, dy, x, w, batch, F, geo, accumulate, work, scratch);
+        fallback_backward(dx, dw, dbias, dy, x, w, batch, F, geo, accumulate, scratch);
 }
 
 int cuda_conv_init(engine_ops *t, char *desc, size_t len, core_error *err)
@@ -527,8 +672,13 @@ int cuda_conv_init(engine_ops *t, char *desc, size_t len, core_error *err)
         snprintf(desc, len, "convolutions: im2col + GEMM (RINGTRAIN_CUDNN=%s)", want);
         return 0;
     }
+    if (want && *want && strcmp(want, "heuristic") != 0 && strcmp(want, "find") != 0)
+        return core_error_set(err,
+                              "RINGTRAIN_CUDNN=%s: expected 'find' (the default), 'heuristic' or "
+                              "'off'",
+                              want);
     core_error why = {0};
-    if (dnn_load(&why) != 0) {
+    if (dnn_load(want && strcmp(want, "heuristic") == 0, &why) != 0) {
         snprintf(desc, len, "convolutions: im2col + GEMM (no cuDNN: %.200s)", why.msg);
         core_log_warn("cuda: cuDNN not available (%s); convolutions run as im2col + GEMM over "
                       "the batch",
@@ -537,7 +687,8 @@ int cuda_conv_init(engine_ops *t, char *desc, size_t len, core_error *err)
     }
 #ifdef RINGTRAIN_HAVE_CUDNN
     size_t v = dnn.version();
-    snprintf(desc, len, "cuDNN %zu.%zu.%zu", v / 10000, (v / 100) % 100, v % 100);
+    snprintf(desc, len, "cuDNN %zu.%zu.%zu%s", v / 10000, (v / 100) % 100, v % 100,
+             dnn.heuristic ? " heuristic" : "");
 #endif
     return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * tests/gpu/shim/cblas.h: the one CBLAS call the CPU engine makes, for the
+ * tests/gpu/shim/cblas.h: the BLAS calls the CPU engine makes, for the
  * GPU check's stand-alone build on a machine without OpenBLAS (the device
  * machine). tests/gpu/refblas.c implements it; the real build uses OpenBLAS.
  */
@@ -12,5 +12,7 @@ enum CBLAS_TRANSPOSE { CblasNoTrans = 111, CblasTrans = 112, CblasConjTrans = 11
 void cblas_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M,
                  int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc);
+/* OpenBLAS's thread count (the reference sgemm has one thread). */
+int openblas_get_num_threads(void);
 
 #endif
