@@ -753,9 +753,9 @@ static int write_checkpoint(fit_ctx *c, train_result *res, core_error *err)
     }
     p.ep_seconds = c->prog.batch_in_epoch > 0 ? core_now() - c->epoch_t0 : 0.0;
     /* collective: with the optimizer state sharded across ranks, every rank sends its part */
-    int failed = train_checkpoint_save(c->w, c->cfg->ckpt_dir, c->model, &c->opt, &p,
-                                       c->config_text, res->last_checkpoint,
-                                       sizeof res->last_checkpoint, err) != 0;
+    int failed =
+        train_checkpoint_save(c->w, c->cfg->ckpt_dir, c->model, &c->opt, &p, c->config_text,
+                              res->last_checkpoint, sizeof res->last_checkpoint, err) != 0;
     if (c->rank == 0) {
         if (!failed)
             core_log_info("checkpoint: %s", res->last_checkpoint);
