@@ -446,11 +446,20 @@ static int make_src(const char *path, const data_token_loader_config *cfg, int v
     size_t total = 0;
     if (data_tokens_count(path, &total, err))
         return -1;
-    if (cfg->limit && cfg->limit < total)
+    int limited = cfg->limit && cfg->limit < total;
+    if (limited)
         total = cfg->limit;
     size_t start, count;
     data_shard_range(total, cfg->rank, cfg->world, &start, &count);
     size_t T = (size_t)cfg->T, B = (size_t)cfg->batch;
+    if (count < T + 1 && limited)
+        return core_error_set(err,
+                              "%s: %s %zu counts tokens, and %zu tokens over %d rank(s) leave "
+                              "rank %d a part of %zu, fewer than one window of %zu plus its next "
+                              "token; set it to at least %zu (%d x %zu) or use fewer ranks",
+                              path, cfg->limit_flag ? cfg->limit_flag : "the limit", cfg->limit,
+                              total, cfg->world, cfg->rank, count, T, (size_t)cfg->world * (T + 1),
+                              cfg->world, T + 1);
     if (count < T + 1)
         return core_error_set(err,
                               "%s: rank %d's part has %zu tokens, fewer than one window of %zu "

@@ -83,9 +83,10 @@ typedef struct data_token_loader_config {
     int batch; /* local batch (windows) */
     int eval;  /* 1: tiled windows in order, short last batch; 0: random windows */
     uint64_t seed;
-    int rank, world;      /* this rank's part of the token stream */
-    size_t limit;         /* use only the first `limit` tokens (0 = all) */
-    size_t mem_cap_bytes; /* 0 = 256 MiB */
+    int rank, world;        /* this rank's part of the token stream */
+    size_t limit;           /* use only the first `limit` tokens (0 = all) */
+    size_t mem_cap_bytes;   /* 0 = 256 MiB */
+    const char *limit_flag; /* the flag that set limit ("--train-limit"), named in errors */
 } data_token_loader_config;
 
 /* Creates a data_loader (data.h) over a token file: data_loader_batches,
