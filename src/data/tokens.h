@@ -52,7 +52,7 @@ const char *data_tok_kind_name(data_tok_kind k);
 int data_tok_kind_parse(const char *s, data_tok_kind *k, core_error *err);
 
 /* Builds a tokenizer of `kind` from a corpus (byte ignores it; bpe trains
- * vocab_size - 256 merges on it, 256 < vocab_size <= 4096). */
+ * vocab_size - 256 merges on it, 256 < vocab_size <= 8192). */
 int data_tokenizer_train(data_tokenizer *t, data_tok_kind kind, const uint8_t *text, size_t n,
                          int vocab_size, core_error *err);
 void data_tokenizer_free(data_tokenizer *t);
