@@ -88,21 +88,6 @@ static int build_chars(data_tokenizer *t, const uint8_t *text, size_t n, core_er
     return 0;
 }
 
-/* Replaces every (a, b) in seq[0..n) by id, left to right; returns the new length. */
-static size_t apply_merge(int32_t *seq, size_t n, int32_t a, int32_t b, int32_t id)
-{
-    size_t w = 0;
-    for (size_t r = 0; r < n; r++) {
-        if (r + 1 < n && seq[r] == a && seq[r + 1] == b) {
-            seq[w++] = id;
-            r++;
-        } else {
-            seq[w++] = seq[r];
-        }
-    }
-    return w;
-}
-
 /* Token strings of the 256 bytes plus every merge, in id order. */
 static int bpe_vocab(data_tokenizer *t, core_error *err)
 {
@@ -199,6 +184,8 @@ typedef struct bpe_state {
 
 static void pair_add(bpe_state *b, int32_t x, int32_t y, int delta)
 {
+    if (!b)
+        return;
     uint32_t p = (uint32_t)((size_t)x * b->V + (size_t)y);
     b->count[p] += (uint32_t)delta;
     if (delta > 0 && heap_push(&b->heap, b->count[p], p) != 0)
@@ -206,7 +193,7 @@ static void pair_add(bpe_state *b, int32_t x, int32_t y, int delta)
 }
 
 /* Replaces every (a, b) in seq[0..n) by id, left to right, keeping the
- * counts exact; returns the new length. */
+ * counts of st exact (st may be NULL: encoding); returns the new length. */
 static size_t merge_counted(bpe_state *st, int32_t *seq, size_t n, int32_t a, int32_t b, int32_t id)
 {
     size_t w = 0;
@@ -314,7 +301,7 @@ long data_tokenizer_encode(const data_tokenizer *t, const uint8_t *text, size_t 
     }
     size_t len = n;
     for (int k = 0; k < t->nmerges; k++)
-        len = apply_merge(out, len, t->merges[2 * k], t->merges[2 * k + 1], 256 + k);
+        len = merge_counted(NULL, out, len, t->merges[2 * k], t->merges[2 * k + 1], 256 + k);
     return (long)len;
 }
 
