@@ -15,9 +15,23 @@ int train_eval_create(train_eval *e, int classes, core_error *err)
 {
     memset(e, 0, sizeof *e);
     e->classes = classes;
+    if (classes > TRAIN_EVAL_CONFUSION_MAX)
+        return 0;
     size_t n = (size_t)classes * (size_t)classes + 4;
     e->confusion = core_alloc(n * sizeof(double), "confusion matrix", err);
     return e->confusion ? 0 : -1;
+}
+
+double train_eval_bytes(int classes)
+{
+    return classes > TRAIN_EVAL_CONFUSION_MAX ? 0.0
+                                              : 8.0 * ((double)classes * (double)classes + 4.0);
+}
+
+/* (classes x classes, or no matrix) */
+static size_t matrix_size(const train_eval *e)
+{
+    return e->confusion ? (size_t)e->classes * (size_t)e->classes : 0;
 }
 
 void train_eval_free(train_eval *e)
@@ -29,7 +43,8 @@ void train_eval_free(train_eval *e)
 void train_eval_reset(train_eval *e)
 {
     e->loss_sum = e->count = e->top1 = e->top5 = 0.0;
-    memset(e->confusion, 0, (size_t)e->classes * (size_t)e->classes * sizeof(double));
+    if (e->confusion)
+        memset(e->confusion, 0, matrix_size(e) * sizeof(double));
 }
 
 int train_eval_label_rank(const float *probs, int classes, int32_t label)
@@ -59,7 +74,8 @@ void train_eval_add(train_eval *e, const float *probs, const int32_t *labels, in
         int rank = train_eval_label_rank(p, c, labels[i]);
         e->top1 += rank == 0;
         e->top5 += rank < k5;
-        e->confusion[(size_t)labels[i] * (size_t)c + (size_t)train_eval_argmax(p, c)] += 1.0;
+        if (e->confusion)
+            e->confusion[(size_t)labels[i] * (size_t)c + (size_t)train_eval_argmax(p, c)] += 1.0;
     }
     e->count += n;
     e->loss_sum += loss_sum;
@@ -67,8 +83,8 @@ void train_eval_add(train_eval *e, const float *probs, const int32_t *labels, in
 
 int train_eval_reduce(dist_world *w, train_eval *e, core_error *err)
 {
-    size_t cc = (size_t)e->classes * (size_t)e->classes;
-    double *v = e->confusion; /* the 4 counters ride after the matrix */
+    size_t cc = matrix_size(e);
+    double *v = e->confusion ? e->confusion : e->counters; /* the 4 counters ride after it */
     v[cc] = e->loss_sum;
     v[cc + 1] = e->count;
     v[cc + 2] = e->top1;
@@ -138,6 +154,8 @@ double train_eval_top5(const train_eval *e)
 double train_eval_class_accuracy(const train_eval *e, int c)
 {
     double row = 0.0;
+    if (!e->confusion)
+        return NAN;
     for (int k = 0; k < e->classes; k++)
         row += e->confusion[(size_t)c * (size_t)e->classes + (size_t)k];
     return row > 0 ? e->confusion[(size_t)c * (size_t)e->classes + (size_t)c] / row : NAN;

@@ -162,7 +162,8 @@ static int plan_memory(fit_ctx *c, core_error *err)
     train_memplan p;
     /* the loader's buffers are resident already: count them once */
     double process = train_memplan_resident() - loader;
-    train_memplan_make(&p, c->model, &cfg->optim, 1.0, c->micro_batch, loader, comm,
+    double eval = train_eval_bytes(nn_model_num_classes(c->model)); /* the workflow's */
+    train_memplan_make(&p, c->model, &cfg->optim, 1.0, c->micro_batch, loader, comm, eval,
                        process > 0.0 ? process : 0.0, c->rank == 0 && cfg->ckpt_dir != NULL);
     if (train_memplan_report(c->w, &p, limit, why, err) != 0)
         return -1;

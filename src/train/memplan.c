@@ -32,7 +32,7 @@ double train_memplan_optim_bytes(const optim_config *cfg, size_t n, double fract
 
 void train_memplan_make(train_memplan *p, const nn_model *m, const optim_config *o,
                         double optim_fraction, int micro_batch, double loader, double comm,
-                        double process, int ckpt)
+                        double eval, double process, int ckpt)
 {
     nn_model_mem mm;
     nn_model_memory(m, &mm);
@@ -42,7 +42,7 @@ void train_memplan_make(train_memplan *p, const nn_model *m, const optim_config 
     p->bytes[TRAIN_MEM_GRADS] = mm.grads;
     p->bytes[TRAIN_MEM_OPTIM] = train_memplan_optim_bytes(o, n, optim_fraction);
     p->bytes[TRAIN_MEM_ACT] = mm.activations;
-    p->bytes[TRAIN_MEM_WORK] = mm.workspace;
+    p->bytes[TRAIN_MEM_WORK] = mm.workspace + eval;
     p->bytes[TRAIN_MEM_LOADER] = loader;
     p->bytes[TRAIN_MEM_COMM] = comm;
     /* rank 0 builds each checkpoint in memory before writing it: the

@@ -47,12 +47,13 @@ typedef struct train_memplan {
  * Adam and AdamW two (first and second moment). */
 double train_memplan_optim_bytes(const optim_config *cfg, size_t n, double fraction);
 
-/* The plan of one rank. loader, comm and process are bytes the caller
- * knows (data_loader_mem_bytes, the all-reduce scratch, the resident size
- * now); ckpt: 1 on the rank that writes checkpoints. */
+/* The plan of one rank. loader, comm, eval and process are bytes the
+ * caller knows (data_loader_mem_bytes, the all-reduce scratch, the
+ * evaluation's confusion matrix - train_eval_bytes, counted as workspace -
+ * and the resident size now); ckpt: 1 on the rank that writes checkpoints. */
 void train_memplan_make(train_memplan *p, const nn_model *m, const optim_config *o,
                         double optim_fraction, int micro_batch, double loader, double comm,
-                        double process, int ckpt);
+                        double eval, double process, int ckpt);
 
 /* The part's name ("activations") and the flag that shrinks it. */
 const char *train_memplan_part_name(int part);

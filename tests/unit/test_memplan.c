@@ -14,6 +14,7 @@
 #include "core/rng.h"
 #include "engine/engine.h"
 #include "nn/model.h"
+#include "train/eval.h"
 #include "train/memplan.h"
 
 /* ---- an engine that counts what the model asks it for, by role ---- */
@@ -225,12 +226,13 @@ static void test_trainer_plan(void **state)
     assert_true(train_memplan_optim_bytes(&adam, n, 0.25) == 2.0 * (double)n);
 
     train_memplan p, q;
-    train_memplan_make(&p, m, &adam, 1.0, 5, 1000.0, 2000.0, 3000.0, 0);
+    train_memplan_make(&p, m, &adam, 1.0, 5, 1000.0, 2000.0, 500.0, 3000.0, 0);
     nn_model_mem mm;
     nn_model_memory(m, &mm);
     assert_true(p.total ==
-                mm.params + mm.grads + mm.activations + mm.workspace + 8.0 * (double)n + 6000.0);
-    train_memplan_make(&q, m, &adam, 0.5, 5, 1000.0, 2000.0, 3000.0, 1);
+                mm.params + mm.grads + mm.activations + mm.workspace + 8.0 * (double)n + 6500.0);
+    assert_true(p.bytes[TRAIN_MEM_WORK] == mm.workspace + 500.0);
+    train_memplan_make(&q, m, &adam, 0.5, 5, 1000.0, 2000.0, 500.0, 3000.0, 1);
     assert_true(q.bytes[TRAIN_MEM_OPTIM] == 4.0 * (double)n);
     assert_true(q.bytes[TRAIN_MEM_CKPT] == 12.0 * (double)n); /* rank 0's file image */
 
@@ -255,6 +257,29 @@ static void test_trainer_plan(void **state)
     assert_non_null(strstr(err.msg, "--shard-optimizer"));
     assert_non_null(strstr(err.msg, "(the default: the machine's)"));
     nn_model_free(m);
+    (void)state;
+}
+
+/* A language model's vocabulary gets no confusion matrix (8192 classes
+ * would be 512 MiB per rank); the counters still reduce. */
+static void test_eval_without_confusion(void **state)
+{
+    core_error err = {{0}};
+    train_eval e;
+    assert_true(train_eval_bytes(10) == 8.0 * 104.0);
+    assert_true(train_eval_bytes(8192) == 0.0);
+    assert_int_equal(train_eval_create(&e, 8192, &err), 0);
+    assert_null(e.confusion);
+    train_eval_reset(&e);
+    float *probs = calloc(2 * 8192, sizeof *probs);
+    int32_t labels[2] = {3, 8000};
+    probs[3] = 1.0f;
+    probs[8192 + 7] = 1.0f;
+    train_eval_add(&e, probs, labels, 2, 1.5);
+    assert_true(e.count == 2.0 && e.top1 == 1.0 && e.loss_sum == 1.5);
+    assert_true(isnan(train_eval_class_accuracy(&e, 3)));
+    free(probs);
+    train_eval_free(&e);
     (void)state;
 }
 
@@ -295,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_plan_is_what_models_allocate),
         cmocka_unit_test(test_recompute_same_gradients),
         cmocka_unit_test(test_trainer_plan),
+        cmocka_unit_test(test_eval_without_confusion),
         cmocka_unit_test(test_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
