@@ -160,8 +160,9 @@ static int plan_memory(fit_ctx *c, core_error *err)
     double loader = (double)data_loader_mem_bytes(c->train_ld) +
                     (c->test_ld ? (double)data_loader_mem_bytes(c->test_ld) : 0.0);
     train_memplan p;
-    /* the loader's buffers are resident already: count them once */
-    double process = train_memplan_resident() - loader;
+    /* the loader's buffers are resident already: count them once; whole
+     * MiB, so that ranks with the same plan print as one line */
+    double process = ceil((train_memplan_resident() - loader) / 1048576.0) * 1048576.0;
     double eval = train_eval_bytes(nn_model_num_classes(c->model)); /* the workflow's */
     train_memplan_make(&p, c->model, &cfg->optim, 1.0, c->micro_batch, loader, comm, eval,
                        process > 0.0 ? process : 0.0, c->rank == 0 && cfg->ckpt_dir != NULL);
@@ -765,7 +766,8 @@ int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_er
         core_log_info("model %s: %zu parameters; %d rank(s), global batch %d (%d per rank), %ld "
                       "steps per epoch, optimizer %s lr %g, all-reduce %s",
                       cfg->model_path, nn_model_param_count(c.model), c.size, cfg->batch,
-                      c.local_batch, c.steps_per_epoch, optim_kind_name(cfg->optim.kind),
+                      c.local_batch, c.steps_per_epoch,
+                      cfg->optim.decoupled ? "adamw" : optim_kind_name(cfg->optim.kind),
                       (double)cfg->optim.lr, dist_allreduce_kind_name(cfg->allreduce));
         if (c.rank == 0)
             nn_model_describe(c.model, describe_line);
