@@ -27,6 +27,8 @@ static void print_report(const train_eval *e, const char *path, const char *data
     core_log_info("%s%s on %s: %.0f samples  loss %.4f  top-1 %.2f%%  top-5 %.2f%%", path,
                   int8 ? " (int8)" : "", data, e->count, train_eval_loss(e),
                   100.0 * train_eval_top1(e), 100.0 * train_eval_top5(e));
+    if (!e->confusion) /* a language model's vocabulary: no per-class report (eval.h) */
+        return;
     core_log_info("per-class accuracy:");
     for (int c = 0; c < e->classes; c++)
         core_log_info("  class %2d  %6.2f%%", c, 100.0 * train_eval_class_accuracy(e, c));

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "dist/dist.h"
 #include "train/eval.h"
+#include "train/memplan.h"
 #include "train/shard.h"
 #include "train/train.h"
 #include "cli/device_flags.h"
@@ -35,6 +36,7 @@ typedef struct train_args {
     const char *shard;
     int help;
     const char *device, *precision;
+    const char *max_memory, *recompute;
 } train_args;
 
 static void usage(FILE *out)
@@ -76,6 +78,27 @@ static int agree_usage(dist_world *w, int failed, const char *cmd, core_error *e
     return -1;
 }
 
+/* --max-memory and --recompute into the configuration. */
+static int resolve_memory(train_args *a, core_error *err)
+{
+    if (a->max_memory && strcmp(a->max_memory, "none") == 0)
+        a->cfg.max_memory = -1.0;
+    else if (a->max_memory) {
+        if (train_memplan_parse_size(a->max_memory, &a->cfg.max_memory, err) != 0)
+            return -1;
+        if (a->cfg.max_memory <= 0.0)
+            return core_error_set(err, "--max-memory must be positive (or none), got '%s'",
+                                  a->max_memory);
+    }
+    if (strcmp(a->recompute, "none") == 0)
+        a->cfg.recompute = NN_RECOMPUTE_NONE;
+    else if (strcmp(a->recompute, "blocks") == 0)
+        a->cfg.recompute = NN_RECOMPUTE_BLOCKS;
+    else
+        return core_error_set(err, "--recompute expects none or blocks, got '%s'", a->recompute);
+    return 0;
+}
+
 static int cmd_train(dist_world *w, int argc, char **argv)
 {
     train_args a;
@@ -96,6 +119,7 @@ static int cmd_train(dist_world *w, int argc, char **argv)
     a.comm_timeout = (float)DIST_COMM_TIMEOUT_DEFAULT;
     a.device = "cpu";
     a.precision = "fp32";
+    a.recompute = "none";
     cli_flag base[] = {
         {"--model", "FILE", CLI_STRING, &a.cfg.model_path, "model spec (see docs/MODEL_SPEC.md)", 1,
          0},
@@ -147,6 +171,14 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          0, 0},
         {"--accumulate", "N", CLI_POS_INT, &a.cfg.accumulate,
          "compute each local batch in N micro-batches, reduce once", 0, 0},
+        {"--max-memory", "SIZE|none", CLI_STRING, &a.max_memory,
+         "memory per rank (8G, 512M, ...); a run whose memory plan exceeds it stops at start-up "
+         "(default: what the machine, its cgroup or the Slurm allocation gives a rank)",
+         0, 0},
+        {"--recompute", "none|blocks", CLI_STRING, &a.recompute,
+         "blocks: Transformer blocks keep no activations and re-run their forward in backward "
+         "(same gradients, less memory, about a third more compute)",
+         0, 0},
         {"--comm-timeout", "S", CLI_POS_FLOAT, &a.comm_timeout,
          "watchdog: a collective stuck this long ends the job, naming the peer", 0, 0},
         {"--nonfinite", "skip|stop", CLI_STRING, &a.nonfinite,
@@ -158,9 +190,11 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         {"--log-every", "N", CLI_NONNEG_INT, &a.cfg.log_every,
          "progress line and metrics record every N steps (0: per epoch only)", 0, 0},
         {"--train-limit", "N", CLI_NONNEG_LONG, &a.cfg.train_limit,
-         "use only the first N training samples (0: all)", 0, 0},
+         "use only the first N training samples; on a token file the first N TOKENS, which "
+         "every rank's part must hold a window of T+1 of (0: all)",
+         0, 0},
         {"--test-limit", "N", CLI_NONNEG_LONG, &a.cfg.test_limit,
-         "use only the first N test samples (0: all)", 0, 0},
+         "use only the first N test samples; on a token file the first N tokens (0: all)", 0, 0},
         {"--loader-mem", "MiB", CLI_POS_INT, &a.loader_mem_mib,
          "memory cap of each rank's data loader", 0, 0},
         {"--device", "cpu|cuda", CLI_STRING, &a.device,
@@ -192,7 +226,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         dist_allreduce_kind_parse(a.allreduce, &a.cfg.allreduce, &err) != 0 ||
         dist_nonfinite_policy_parse(a.nonfinite, &a.cfg.nonfinite, &err) != 0)
         goto bad_usage;
-    if (cli_device_resolve(a.device, a.precision, &a.cfg, &err) != 0)
+    if (cli_device_resolve(a.device, a.precision, &a.cfg, &err) != 0 ||
+        resolve_memory(&a, &err) != 0)
         goto bad_usage;
     if (a.no_overlap)
         a.overlap = "off";
@@ -252,12 +287,13 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         return finish(w, TRAIN_EXIT_PREEMPTED);
     if (res.test_accuracy == res.test_accuracy)
         core_log_info("final: %d epochs, %ld steps, test accuracy %.2f%%, test loss %.4f, "
-                      "%.0f images/s",
+                      "%.0f %s",
                       res.epochs_done, res.steps, 100.0 * res.test_accuracy, res.test_loss,
-                      res.images_per_second);
+                      res.images_per_second, res.per_token ? "tokens/s" : "images/s");
     else
-        core_log_info("final: %d epochs, %ld steps, train loss %.4f, %.0f images/s",
-                      res.epochs_done, res.steps, res.final_loss, res.images_per_second);
+        core_log_info("final: %d epochs, %ld steps, train loss %.4f, %.0f %s", res.epochs_done,
+                      res.steps, res.final_loss, res.images_per_second,
+                      res.per_token ? "tokens/s" : "images/s");
     return finish(w, 0);
 bad_usage:
     agree_usage(w, 1, "train", &err);

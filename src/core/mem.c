@@ -1,11 +1,13 @@
 /*
  * core/mem.c: aligned, zeroed allocation (see mem.h).
  */
+#define _DEFAULT_SOURCE /* _SC_PHYS_PAGES */
 #include "core/mem.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void *core_alloc(size_t bytes, const char *what, core_error *err)
 {
@@ -26,6 +28,12 @@ void *core_alloc(size_t bytes, const char *what, core_error *err)
 void core_free(void *p)
 {
     free(p);
+}
+
+double core_mem_physical(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (double)pages * (double)size : 0.0;
 }
 
 const char *core_format_bytes(double bytes, char *buf, size_t len)

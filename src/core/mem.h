@@ -14,6 +14,9 @@
 void *core_alloc(size_t bytes, const char *what, core_error *err);
 void core_free(void *p);
 
+/* Bytes of physical memory of the machine (0 if unknown). */
+double core_mem_physical(void);
+
 /* "1.5 GiB"-style human-readable size into buf; returns buf. */
 const char *core_format_bytes(double bytes, char *buf, size_t len);
 

@@ -34,7 +34,7 @@
 
 #include "core/mem.h"
 #include "core/rng.h"
-#include "data/tokens_internal.h"
+#include "data/loader_source.h"
 
 #define RING           3
 #define WINDOW_BLOCKS  4
@@ -89,14 +89,18 @@ struct data_loader {
     int head, filled, held;
     core_error perr;
 
-    data_token_src *tok; /* token windows (tokens.c): every call goes there */
+    /* another source (loader_source.h, e.g. token windows): every call goes there */
+    data_loader_source src;
+    int wrapped;
 };
 
-data_loader *data_loader_wrap_tokens(data_token_src *src)
+data_loader *data_loader_wrap_source(const data_loader_source *src)
 {
     data_loader *l = calloc(1, sizeof *l);
-    if (l)
-        l->tok = src;
+    if (l) {
+        l->src = *src;
+        l->wrapped = 1;
+    }
     return l;
 }
 
@@ -428,7 +432,8 @@ void data_loader_free(data_loader *l)
 {
     if (!l)
         return;
-    data_token_src_free(l->tok);
+    if (l->wrapped)
+        l->src.free(l->src.ctx);
     if (l->thread_started) {
         pthread_mutex_lock(&l->mu);
         l->stop = 1;
@@ -461,15 +466,15 @@ void data_loader_free(data_loader *l)
 
 size_t data_loader_batches(const data_loader *l)
 {
-    if (l->tok)
-        return data_token_src_batches(l->tok);
+    if (l->wrapped)
+        return l->src.batches(l->src.ctx);
     return l->nbatches;
 }
 
 size_t data_loader_mem_bytes(const data_loader *l)
 {
-    if (l->tok)
-        return data_token_src_mem_bytes(l->tok);
+    if (l->wrapped)
+        return l->src.mem_bytes(l->src.ctx);
     return l->mem_bytes;
 }
 
@@ -503,8 +508,8 @@ static void resume_producer(data_loader *l, size_t pos, size_t end)
 
 int data_loader_begin_epoch(data_loader *l, long epoch, long skip_batches, core_error *err)
 {
-    if (l->tok)
-        return data_token_src_begin_epoch(l->tok, epoch, skip_batches, err);
+    if (l->wrapped)
+        return l->src.begin_epoch(l->src.ctx, epoch, skip_batches, err);
     if (epoch < 0 || skip_batches < 0 || (size_t)skip_batches > l->nbatches)
         return core_error_set(err,
                               "%s: cannot start epoch %ld at batch %ld (an epoch has %zu batches)",
@@ -572,8 +577,8 @@ int data_loader_begin_list(data_loader *l, const size_t *idx, size_t count, core
 
 int data_loader_next(data_loader *l, data_batch *b, core_error *err)
 {
-    if (l->tok)
-        return data_token_src_next(l->tok, b, err);
+    if (l->wrapped)
+        return l->src.next(l->src.ctx, b, err);
     pthread_mutex_lock(&l->mu);
     if (!l->active) {
         pthread_mutex_unlock(&l->mu);

@@ -16,7 +16,7 @@
 #include "core/mem.h"
 #include "core/rng.h"
 #include "data/h5write.h"
-#include "data/tokens_internal.h"
+#include "data/loader_source.h"
 
 #define TOKENS_FORMAT "ringtrain-tokens"
 #define DEFAULT_CAP   ((size_t)256 << 20)
@@ -352,7 +352,8 @@ int data_tokens_read(const char *path, size_t start, size_t count, int32_t *out,
 
 /* ---- window source ---- */
 
-struct data_token_src {
+/* The token windows behind a data_loader (loader_source.h). */
+typedef struct data_token_src {
     data_token_loader_config cfg;
     char path[1024];
     int32_t *tok; /* this rank's part */
@@ -363,10 +364,11 @@ struct data_token_src {
     long epoch, next_batch;
     int active;
     size_t mem;
-};
+} data_token_src;
 
-void data_token_src_free(data_token_src *s)
+static void src_free(void *ctx)
 {
+    data_token_src *s = ctx;
     if (!s)
         return;
     core_free(s->tok);
@@ -375,18 +377,19 @@ void data_token_src_free(data_token_src *s)
     free(s);
 }
 
-size_t data_token_src_batches(const data_token_src *s)
+static size_t src_batches(const void *ctx)
 {
-    return s->nbatches;
+    return ((const data_token_src *)ctx)->nbatches;
 }
 
-size_t data_token_src_mem_bytes(const data_token_src *s)
+static size_t src_mem_bytes(const void *ctx)
 {
-    return s->mem;
+    return ((const data_token_src *)ctx)->mem;
 }
 
-int data_token_src_begin_epoch(data_token_src *s, long epoch, long skip_batches, core_error *err)
+static int src_begin_epoch(void *ctx, long epoch, long skip_batches, core_error *err)
 {
+    data_token_src *s = ctx;
     if (epoch < 0 || skip_batches < 0 || (size_t)skip_batches > s->nbatches)
         return core_error_set(err,
                               "%s: cannot start epoch %ld at batch %ld (an epoch has %zu batches)",
@@ -408,8 +411,9 @@ static void fill_window(data_token_src *s, int w, size_t start)
     }
 }
 
-int data_token_src_next(data_token_src *s, data_batch *b, core_error *err)
+static int src_next(void *ctx, data_batch *b, core_error *err)
 {
+    data_token_src *s = ctx;
     if (!s->active)
         return core_error_set(err, "%s: data_loader_next called before data_loader_begin_epoch",
                               s->path);
@@ -442,11 +446,20 @@ static int make_src(const char *path, const data_token_loader_config *cfg, int v
     size_t total = 0;
     if (data_tokens_count(path, &total, err))
         return -1;
-    if (cfg->limit && cfg->limit < total)
+    int limited = cfg->limit && cfg->limit < total;
+    if (limited)
         total = cfg->limit;
     size_t start, count;
     data_shard_range(total, cfg->rank, cfg->world, &start, &count);
     size_t T = (size_t)cfg->T, B = (size_t)cfg->batch;
+    if (count < T + 1 && limited)
+        return core_error_set(err,
+                              "%s: %s %zu counts tokens, and %zu tokens over %d rank(s) leave "
+                              "rank %d a part of %zu, fewer than one window of %zu plus its next "
+                              "token; set it to at least %zu (%d x %zu) or use fewer ranks",
+                              path, cfg->limit_flag ? cfg->limit_flag : "the limit", cfg->limit,
+                              total, cfg->world, cfg->rank, count, T, (size_t)cfg->world * (T + 1),
+                              cfg->world, T + 1);
     if (count < T + 1)
         return core_error_set(err,
                               "%s: rank %d's part has %zu tokens, fewer than one window of %zu "
@@ -492,12 +505,18 @@ int data_loader_create_tokens(const char *path, const data_token_loader_config *
     s->cfg = *cfg;
     snprintf(s->path, sizeof s->path, "%s", path);
     if (make_src(path, cfg, vocab, s, err)) {
-        data_token_src_free(s);
+        src_free(s);
         return -1;
     }
-    *out = data_loader_wrap_tokens(s);
+    data_loader_source src = {.ctx = s,
+                              .free = src_free,
+                              .batches = src_batches,
+                              .mem_bytes = src_mem_bytes,
+                              .begin_epoch = src_begin_epoch,
+                              .next = src_next};
+    *out = data_loader_wrap_source(&src);
     if (!*out) {
-        data_token_src_free(s);
+        src_free(s);
         return core_error_set(err, "%s: out of memory creating the token loader", path);
     }
     return 0;

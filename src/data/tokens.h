@@ -52,7 +52,7 @@ const char *data_tok_kind_name(data_tok_kind k);
 int data_tok_kind_parse(const char *s, data_tok_kind *k, core_error *err);
 
 /* Builds a tokenizer of `kind` from a corpus (byte ignores it; bpe trains
- * vocab_size - 256 merges on it, 256 < vocab_size <= 4096). */
+ * vocab_size - 256 merges on it, 256 < vocab_size <= 8192). */
 int data_tokenizer_train(data_tokenizer *t, data_tok_kind kind, const uint8_t *text, size_t n,
                          int vocab_size, core_error *err);
 void data_tokenizer_free(data_tokenizer *t);
@@ -83,9 +83,10 @@ typedef struct data_token_loader_config {
     int batch; /* local batch (windows) */
     int eval;  /* 1: tiled windows in order, short last batch; 0: random windows */
     uint64_t seed;
-    int rank, world;      /* this rank's part of the token stream */
-    size_t limit;         /* use only the first `limit` tokens (0 = all) */
-    size_t mem_cap_bytes; /* 0 = 256 MiB */
+    int rank, world;        /* this rank's part of the token stream */
+    size_t limit;           /* use only the first `limit` tokens (0 = all) */
+    size_t mem_cap_bytes;   /* 0 = 256 MiB */
+    const char *limit_flag; /* the flag that set limit ("--train-limit"), named in errors */
 } data_token_loader_config;
 
 /* Creates a data_loader (data.h) over a token file: data_loader_batches,

@@ -8,6 +8,9 @@
  * The residual connections live inside the block, so the model stays a
  * plain chain of layers. M defaults to 4D; `dropout P` applies to the
  * attention probabilities and to both residual branches while training.
+ * With --recompute blocks (nn_parse_ctx.recompute) the block keeps none of
+ * its activations: its work lives in the model's recompute region, shared
+ * by all blocks, and the model re-runs its forward right before backward.
  * Tensors, in this order (PyTorch names and layouts):
  *   blockN.ln1.weight (D)  blockN.ln1.bias (D)
  *   blockN.attn.qkv.weight (3D, D)  .attn.qkv.bias (3D)  .attn.proj.weight (D, D)  .attn.proj.bias
@@ -75,6 +78,13 @@ static int block_parse(nn_layer *l, int argc, char **argv, const nn_parse_ctx *c
     size_t drop = c->a.dropout > 0.0f ? 2 * bt * D : 0;
     l->work_floats = nn_attn_work_floats(&c->a, ctx->max_batch) + bt * (3 * (size_t)D + 4) +
                      2 * bt * (size_t)c->M + drop;
+    l->can_recompute = 1;
+    if (ctx->recompute == NN_RECOMPUTE_BLOCKS) {
+        /* keep nothing: backward re-runs forward into the model's shared region */
+        l->recompute = 1;
+        l->recompute_floats = l->work_floats;
+        l->work_floats = 0;
+    }
     size_t attn_scratch = nn_attn_scratch_floats(&c->a, ctx->max_batch);
     size_t mlp_scratch = bt * ((size_t)c->M + D);
     attn_scratch += bt * D; /* dln1 before it */

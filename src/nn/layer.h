@@ -41,6 +41,7 @@ typedef struct nn_parse_ctx {
     int max_batch;
     core_error *err;
     const engine_ops *engine; /* the engine the model runs on (how it lays out and plans ops) */
+    nn_recompute recompute;   /* which kinds re-run their forward in backward (--recompute) */
 } nn_parse_ctx;
 
 typedef struct nn_layer nn_layer;
@@ -78,6 +79,14 @@ struct nn_layer {
     size_t work_floats;                     /* persistent per-layer floats (e.g. im2col columns) */
     size_t iwork_count;                     /* persistent per-layer int32s (e.g. argmax) */
     size_t scratch_floats;                  /* transient floats shared by all layers */
+    /* Recomputation: a kind that honours ctx->recompute sets `recompute`,
+     * declares no work_floats and instead recompute_floats: the work its
+     * forward fills and its backward reads. One region of the largest such
+     * size is shared by all these layers; the model re-runs the layer's
+     * forward (same input, same RNG state) right before its backward. */
+    int can_recompute; /* the kind honours ctx->recompute (the plan says what it would save) */
+    int recompute;
+    size_t recompute_floats;
 
     /* Placed by the model. */
     float *param[NN_LAYER_MAX_TENSORS];
@@ -105,6 +114,7 @@ struct nn_layer {
     uint64_t seed;   /* seed of this forward (nn_model_set_seed): dropout layers' masks */
     float in_qscale; /* > 0: the input is rounded to the int8 grid of this scale first */
     core_rng *rng;   /* sequence layers' dropout (attention, residual paths) draws from it */
+    core_rng rng_at_forward; /* recompute: *rng as the forward found it, replayed in backward */
 };
 
 /* Shape helpers. */

@@ -2,12 +2,15 @@
  * nn/model.c: builds a model from a spec (see nn/model.h, docs/MODEL_SPEC.md)
  * and runs forward and backward over its layers.
  *
- * Memory is decided once, at create: every layer's parse declares its
- * tensors and buffers, the total for max_batch is checked against a limit
- * BEFORE anything large is allocated, and then one allocation per role is
- * pointed into: parameters, gradients, activations (one output per layer),
- * two ping-pong gradient buffers (layer i reads dy from delta[i & 1] and
- * writes dx into the other), per-layer work floats and ints.
+ * Memory is decided once: nn_model_parse reads the spec, every layer's
+ * parse declares its tensors and buffers, and the bytes for max_batch are
+ * known (nn_model_memory, the model's part of the trainer's memory plan)
+ * BEFORE anything large is allocated; nn_model_alloc checks them against a
+ * limit and then makes one allocation per role and points into it:
+ * parameters, gradients, activations (one output per layer), two ping-pong
+ * gradient buffers (layer i reads dy from delta[i & 1] and writes dx into
+ * the other), per-layer work floats and ints, one scratch region and one
+ * recompute region shared by all layers.
  */
 #include "nn/model.h"
 
@@ -20,9 +23,9 @@
 #include "core/mem.h"
 #include "nn/layer.h"
 
-#ifndef NN_MODEL_LIMIT_BYTES /* tests/fuzz/fuzz_spec.c sets a smaller one */
-#define NN_MODEL_LIMIT_BYTES (16.0 * 1024 * 1024 * 1024)
-#endif
+/* The default limit on a model's buffers is the machine's memory
+ * (nn_model_opts.limit_bytes sets another: the trainer's --max-memory);
+ * tests/fuzz/fuzz_spec.c compiles this file with a small NN_MODEL_LIMIT_BYTES. */
 #define NN_SAMPLE_MAX 2147483647.0
 
 struct nn_model {
@@ -34,6 +37,8 @@ struct nn_model {
     int nlayers;
     nn_layer *layers;
 
+    double limit;           /* bytes; 0: the default (default_limit) */
+    nn_recompute recompute; /* layers that re-run their forward in backward */
     size_t nparams;
     float *params, *grads;
     int grads_external;  /* nn_model_use_grads: the caller owns grads */
@@ -221,7 +226,7 @@ static int parse_spec(nn_model *m, const char *text, core_error *err)
     char *copy = strdup(text);
     if (!copy)
         return core_error_set(err, "%s: out of memory parsing the model", m->source);
-    nn_parse_ctx ctx = {m->source, 0, m->max_batch, err, m->e};
+    nn_parse_ctx ctx = {m->source, 0, m->max_batch, err, m->e, m->recompute};
     int input_line = 0, rc = 0;
     char *save = NULL;
     char *p = copy + bom_len(copy);
@@ -253,7 +258,7 @@ static int parse_spec(nn_model *m, const char *text, core_error *err)
 /* ---- memory ---- */
 
 typedef struct plan {
-    double params, act, delta, work, scratch, iwork;
+    double params, act, delta, work, scratch, iwork, recompute;
 } plan;
 
 /* Each layer's activations and work start on a 256-byte boundary: vector
@@ -279,11 +284,42 @@ static plan make_plan(const nn_model *m)
         p.work += (double)align_floats(l->work_floats);
         if ((double)l->scratch_floats > p.scratch)
             p.scratch = (double)l->scratch_floats;
+        if ((double)l->recompute_floats > p.recompute)
+            p.recompute = (double)l->recompute_floats;
         p.iwork += (double)l->iwork_count;
     }
     p.delta = 2.0 * widest * b;
-    p.work += p.scratch; /* one scratch region at the end of work, shared by all layers */
+    p.scratch = (double)align_floats((size_t)p.scratch); /* the recompute region follows */
+    p.recompute = (double)align_floats((size_t)p.recompute);
+    /* one scratch region, then one recompute region, at the end of work,
+     * each shared by all layers */
+    p.work += p.scratch + p.recompute;
     return p;
+}
+
+void nn_model_memory(const nn_model *m, nn_model_mem *out)
+{
+    plan p = make_plan(m);
+    double b = m->max_batch;
+    memset(out, 0, sizeof *out);
+    out->params = 4.0 * p.params;
+    out->grads = 4.0 * p.params;
+    /* what backward reads: every layer's output, its kept work and indices,
+     * and the recompute region (one block's activations at a time) */
+    out->activations = 4.0 * (p.act + p.work - p.scratch + p.iwork);
+    out->workspace = 4.0 * (p.delta + p.scratch + b * m->lps);
+    if (m->e->device_memory)
+        out->workspace += 4.0 * (double)nn_shape_size(&m->input) * b; /* the input copied in */
+    double kept = 0.0, largest = 0.0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        if (!l->can_recompute || l->recompute)
+            continue;
+        double w = (double)align_floats(l->work_floats);
+        kept += w;
+        largest = w > largest ? w : largest;
+    }
+    out->recompute_saves = 4.0 * (kept - largest);
 }
 
 /* Device engines: the host view of the parameters, the input staging
@@ -299,19 +335,52 @@ static int alloc_host_side(nn_model *m, size_t np, core_error *err)
     return m->probs_host ? 0 : -1;
 }
 
-static int place_buffers(nn_model *m, core_error *err)
+/* Last layer first: backward completes the gradient buffer front to back.
+ * Offsets only; the buffers come with nn_model_alloc. */
+static int place_tensors(nn_model *m, core_error *err)
 {
+    m->tensors = calloc((size_t)m->ntensors + 1, sizeof *m->tensors);
+    if (!m->tensors)
+        return core_error_set(err, "%s: out of memory allocating the tensor table", m->source);
+    size_t off = 0;
+    int ti = 0;
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        nn_layer *l = &m->layers[i];
+        for (int t = 0; t < l->ntensors; t++) {
+            l->tensor[t].offset = off;
+            m->tensors[ti++] = l->tensor[t];
+            off += l->tensor[t].count;
+        }
+    }
+    m->nparams = off;
+    return 0;
+}
+
+static double default_limit(void)
+{
+#ifdef NN_MODEL_LIMIT_BYTES
+    return NN_MODEL_LIMIT_BYTES;
+#else
+    return core_mem_physical();
+#endif
+}
+
+int nn_model_alloc(nn_model *m, core_error *err)
+{
+    if (m->params)
+        return 0;
     plan p = make_plan(m);
     double bytes =
         4.0 * (2.0 * p.params + p.act + p.delta + p.work + p.iwork + (double)m->max_batch * m->lps);
+    double limit = m->limit > 0.0 ? m->limit : default_limit();
     char h[32], lim[32];
-    if (bytes > NN_MODEL_LIMIT_BYTES)
+    if (limit > 0.0 && bytes > limit)
         return core_error_set(err,
                               "%s: model needs %s for parameters, gradients and activations at "
                               "batch %d (%.0f parameters), more than the %s limit; use a smaller "
                               "batch or smaller layers",
                               m->source, core_format_bytes(bytes, h, sizeof h), m->max_batch,
-                              p.params, core_format_bytes(NN_MODEL_LIMIT_BYTES, lim, sizeof lim));
+                              p.params, core_format_bytes(limit, lim, sizeof lim));
     const engine_ops *e = m->e;
     size_t np = (size_t)p.params, widest = (size_t)(p.delta / 2.0);
     m->params = e->alloc(np * sizeof(float), "parameters", err);
@@ -326,42 +395,28 @@ static int place_buffers(nn_model *m, core_error *err)
     m->labels =
         m->iwork ? e->alloc((size_t)m->max_batch * (size_t)m->lps * sizeof(int32_t), "labels", err)
                  : NULL;
-    if (m->labels && e->device_memory && alloc_host_side(m, np, err) != 0)
+    if (!m->labels || (e->device_memory && alloc_host_side(m, np, err) != 0))
         return core_error_prefix(err, "%s", m->source);
-    m->tensors = m->labels ? calloc((size_t)m->ntensors + 1, sizeof *m->tensors) : NULL;
-    if (!m->tensors) {
-        if (m->labels)
-            core_error_set(err, "out of memory allocating the tensor table");
-        return core_error_prefix(err, "%s", m->source);
-    }
-    /* Last layer first: backward completes the gradient buffer front to back. */
-    size_t off = 0, act = 0, work = 0, iwork = 0;
-    int ti = 0;
-    for (int i = m->nlayers - 1; i >= 0; i--) {
-        nn_layer *l = &m->layers[i];
-        for (int t = 0; t < l->ntensors; t++) {
-            l->tensor[t].offset = off;
-            l->param[t] = m->params + off;
-            l->grad[t] = m->grads + off;
-            m->tensors[ti++] = l->tensor[t];
-            off += l->tensor[t].count;
-        }
-    }
+    size_t act = 0, work = 0, iwork = 0;
+    float *scratch = m->work + (size_t)(p.work - p.scratch - p.recompute);
+    float *recompute = scratch + (size_t)p.scratch;
     for (int i = 0; i < m->nlayers; i++) {
         nn_layer *l = &m->layers[i];
+        for (int t = 0; t < l->ntensors; t++) {
+            l->param[t] = m->params + l->tensor[t].offset;
+            l->grad[t] = m->grads + l->tensor[t].offset;
+        }
         l->x = i ? m->layers[i - 1].y : NULL;
         l->y = m->act + act;
         act += align_floats(nn_shape_size(&l->out) * (size_t)m->max_batch);
-        l->work = m->work + work;
+        l->work = l->recompute ? recompute : m->work + work;
         work += align_floats(l->work_floats);
         l->iwork = m->iwork + iwork;
         iwork += l->iwork_count;
         l->dy = m->delta[i & 1];
         l->dx = m->delta[(i + 1) & 1];
+        l->scratch = scratch;
     }
-    for (int i = 0; i < m->nlayers; i++)
-        m->layers[i].scratch = m->work + work;
-    m->nparams = off;
     return 0;
 }
 
@@ -387,16 +442,38 @@ int nn_model_create(const char *spec_text, const char *source, int max_batch, nn
 int nn_model_create_on(const char *spec_text, const char *source, int max_batch,
                        const engine_ops *engine, nn_model **out, core_error *err)
 {
+    nn_model_opts o = {max_batch, engine, 0.0, NN_RECOMPUTE_NONE};
+    return nn_model_create_opts(spec_text, source, &o, out, err);
+}
+
+int nn_model_create_opts(const char *spec_text, const char *source, const nn_model_opts *o,
+                         nn_model **out, core_error *err)
+{
+    if (nn_model_parse(spec_text, source, o, out, err) != 0)
+        return -1;
+    if (nn_model_alloc(*out, err) != 0) {
+        nn_model_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int nn_model_parse(const char *spec_text, const char *source, const nn_model_opts *o,
+                   nn_model **out, core_error *err)
+{
     *out = NULL;
     if (!source)
         source = "<spec>";
-    if (max_batch < 1)
-        return core_error_set(err, "%s: max batch must be positive, got %d", source, max_batch);
+    if (o->max_batch < 1)
+        return core_error_set(err, "%s: max batch must be positive, got %d", source, o->max_batch);
     nn_model *m = calloc(1, sizeof *m);
     if (!m)
         return core_error_set(err, "%s: out of memory", source);
-    m->e = engine ? engine : engine_cpu();
-    m->max_batch = max_batch;
+    m->e = o->engine ? o->engine : engine_cpu();
+    m->max_batch = o->max_batch;
+    m->limit = o->limit_bytes;
+    m->recompute = o->recompute;
     snprintf(m->source, sizeof m->source, "%s", source);
     m->spec = strdup(spec_text ? spec_text : "");
     if (!m->spec) {
@@ -414,7 +491,7 @@ int nn_model_create_on(const char *spec_text, const char *source, int max_batch,
     m->lps = scores->ndim == 2 ? scores->d[0] : 1;
     m->own_rng = core_rng_make(0, 0x64726f70ULL);
     m->rng = &m->own_rng;
-    if (place_buffers(m, err)) {
+    if (place_tensors(m, err)) {
         nn_model_free(m);
         return -1;
     }
@@ -732,6 +809,8 @@ void nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int ba
         l->rng = m->rng;
         if (l->in_qscale > 0.0f)
             quantize_input(m, i, batch);
+        if (l->recompute)
+            l->rng_at_forward = *m->rng;
         l->kind->forward(l, m->e, batch);
     }
     if (stats && labels) {
@@ -766,11 +845,24 @@ int nn_model_ready_points(const nn_model *m, size_t *out, int max)
     return k;
 }
 
+/* The layer's forward again, into the shared recompute region: the same
+ * input (the previous layer's output, kept), the same RNG state (the same
+ * dropout masks), so backward reads the bits the first forward wrote. */
+static void recompute_forward(nn_model *m, nn_layer *l)
+{
+    core_rng replay = l->rng_at_forward;
+    l->rng = &replay;
+    l->kind->forward(l, m->e, m->last_batch);
+    l->rng = m->rng;
+}
+
 void nn_model_backward(nn_model *m, int accumulate, nn_grad_ready_fn on_ready, void *ctx)
 {
     size_t done = 0;
     for (int i = m->nlayers - 1; i >= 0; i--) {
         nn_layer *l = &m->layers[i];
+        if (l->recompute)
+            recompute_forward(m, l);
         l->kind->backward(l, m->e, m->last_batch, i > 0 || m->input_grad, accumulate);
         for (int t = 0; t < l->ntensors; t++)
             done += l->tensor[t].count;

@@ -149,6 +149,45 @@ float *nn_model_engine_params(nn_model *m);
 void nn_model_params_pull(nn_model *m);
 void nn_model_params_push(nn_model *m);
 
+/* ---- Options, the memory plan, recomputation (docs/MEMORY.md) ----
+ * nn_model_create_opts = nn_model_parse + nn_model_alloc. Between the two
+ * the model answers every query about its shape, tensors and memory
+ * (nn_model_memory) but holds no large buffer, so a caller can plan and
+ * refuse a run before allocating anything. */
+typedef enum nn_recompute {
+    NN_RECOMPUTE_NONE = 0,
+    NN_RECOMPUTE_BLOCKS = 1 /* `block` layers keep no activations; backward re-runs their forward */
+} nn_recompute;
+
+typedef struct nn_model_opts {
+    int max_batch;
+    const struct engine_ops *engine; /* NULL: the CPU engine */
+    double limit_bytes;              /* refuse buffers above this; 0: the machine's memory */
+    nn_recompute recompute;
+} nn_model_opts;
+
+/* Bytes of the engine buffers nn_model_alloc requests, by role. */
+typedef struct nn_model_mem {
+    double params, grads;
+    /* what backward reads: every layer's output at max_batch, the work each
+     * layer keeps, and the recompute region */
+    double activations;
+    /* the two activation-gradient buffers, the shared scratch, labels (and a
+     * device engine's input copy) */
+    double workspace;
+    /* activation bytes --recompute blocks would save (0 when it is on or
+     * the model has no block) */
+    double recompute_saves;
+} nn_model_mem;
+
+int nn_model_create_opts(const char *spec_text, const char *source, const nn_model_opts *o,
+                         nn_model **out, core_error *err);
+int nn_model_parse(const char *spec_text, const char *source, const nn_model_opts *o,
+                   nn_model **out, core_error *err);
+/* Checks the bytes against the limit and allocates; idempotent. */
+int nn_model_alloc(nn_model *m, core_error *err);
+void nn_model_memory(const nn_model *m, nn_model_mem *out);
+
 /* Sequence models (docs/SEQUENCE_MODELS.md). A loss over a (T, V) sequence
  * takes T labels per sample: forward's labels then hold batch*T int32s,
  * sample-major; the loss is the SUM over all tokens and stats->count counts

@@ -15,12 +15,27 @@ int train_eval_create(train_eval *e, int classes, core_error *err)
 {
     memset(e, 0, sizeof *e);
     e->classes = classes;
+    if (classes > TRAIN_EVAL_CONFUSION_MAX)
+        return 0;
     size_t cc = (size_t)classes * (size_t)classes;
     e->confusion = core_alloc((cc + 4 + (size_t)classes) * sizeof(double), "confusion matrix", err);
     if (!e->confusion)
         return -1;
     e->nan_rows = e->confusion + cc + 4; /* after the matrix and the 4 counters */
     return 0;
+}
+
+double train_eval_bytes(int classes)
+{
+    return classes > TRAIN_EVAL_CONFUSION_MAX
+               ? 0.0
+               : 8.0 * ((double)classes * (double)classes + 4.0 + (double)classes);
+}
+
+/* (classes x classes, or no matrix) */
+static size_t matrix_size(const train_eval *e)
+{
+    return e->confusion ? (size_t)e->classes * (size_t)e->classes : 0;
 }
 
 void train_eval_free(train_eval *e)
@@ -32,7 +47,9 @@ void train_eval_free(train_eval *e)
 void train_eval_reset(train_eval *e)
 {
     e->loss_sum = e->count = e->top1 = e->top5 = 0.0;
-    memset(e->confusion, 0, (size_t)e->classes * (size_t)e->classes * sizeof(double));
+    if (!e->confusion)
+        return;
+    memset(e->confusion, 0, matrix_size(e) * sizeof(double));
     memset(e->nan_rows, 0, (size_t)e->classes * sizeof(double));
 }
 
@@ -66,6 +83,8 @@ void train_eval_add(train_eval *e, const float *probs, const int32_t *labels, in
         int rank = train_eval_label_rank(p, c, labels[i]);
         e->top1 += rank == 0;
         e->top5 += rank < k5;
+        if (!e->confusion)
+            continue;
         if (rank < c)
             e->confusion[(size_t)labels[i] * (size_t)c + (size_t)train_eval_argmax(p, c)] += 1.0;
         else /* NaN outputs: no predicted class, a miss */
@@ -77,13 +96,14 @@ void train_eval_add(train_eval *e, const float *probs, const int32_t *labels, in
 
 int train_eval_reduce(dist_world *w, train_eval *e, core_error *err)
 {
-    size_t cc = (size_t)e->classes * (size_t)e->classes;
-    double *v = e->confusion; /* the 4 counters ride after the matrix */
+    size_t cc = matrix_size(e);
+    double *v = e->confusion ? e->confusion : e->counters; /* the 4 counters ride after it */
     v[cc] = e->loss_sum;
     v[cc + 1] = e->count;
     v[cc + 2] = e->top1;
     v[cc + 3] = e->top5;
-    if (dist_sum_f64(w, v, (int)(cc + 4) + e->classes, err) != 0) /* and nan_rows */
+    int n = (int)(cc + 4) + (e->confusion ? e->classes : 0); /* and nan_rows */
+    if (dist_sum_f64(w, v, n, err) != 0)
         return -1;
     e->loss_sum = v[cc];
     e->count = v[cc + 1];
@@ -147,6 +167,8 @@ double train_eval_top5(const train_eval *e)
 
 double train_eval_class_accuracy(const train_eval *e, int c)
 {
+    if (!e->confusion)
+        return NAN;
     double row = e->nan_rows[c];
     for (int k = 0; k < e->classes; k++)
         row += e->confusion[(size_t)c * (size_t)e->classes + (size_t)k];

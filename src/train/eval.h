@@ -4,8 +4,10 @@
  * Each rank runs its shard in inference mode (dropout off) and accumulates
  * the summed loss, top-1 and top-5 hits and a confusion matrix; one
  * all-reduce of (4 + classes + classes^2) doubles then gives every rank the totals of
- * the whole split. Used by the fit loop (validation, test) and by the
- * `eval`, `predict` and `quantize` commands.
+ * the whole split. Above TRAIN_EVAL_CONFUSION_MAX classes (a language
+ * model's vocabulary: 8192^2 doubles would be 512 MiB per rank and per
+ * evaluation) there is no confusion matrix, and no per-class accuracy. Used by the fit loop
+ * (validation, test) and by the `eval`, `predict` and `quantize` commands.
  */
 #ifndef TRAIN_EVAL_H
 #define TRAIN_EVAL_H
@@ -21,15 +23,21 @@
 
 typedef struct train_eval {
     int classes;
-    double loss_sum;   /* summed cross-entropy */
-    double count;      /* samples */
-    double top1, top5; /* hits (top5 = top-min(5, classes)) */
-    double *confusion; /* classes x classes, row = true class, column = predicted (top-1) */
-    double *nan_rows;  /* per true class: samples whose outputs held a NaN (a miss, in no
-                          column of the matrix) */
+    double loss_sum;    /* summed cross-entropy */
+    double count;       /* samples */
+    double top1, top5;  /* hits (top5 = top-min(5, classes)) */
+    double *confusion;  /* classes x classes, row = true class, column = predicted (top-1);
+                           NULL above TRAIN_EVAL_CONFUSION_MAX classes */
+    double *nan_rows;   /* per true class: samples whose outputs held a NaN (a miss, in no
+                           column of the matrix); NULL with the matrix */
+    double counters[4]; /* reduced with the matrix when there is none */
 } train_eval;
 
+#define TRAIN_EVAL_CONFUSION_MAX 1024
+
 int train_eval_create(train_eval *e, int classes, core_error *err);
+/* Bytes train_eval_create allocates (the memory plan). */
+double train_eval_bytes(int classes);
 void train_eval_free(train_eval *e);
 void train_eval_reset(train_eval *e);
 

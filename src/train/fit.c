@@ -29,6 +29,7 @@
 #include "train/checkpoint.h"
 #include "train/eval.h"
 #include "train/device.h"
+#include "train/memplan.h"
 #include "train/resize.h"
 #include "train/run_dir.h"
 #include "train/shard.h"
@@ -148,22 +149,69 @@ static int setup_model(fit_ctx *c, core_error *err)
     c->micro_batch = (c->local_batch + acc - 1) / acc;
     if (c->micro_batch < 1)
         c->micro_batch = 1;
-    int max_batch = c->micro_batch;
     const engine_ops *engine = train_device_engine(cfg, c->gpu, err);
-    if (!engine ||
-        nn_model_create_on(c->spec_text, cfg->model_path, max_batch, engine, &c->model, err) != 0)
+    /* parsed only: the memory plan comes before any large allocation */
+    nn_model_opts mo = {c->micro_batch, engine, cfg->max_memory < 0 ? INFINITY : cfg->max_memory,
+                        cfg->recompute};
+    return engine ? nn_model_parse(c->spec_text, cfg->model_path, &mo, &c->model, err) : -1;
+}
+
+/* The rank's memory plan (train/memplan.h), printed for every rank by rank
+ * 0 and checked against --max-memory on every rank before the model, the
+ * optimizer state and the all-reduce scratch are allocated. */
+static int plan_memory(fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    char why[160] = "";
+    double limit = cfg->max_memory > 0.0 ? cfg->max_memory : 0.0;
+    if (cfg->max_memory == 0.0)
+        limit = train_memplan_default_limit(dist_local_size(c->w), why, sizeof why);
+    size_t n = nn_model_param_count(c->model);
+    double comm = c->size > 1 ? 4.0 * (double)((n + (size_t)c->size - 1) / (size_t)c->size) : 0.0;
+    double loader = (double)data_loader_mem_bytes(c->train_ld) +
+                    (c->test_ld ? (double)data_loader_mem_bytes(c->test_ld) : 0.0);
+    train_memplan p;
+    /* the loader's buffers are resident already: count them once; whole
+     * MiB, so that ranks with the same plan print as one line */
+    double process = ceil((train_memplan_resident() - loader) / 1048576.0) * 1048576.0;
+    double eval = train_eval_bytes(nn_model_num_classes(c->model)); /* the workflow's */
+    /* the optimizer state this rank holds: its slice's with --shard-optimizer all */
+    double full = train_memplan_optim_bytes(&cfg->optim, n, 1.0);
+    double held =
+        (double)train_optim_state_bytes(&cfg->optim, n, cfg->shard_optim, c->size, c->rank,
+                                        nn_model_engine(c->model)->device_memory);
+    train_memplan_make(&p, c->model, &cfg->optim, full > 0.0 ? held / full : 1.0, c->micro_batch,
+                       loader, comm, eval, process > 0.0 ? process : 0.0,
+                       c->rank == 0 && cfg->ckpt_dir != NULL);
+    if (train_memplan_report(c->w, &p, limit, why, err) != 0)
+        return -1;
+    return train_agree(c->w, train_memplan_check(&p, limit, cfg->model_path, why, err) != 0, err);
+}
+
+static int allocate(fit_ctx *c, core_error *err)
+{
+    const train_config *cfg = c->cfg;
+    if (nn_model_alloc(c->model, err) != 0)
         return -1;
     nn_model_init_params(c->model, cfg->seed);
     nn_model_set_rng(c->model, &c->prog.rng); /* dropout draws from the checkpointed RNG */
-    c->zero = train_optim_create(c->w, engine, &cfg->optim, nn_model_param_count(c->model),
-                                 cfg->shard_optim, &c->opt, &c->shard_a, &c->shard_b, err);
+    c->zero = train_optim_create(c->w, nn_model_engine(c->model), &cfg->optim,
+                                 nn_model_param_count(c->model), cfg->shard_optim, &c->opt,
+                                 &c->shard_a, &c->shard_b, err);
     if (c->zero < 0)
         return -1;
     c->sharded = c->zero;
     c->opt_ready = 1;
-    if (train_device_create(&c->dev, engine, &c->opt, err) != 0)
+    if (train_device_create(&c->dev, nn_model_engine(c->model), &c->opt, err) != 0)
         return -1;
     return dist_world_reserve(c->w, nn_model_param_count(c->model), err);
+}
+
+static int setup_memory(fit_ctx *c, core_error *err)
+{
+    if (plan_memory(c, err) != 0)
+        return -1;
+    return train_agree(c->w, allocate(c, err) != 0, err);
 }
 
 /* ---- token files (language models, docs/SEQUENCE_MODELS.md) ----
@@ -187,6 +235,7 @@ static int token_loader(fit_ctx *c, const char *path, int eval, long limit, data
     tc.rank = c->rank;
     tc.world = c->size;
     tc.limit = limit > 0 ? (size_t)limit : 0;
+    tc.limit_flag = eval ? "--test-limit" : "--train-limit";
     tc.mem_cap_bytes = c->cfg->loader_mem_cap;
     return data_loader_create_tokens(path, &tc, nn_model_num_classes(c->model), out, err);
 }
@@ -544,6 +593,8 @@ static int setup(fit_ctx *c, core_error *err)
         return -1;
     if (train_agree(c->w, setup_data(c, err) != 0, err) != 0)
         return -1;
+    if (setup_memory(c, err) != 0)
+        return -1;
     if (train_agree(c->w, agree_steps(c, err) != 0, err) != 0)
         return -1;
     if (setup_comm(c, err) != 0)
@@ -839,7 +890,9 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         return -1;
     memset(&c->epoch_stats, 0, sizeof c->epoch_stats);
     res->final_loss = g.count ? g.loss_sum / (double)g.count : NAN;
+    /* g.count counts labels: tokens for a language model */
     res->images_per_second = train_seconds > 0 ? (double)g.count / train_seconds : 0.0;
+    res->per_token = nn_model_labels_per_sample(c->model) > 1;
     char line[512];
     int len = snprintf(line, sizeof line, "epoch %ld/%d  train loss %.4f acc %.2f%%", epoch + 1,
                        cfg->epochs, res->final_loss,
@@ -849,8 +902,8 @@ static int run_epoch(fit_ctx *c, train_result *res, core_error *err)
         0)
         return -1;
     len = (int)strlen(line);
-    snprintf(line + len, sizeof line - (size_t)len, "  |  %.0f img/s (%.1f s)",
-             res->images_per_second, train_seconds);
+    snprintf(line + len, sizeof line - (size_t)len, "  |  %.0f %s (%.1f s)", res->images_per_second,
+             res->per_token ? "tok/s" : "img/s", train_seconds);
     core_log_info("%s", line);
     if (c->epoch_run > 0 && c->epoch_skipped == c->epoch_run) {
         snprintf(line, sizeof line,
@@ -905,7 +958,8 @@ int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_er
         core_log_info("model %s: %zu parameters; %d rank(s), global batch %d (%d per rank), %ld "
                       "steps per epoch, optimizer %s lr %g, all-reduce %s",
                       cfg->model_path, nn_model_param_count(c.model), c.size, cfg->batch,
-                      c.local_batch, c.steps_per_epoch, optim_kind_name(cfg->optim.kind),
+                      c.local_batch, c.steps_per_epoch,
+                      cfg->optim.decoupled ? "adamw" : optim_kind_name(cfg->optim.kind),
                       (double)cfg->optim.lr, dist_allreduce_kind_name(cfg->allreduce));
         if (c.rank == 0)
             nn_model_describe(c.model, describe_line);

@@ -132,24 +132,26 @@ void train_metrics_write_eval(FILE *f, const char *split, long step, double epoc
     num(f, "loss", train_eval_loss(e));
     num(f, "top1", train_eval_top1(e));
     num(f, "top5", train_eval_top5(e));
-    fprintf(f, ",\"per_class\":[");
-    for (int c = 0; c < e->classes; c++) {
-        double a = train_eval_class_accuracy(e, c);
-        fprintf(f, c ? "," : "");
-        if (isfinite(a))
-            fprintf(f, "%.6g", a);
-        else
-            fprintf(f, "null");
-    }
-    fprintf(f, "],\"confusion\":[");
-    for (int r = 0; r < e->classes; r++) {
-        fprintf(f, "%s[", r ? "," : "");
-        for (int c = 0; c < e->classes; c++)
-            fprintf(f, "%s%.0f", c ? "," : "",
-                    e->confusion[(size_t)r * (size_t)e->classes + (size_t)c]);
+    if (e->confusion) { /* none for a language model's vocabulary (eval.h) */
+        fprintf(f, ",\"per_class\":[");
+        for (int c = 0; c < e->classes; c++) {
+            double a = train_eval_class_accuracy(e, c);
+            fprintf(f, c ? "," : "");
+            if (isfinite(a))
+                fprintf(f, "%.6g", a);
+            else
+                fprintf(f, "null");
+        }
+        fprintf(f, "],\"confusion\":[");
+        for (int r = 0; r < e->classes; r++) {
+            fprintf(f, "%s[", r ? "," : "");
+            for (int c = 0; c < e->classes; c++)
+                fprintf(f, "%s%.0f", c ? "," : "",
+                        e->confusion[(size_t)r * (size_t)e->classes + (size_t)c]);
+            fprintf(f, "]");
+        }
         fprintf(f, "]");
     }
-    fprintf(f, "]");
     if (extra && *extra)
         fprintf(f, ",%s", extra);
     fprintf(f, "}\n");

@@ -85,7 +85,7 @@ int train_progress_mode_parse(const char *name, train_progress_mode *out, core_e
 }
 
 void train_progress_init(train_progress_view *v, train_progress_mode mode, int rank, int epochs,
-                         long global_batch, FILE *out)
+                         long per_step, const char *unit, FILE *out)
 {
     memset(v, 0, sizeof *v);
     if (mode == TRAIN_PROGRESS_AUTO)
@@ -93,7 +93,8 @@ void train_progress_init(train_progress_view *v, train_progress_mode mode, int r
     v->mode = rank == 0 ? mode : TRAIN_PROGRESS_NONE;
     v->out = out;
     v->epochs = epochs;
-    v->global_batch = global_batch;
+    v->per_step = per_step;
+    v->unit = unit ? unit : "img/s";
     v->loss = v->top1 = -1.0;
 }
 
@@ -120,7 +121,7 @@ static void draw_bar(train_progress_view *v, long done, double t)
 {
     enum { WIDTH = 30 };
     double el = t - v->t0, steps = (double)(done - v->first);
-    double ips = el > 0 ? steps * (double)v->global_batch / el : 0.0;
+    double ips = el > 0 ? steps * (double)v->per_step / el : 0.0;
     double eta = steps > 0 ? el / steps * (double)(v->total - done) : 0.0;
     int fill = v->total ? (int)((double)WIDTH * (double)done / (double)v->total) : WIDTH;
     char bar[WIDTH + 1], eta_s[32], loss_s[32] = "";
@@ -130,8 +131,8 @@ static void draw_bar(train_progress_view *v, long done, double t)
     fmt_eta(eta_s, sizeof eta_s, eta);
     if (v->loss >= 0)
         snprintf(loss_s, sizeof loss_s, "  loss %.4f", v->loss);
-    fprintf(v->out, "\repoch %d/%d [%s] %ld/%ld  %.0f img/s%s  ETA %s\033[K", v->epoch, v->epochs,
-            bar, done, v->total, ips, loss_s, eta_s);
+    fprintf(v->out, "\repoch %d/%d [%s] %ld/%ld  %.0f %s%s  ETA %s\033[K", v->epoch, v->epochs, bar,
+            done, v->total, ips, v->unit, loss_s, eta_s);
     fflush(v->out);
     v->drawn = 1;
 }
@@ -162,10 +163,10 @@ void train_progress_log(train_progress_view *v, long done, double loss, double t
     strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tmv);
     fmt_eta(eta_s, sizeof eta_s, steps > 0 ? el / steps * (double)(v->total - done) : 0.0);
     fprintf(v->out,
-            "%s epoch %d/%d step %ld/%ld  loss %.4f  acc %.2f%%  top5 %.2f%%  lr %.3g  %.0f img/s  "
+            "%s epoch %d/%d step %ld/%ld  loss %.4f  acc %.2f%%  top5 %.2f%%  lr %.3g  %.0f %s  "
             "ETA %s\n",
             stamp, v->epoch, v->epochs, done, v->total, loss, 100.0 * top1, 100.0 * top5, lr,
-            images_per_s, eta_s);
+            images_per_s, v->unit, eta_s);
     fflush(v->out);
 }
 

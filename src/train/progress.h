@@ -28,15 +28,17 @@ typedef struct train_progress_view {
     long total, first; /* steps in the epoch, first step index of this run in it */
     int epoch;         /* 1-based */
     double t0, last_draw;
-    long global_batch;
+    long per_step;     /* samples (or tokens) per step, for the rate */
+    const char *unit;  /* "img/s", or "tok/s" for language models */
     int drawn;         /* a bar is on screen */
     double loss, top1; /* last global figures */
 } train_progress_view;
 
 int train_progress_mode_parse(const char *name, train_progress_mode *out, core_error *err);
-/* rank != 0 resolves to NONE. */
+/* rank != 0 resolves to NONE. per_step: what one step processes (the
+ * global batch; times T for a language model, whose unit is "tok/s"). */
 void train_progress_init(train_progress_view *v, train_progress_mode mode, int rank, int epochs,
-                         long global_batch, FILE *out);
+                         long per_step, const char *unit, FILE *out);
 void train_progress_epoch_begin(train_progress_view *v, int epoch, long total, long first);
 /* After step `done` (1-based within the epoch). */
 void train_progress_step(train_progress_view *v, long done);

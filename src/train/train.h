@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "dist/dist.h"
+#include "nn/model.h"
 #include "optim/optim.h"
 #include "train/workflow.h"
 
@@ -61,6 +62,9 @@ typedef struct train_config {
     int device_cuda;    /* --device cuda: the CUDA engine on the rank's local GPU (docs/GPU.md) */
     int bf16;           /* --precision bf16: GEMMs on bf16 tensor cores, fp32 master weights */
     int tf32;           /* --precision tf32: GEMMs and convolutions on TF32 tensor cores */
+    double max_memory;  /* --max-memory bytes per rank: 0 the default (what the machine or the
+                           Slurm allocation gives a rank, train/memplan.h), < 0 no limit */
+    nn_recompute recompute; /* --recompute blocks: blocks re-run their forward in backward */
 } train_config;
 
 /* Exit code of a run stopped by a signal after writing its checkpoint
@@ -73,7 +77,9 @@ typedef struct train_result {
     double final_loss;          /* mean training loss of the last epoch */
     double test_loss;           /* of the last evaluation (NAN if none) */
     double test_accuracy;       /* in [0, 1] (NAN if none) */
-    double images_per_second;   /* whole job, training steps only, last epoch */
+    double images_per_second;   /* whole job, training steps only, last epoch; tokens/s when
+                                   per_token */
+    int per_token;              /* a language model: the rate counts tokens */
     char last_checkpoint[1024]; /* empty if none written */
     int preempted;              /* stopped by a signal, checkpoint written */
     long skipped_steps;         /* steps skipped for non-finite values */

@@ -244,7 +244,9 @@ int train_wf_create(train_wf **out, const train_wf_setup *s, core_error *err)
         return -1;
     if (wf->wc.init_from && init_from(wf, err) != 0)
         return -1;
-    train_progress_init(&wf->view, wf->wc.progress, wf->rank, s->epochs, s->global_batch, stdout);
+    int lps = nn_model_labels_per_sample(s->model); /* language models count tokens */
+    train_progress_init(&wf->view, wf->wc.progress, wf->rank, s->epochs,
+                        (long)s->global_batch * lps, lps > 1 ? "tok/s" : "img/s", stdout);
     return 0;
 }
 

@@ -90,8 +90,10 @@ spec_case "case.spec:2: dense needs a flat input but gets (1,8,8); add 'flatten'
 spec_case "case.spec:2: maxpool window 9 is larger than its input (1,8,8)" \
     'input 1 8 8\nmaxpool 9\nflatten\ndense 3\nloss softmax_cross_entropy'
 spec_case "case.spec:3: the model has no 'loss' line" 'input 16\ndense 3'
-spec_case "case.spec: model needs 15.3 TiB for parameters, gradients and activations at batch 4" \
-    'input 3 1000 1000\nconv 512 3 same\nflatten\ndense 4096\nloss softmax_cross_entropy'
+spec_case "case.spec: the memory plan needs 4.2 TiB, more than --max-memory" \
+    'input 16\ndense 16000000\ndense 16000\nloss softmax_cross_entropy'
+grep -qF "the biggest part is optimizer state (1.9 TiB): shard it across ranks with --shard-optimizer" err ||
+    fail "the refusal does not name the biggest part: $(cat err)"
 
 echo "--- checkpoints"
 "$MK" create w.h5 images:u8:256x1024:mod=7 labels:u8:256

@@ -262,9 +262,16 @@ static void test_parse_errors(void **state)
     expect_error("input 1 4 4\nflatten\nrelu 2\n", 1, "models/x.spec:3: relu takes no arguments");
     expect_error("input 1 1 1\nflatten\ndense 1000000\ndense 1000000\nloss softmax_cross_entropy\n",
                  1, "models/x.spec: model needs 7.3 TiB");
-    expect_error("input 3 224 224\nconv 64 3 same relu\nflatten\ndense 10\n"
-                 "loss softmax_cross_entropy\n",
-                 4096, "more than the 16.0 GiB limit");
+    /* the limit is an option (the trainer's --max-memory); here 16 GiB */
+    nn_model_opts o = {4096, NULL, 16.0 * 1024 * 1024 * 1024, NN_RECOMPUTE_NONE};
+    core_error err = {{0}};
+    nn_model *m = NULL;
+    assert_int_equal(nn_model_create_opts("input 3 224 224\nconv 64 3 same relu\nflatten\n"
+                                          "dense 10\nloss softmax_cross_entropy\n",
+                                          "models/x.spec", &o, &m, &err),
+                     -1);
+    assert_null(m);
+    assert_non_null(strstr(err.msg, "more than the 16.0 GiB limit"));
 }
 
 static void test_valid_specs(void **state)

@@ -148,7 +148,7 @@ static void test_windows(void **state)
     core_error err = {{0}};
     enum { V = 97, T = 8, B = 3 };
     const char *path = write_ramp(5000, V);
-    data_token_loader_config c = {T, B, 0, 7, 1, 2, 0, 0};
+    data_token_loader_config c = {T, B, 0, 7, 1, 2, 0, 0, NULL};
     data_loader *l = NULL;
     assert_int_equal(data_loader_create_tokens(path, &c, V, &l, &err), 0);
     assert_int_equal(data_loader_batches(l), 2500 / (B * T));
@@ -199,6 +199,37 @@ static void test_windows(void **state)
     assert_non_null(strstr(err.msg, "vocabulary has 50 entries"));
 }
 
+/* --train-limit on a token file counts tokens: a limit too small for one
+ * window per rank says so, with the smallest limit that works. */
+static void test_limit_counts_tokens(void **state)
+{
+    core_error err = {{0}};
+    enum { V = 97, T = 8, B = 1 };
+    const char *path = write_ramp(5000, V);
+    data_token_loader_config c = {T, B, 0, 7, 0, 16, 0, 0, NULL};
+    c.limit = 128;
+    c.limit_flag = "--train-limit";
+    data_loader *l = NULL;
+    assert_int_equal(data_loader_create_tokens(path, &c, V, &l, &err), -1);
+    assert_null(l);
+    assert_non_null(strstr(err.msg, "--train-limit 128 counts tokens, and 128 tokens over 16 "
+                                    "rank(s) leave rank 0 a part of 8, fewer than one window of 8 "
+                                    "plus its next token; set it to at least 144 (16 x 9)"));
+    /* the limit it names works on every rank */
+    c.limit = 144;
+    for (c.rank = 0; c.rank < 16; c.rank++) {
+        assert_int_equal(data_loader_create_tokens(path, &c, V, &l, &err), 0);
+        data_loader_free(l);
+    }
+    /* without a limit the whole file is split: the old message */
+    c.limit = 0;
+    c.world = 1000;
+    c.rank = 0;
+    assert_int_equal(data_loader_create_tokens(path, &c, V, &l, &err), -1);
+    assert_non_null(strstr(err.msg, "rank 0's part has 5 tokens"));
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_char),
         cmocka_unit_test(test_file_round_trip),
         cmocka_unit_test(test_windows),
+        cmocka_unit_test(test_limit_counts_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
