@@ -414,6 +414,7 @@ static int setup(fit_ctx *c, core_error *err)
 {
     const train_config *cfg = c->cfg;
     read_test_hooks(c);
+    train_cpu_setup(c->w, cfg->threads);
     c->local_batch = cfg->batch / c->size + (c->rank < cfg->batch % c->size ? 1 : 0);
     if (cfg->batch < c->size)
         return train_agree(
