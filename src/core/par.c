@@ -183,6 +183,34 @@ void core_par_range(size_t n, int part, int parts, size_t align, size_t *lo, siz
     *hi = b < n ? b : n;
 }
 
+typedef struct range_job {
+    core_par_range_fn fn;
+    void *ctx;
+    size_t n, align;
+} range_job;
+
+static void range_part(void *p, int part, int parts)
+{
+    const range_job *j = p;
+    size_t lo, hi;
+    core_par_range(j->n, part, parts, j->align, &lo, &hi);
+    if (hi > lo)
+        j->fn(j->ctx, lo, hi);
+}
+
+void core_par_for(size_t n, size_t grain, size_t align, core_par_range_fn fn, void *ctx)
+{
+    if (n == 0)
+        return;
+    int parts = core_par_parts(n, grain);
+    if (parts <= 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    range_job j = {fn, ctx, n, align};
+    core_par_run(range_part, &j, parts);
+}
+
 int core_par_default_threads(int local_ranks, const char **why)
 {
     const char *env = getenv("OMP_NUM_THREADS");

@@ -37,6 +37,11 @@ int core_par_parts(size_t n, size_t grain);
  * boundaries on multiples of `align` (>= 1). */
 void core_par_range(size_t n, int part, int parts, size_t align, size_t *lo, size_t *hi);
 
+/* fn(ctx, lo, hi) over [0, n) cut by core_par_parts(n, grain) and
+ * core_par_range(..., align): the loop most ops need. */
+typedef void (*core_par_range_fn)(void *ctx, size_t lo, size_t hi);
+void core_par_for(size_t n, size_t grain, size_t align, core_par_range_fn fn, void *ctx);
+
 /* The default thread count of a rank: OMP_NUM_THREADS when set; else the
  * CPUs the rank may run on (sched_getaffinity: what mpirun --bind-to or srun
  * gave it), divided among the node's `local_ranks` when they were not bound
