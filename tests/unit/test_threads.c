@@ -8,8 +8,8 @@
  * average pooling (with the folded relu), the layout transposes, scale, mul,
  * zero, copy, the optimizer steps (Adam, AdamW, SGD with momentum and
  * Nesterov), softmax cross entropy (loss, hits, gradient), the sequence ops
- * (layer norm forward and backward, GELU, add, attention forward and backward)
- * and the loader's uint8 -> float32 widening (tests/unit/test_data_loader.c).
+ * (embedding, layer norm forward and backward, GELU, add, attention
+ * forward) and the data's uint8 -> float32 widening.
  * Not bit-identical across thread counts: the GEMM, split into column blocks
  * (OpenBLAS's edge kernels sum in another order); it is checked against the
  * 1-thread result to a tolerance, and for the same bits at the same count.
@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/par.h"
+#include "data/data.h"
 #include "engine/engine.h"
 #include "optim/optim.h"
 
@@ -236,6 +237,110 @@ static size_t gemm_run(const engine_ops *e, float *out)
     return at;
 }
 
+static size_t case_seq(const engine_ops *e, float *out)
+{
+    const int rows = 512, C = 128, V = 100;
+    const size_t n = (size_t)rows * C;
+    float *x = filled(n, 30), *w = filled(C, 31), *b = filled(C, 32), *dy = filled(n, 33);
+    float *y = malloc(n * sizeof *y), *dx = filled(n, 34), mean[512], rstd[512], dw[128], db[128];
+    e->layernorm_forward(y, mean, rstd, x, w, b, rows, C);
+    size_t at = put(out, 0, y, n);
+    at = put(out, at, mean, 512);
+    at = put(out, at, rstd, 512);
+    e->layernorm_backward(dx, dw, db, dy, x, mean, rstd, w, rows, C, 0);
+    at = put(out, at, dx, n);
+    at = put(out, at, dw, 128);
+    at = put(out, at, db, 128);
+    e->gelu_forward(y, x, n);
+    at = put(out, at, y, n);
+    e->gelu_backward(y, dy, x, n);
+    at = put(out, at, y, n);
+    e->add(y, x, dy, n);
+    at = put(out, at, y, n);
+    e->add_broadcast(y, x, w, rows, (size_t)C);
+    at = put(out, at, y, n);
+    for (size_t i = 0; i < (size_t)rows; i++)
+        dx[i] = (float)(i * 7 % V);
+    float *table = filled((size_t)V * C, 35);
+    e->embed_forward(y, dx, table, (size_t)rows, V, C);
+    at = put(out, at, y, n);
+    free(x);
+    free(w);
+    free(b);
+    free(dy);
+    free(y);
+    free(dx);
+    free(table);
+    return at;
+}
+
+static size_t case_attention(const engine_ops *e, float *out)
+{
+    const int B = 4, T = 64, H = 4, D = 64;
+    const size_t nq = (size_t)B * T * 3 * D, np = (size_t)B * H * T * T;
+    float *qkv = filled(nq, 36), *mask = filled(np, 37), *o = malloc((size_t)B * T * D * 4);
+    float *P = malloc(np * sizeof *P), *Pd = malloc(np * sizeof *Pd);
+    size_t at = 0;
+    for (int causal = 0; causal < 2; causal++) {
+        e->attn_forward(o, P, Pd, causal ? mask : NULL, qkv, B, T, H, D, causal);
+        at = put(out, at, o, (size_t)B * T * D);
+        at = put(out, at, P, np);
+        if (causal)
+            at = put(out, at, Pd, np);
+    }
+    free(qkv);
+    free(mask);
+    free(o);
+    free(P);
+    free(Pd);
+    return at;
+}
+
+static size_t case_softmax(const engine_ops *e, float *out)
+{
+    const int batch = 4099, classes = 100;
+    const size_t n = (size_t)batch * classes;
+    float *z = filled(n, 38), *p = malloc(n * sizeof *p), *dz = malloc(n * sizeof *dz);
+    int32_t *labels = malloc((size_t)batch * sizeof *labels);
+    for (int i = 0; i < batch; i++)
+        labels[i] = i * 13 % classes;
+    long hits = 0;
+    double loss = e->softmax_xent_forward(p, z, labels, batch, classes, &hits);
+    e->softmax_xent_backward(dz, p, labels, batch, classes);
+    float lh[4];
+    memcpy(lh, &loss, sizeof loss);
+    lh[2] = (float)hits;
+    lh[3] = 0.0f;
+    size_t at = put(out, 0, lh, 4);
+    at = put(out, at, p, n);
+    at = put(out, at, dz, n);
+    free(z);
+    free(p);
+    free(dz);
+    free(labels);
+    return at;
+}
+
+/* The whole-shard widening of uint8 samples (data_dataset_widen). */
+static size_t case_widen(const engine_ops *e, float *out)
+{
+    (void)e;
+    static data_dataset *d;
+    static unsigned char *raw;
+    const int n = 500, ss = 784;
+    if (!d) {
+        raw = malloc((size_t)n * ss);
+        int32_t *y = calloc((size_t)n, sizeof *y);
+        for (size_t i = 0; i < (size_t)n * ss; i++)
+            raw[i] = (unsigned char)(i * 31 + i / 7);
+        d = test_open_dataset(test_write_h5("threads", "u8.h5", H5T_NATIVE_UCHAR, H5T_NATIVE_UCHAR,
+                                            raw, y, n, ss, 0));
+        free(y);
+    }
+    data_dataset_widen(d, raw, (size_t)n * ss, out);
+    return (size_t)n * ss;
+}
+
 static float *outs[4];
 
 static size_t run_at(int threads, op_case fn, float *out)
@@ -271,6 +376,10 @@ SAME_BITS(bias_backward)
 SAME_BITS(pool)
 SAME_BITS(layout_and_elementwise)
 SAME_BITS(optim)
+SAME_BITS(seq)
+SAME_BITS(attention)
+SAME_BITS(softmax)
+SAME_BITS(widen)
 
 /* The GEMM: close to the 1-thread result at 2 and 3 threads, and the same
  * bits when repeated at the same count. */
@@ -339,6 +448,10 @@ int main(void)
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_layout_and_elementwise),
         cmocka_unit_test(test_optim),
+        cmocka_unit_test(test_seq),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_widen),
         cmocka_unit_test(test_gemm),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

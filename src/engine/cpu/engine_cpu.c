@@ -763,19 +763,61 @@ static void cpu_nc_to_cn(float *dst, const float *src, int C, int N, size_t S)
     core_par_for((size_t)C, row_grain((int)(N * S)), 1, permute_channels, &j);
 }
 
+/* The loss is summed in blocks of rows whose size depends on the batch only
+ * (64 rows, more past 64 * SOFTMAX_BLOCKS), each block in order, then the
+ * blocks in order: the same bits at any thread count. */
+#define SOFTMAX_BLOCKS 256
+
+typedef struct softmax_job {
+    float *probs;
+    const float *logits;
+    const int32_t *labels;
+    int batch, classes, block;
+    double loss[SOFTMAX_BLOCKS];
+    long correct[SOFTMAX_BLOCKS];
+} softmax_job;
+
+static void softmax_blocks(void *ctx, size_t k0, size_t k1)
+{
+    softmax_job *j = ctx;
+    for (size_t k = k0; k < k1; k++) {
+        int b0 = (int)k * j->block, b1 = b0 + j->block < j->batch ? b0 + j->block : j->batch;
+        double loss = 0.0;
+        long correct = 0;
+        for (int b = b0; b < b1; b++) {
+            /* out-of-range labels are the data module's to reject: no loss here */
+            int y = j->labels ? j->labels[b] : -1;
+            double row = 0.0;
+            int arg = engine_softmax_row(j->probs + (size_t)b * j->classes,
+                                         j->logits + (size_t)b * j->classes, j->classes, y, &row);
+            loss += row;
+            correct += j->labels && arg == y;
+        }
+        j->loss[k] = loss;
+        j->correct[k] = correct;
+    }
+}
+
 static double cpu_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels,
                                        int batch, int classes, long *correct)
 {
+    softmax_job j;
+    j.probs = probs;
+    j.logits = logits;
+    j.labels = labels;
+    j.batch = batch;
+    j.classes = classes;
+    j.block = 64;
+    while ((batch + j.block - 1) / j.block > SOFTMAX_BLOCKS)
+        j.block *= 2;
+    size_t blocks = (size_t)(batch + j.block - 1) / (size_t)j.block;
+    size_t grain = EW_GRAIN / ((size_t)j.block * (size_t)classes);
+    core_par_for(blocks, grain > 0 ? grain : 1, 1, softmax_blocks, &j);
     double loss = 0.0;
-    for (int b = 0; b < batch; b++) {
-        /* out-of-range labels are the data module's to reject: no loss here */
-        int y = labels ? labels[b] : -1;
-        double row = 0.0;
-        int arg = engine_softmax_row(probs + (size_t)b * classes, logits + (size_t)b * classes,
-                                     classes, y, &row);
-        loss += row;
-        if (correct && labels && arg == y)
-            (*correct)++;
+    for (size_t k = 0; k < blocks; k++) {
+        loss += j.loss[k];
+        if (correct)
+            *correct += j.correct[k];
     }
     return loss;
 }
