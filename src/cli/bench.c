@@ -162,18 +162,15 @@ static int backend_and_shard(const char *backend, const char *shard, dist_allred
     return 0;
 }
 
+/* --threads and --blas-coretype of bench step and bench scaling. */
+// clang-format off
 #define CPU_FLAGS(threads, coretype)                                                               \
-    {"--threads",                                                                                  \
-     "N",                                                                                          \
-     CLI_POS_INT,                                                                                  \
-     threads,                                                                                      \
-     "compute threads per rank (default: the CPUs the rank is bound to)",                          \
-     0,                                                                                            \
-     0},                                                                                           \
-    {                                                                                              \
-        "--blas-coretype", "NAME", CLI_STRING, coretype,                                           \
-            "OpenBLAS kernel to run (default: OpenBLAS's choice, corrected when outdated)", 0, 0   \
-    }
+    {"--threads", "N", CLI_POS_INT, threads,                                                       \
+     "compute threads per rank (default: the CPUs the rank is bound to)", 0, 0},                   \
+    {"--blas-coretype", "NAME", CLI_STRING, coretype,                                              \
+     "OpenBLAS kernel to run (openblas: its own choice, uncorrected; default: corrected when "     \
+     "outdated)", 0, 0}
+// clang-format on
 
 static int bench_step(dist_world *w, int argc, char **argv)
 {

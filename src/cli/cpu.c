@@ -48,6 +48,8 @@ void cli_cpu_reexec(int argc, char **argv)
     const char *core = engine_cpu_blas_core(), *forced = flag_value(argc, argv), *target = NULL;
     const char *user = getenv("OPENBLAS_CORETYPE");
     int user_chose = user && *user && !getenv("RINGTRAIN_TEST_BLAS_NOT_USER");
+    if (forced && strcasecmp(forced, "openblas") == 0)
+        return; /* OpenBLAS's own choice, as it is */
     if (forced && *forced) {
         if (strcasecmp(core, forced) != 0)
             target = forced;
@@ -67,6 +69,8 @@ void cli_cpu_reexec(int argc, char **argv)
 int cli_cpu_check(const char *blas_coretype, int rank0, core_error *err)
 {
     const char *core = engine_cpu_blas_core(), *was = getenv(REEXEC_ENV);
+    if (blas_coretype && strcasecmp(blas_coretype, "openblas") == 0)
+        return 0;
     if (blas_coretype) {
         if (!engine_cpu_blas_dynamic())
             return core_error_set(err,

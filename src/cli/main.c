@@ -163,8 +163,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          "compute threads per rank (default: the CPUs the rank is bound to, or OMP_NUM_THREADS)", 0,
          0},
         {"--blas-coretype", "NAME", CLI_STRING, &a.blas_coretype,
-         "OpenBLAS kernel to run (e.g. Haswell, SkylakeX); default: OpenBLAS's choice, corrected "
-         "when older than the CPU supports",
+         "OpenBLAS kernel to run (e.g. Haswell, SkylakeX; openblas: its own choice, uncorrected); "
+         "default: OpenBLAS's choice, corrected when older than the CPU supports",
          0, 0},
     };
     /* the workflow's flags (cli/train_flags.c) follow the base table */

@@ -7,7 +7,8 @@
 #   - 2 ranks train: each runs the corrected kernel ("cpu:" line), ONE "BLAS:"
 #     line, the run succeeds;
 #   - the user's own OPENBLAS_CORETYPE is respected (no restart);
-#   - --blas-coretype NAME runs NAME; an unknown NAME is one usage line, exit 2;
+#   - --blas-coretype NAME runs NAME (openblas: OpenBLAS's own choice, left
+#     uncorrected); an unknown NAME is one usage line, exit 2;
 #   - the restart guard: a process that was already restarted never restarts
 #     again, and says in one warning line that the kernel is still old.
 # Skipped (77) on a CPU without AVX or an OpenBLAS without DYNAMIC_ARCH.
@@ -46,6 +47,11 @@ grep -q '^final: ' "$work/forced.log" || fail "no final line: $(cat "$work/force
   fail "--blas-coretype Sandybridge: $(cat "$work/flag.log")"
 [ "$(kernel "$work/flag.log")" = Sandybridge ] || fail "--blas-coretype: $(cat "$work/flag.log")"
 grep -q '^BLAS:' "$work/flag.log" && fail "--blas-coretype was corrected: $(cat "$work/flag.log")"
+
+# --blas-coretype openblas: OpenBLAS's own choice, even an outdated one.
+OPENBLAS_CORETYPE=Prescott RINGTRAIN_TEST_BLAS_NOT_USER=1 "$BIN" "${step[@]}" --threads 1 \
+  --blas-coretype openblas >"$work/own.log" 2>&1 || fail "--blas-coretype openblas: $(cat "$work/own.log")"
+[ "$(kernel "$work/own.log")" = Prescott ] || fail "--blas-coretype openblas: $(cat "$work/own.log")"
 
 set +e
 rt_mpirun 2 "${step[@]}" --blas-coretype Bogus >"$work/bogus.out" 2>"$work/bogus.err"
