@@ -15,13 +15,13 @@
 #   bench/node16.sh                    on the node (16 cores expected)
 #   NODE16_QUICK=1 bench/node16.sh     tiny settings, any core count (a check of the script)
 # Environment: NODE16_BUILD=DIR (use this build instead of building one),
-# NODE16_RANKS (default min(16, cores)), NODE16_BUDGET_S (240: no new
+# NODE16_RANKS (default min(16, cores)), NODE16_BUDGET_S (200: no new
 # repetition starts after it), PYTHON (python3).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 t_start=$(date +%s)
 quick=${NODE16_QUICK:-0}
-budget=${NODE16_BUDGET_S:-240}
+budget=${NODE16_BUDGET_S:-200}
 py=${PYTHON:-python3}
 cores=$(nproc)
 ranks=${NODE16_RANKS:-$((cores < 16 ? cores : 16))}
@@ -96,8 +96,8 @@ train_run() {
   echo "$key.kernel $(kernel_of "$out")" >>"$res"
 }
 
-torch_run() { # KEY BATCH
-  local key=$1 batch=$2 out=$work/out
+torch_run() { # KEY BATCH STEPS
+  local key=$1 batch=$2 s_torch=$3 out=$work/out
   taskset -c "0-$((ranks - 1))" "$py" "$here/bench/torch_ref.py" --idx "$work/images.gz,$work/labels.gz" \
     --steps "$s_torch" --batch "$batch" --threads "$ranks" --train-limit $((batch * (s_torch + 5))) \
     >"$out" 2>&1 || { cat "$out" >&2; echo "node16: torch_ref.py failed" >&2; return 0; }
@@ -122,8 +122,8 @@ for r in $(seq "$reps"); do
   train_run t256.own 1 "$ranks" 256 "$s256" openblas
   train_run t256.fix 1 "$ranks" 256 "$s256" ""
   if [ "$have_torch" = 1 ]; then
-    torch_run torch256 256
-    torch_run torch1024 1024
+    torch_run torch256 256 "$s_torch"
+    torch_run torch1024 1024 $((s_torch / 3 + 1))
   fi
   done_reps=$r
 done
