@@ -222,11 +222,16 @@ int core_par_default_threads(int local_ranks, const char **why)
     cpu_set_t set;
     int mine = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
     long online = sysconf(_SC_NPROCESSORS_ONLN);
-    if (local_ranks > 1 && mine >= online) {
+    /* Ranks bound to a set they share (unbound, or Open MPI's default
+     * --bind-to socket beyond 2 ranks) would each see it all: no rank takes
+     * more than its share of the node. */
+    int share = local_ranks > 1 && online > 0 ? (int)(online / local_ranks) : mine;
+    if (share < 1)
+        share = 1;
+    if (share < mine) {
         if (why)
-            *why = "the node's CPUs shared by its unbound ranks";
-        int n = mine / local_ranks;
-        return n > 0 ? n : 1;
+            *why = "the node's CPUs shared among its ranks";
+        return share;
     }
     if (why)
         *why = "the CPUs the rank is bound to";

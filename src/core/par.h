@@ -44,8 +44,9 @@ void core_par_for(size_t n, size_t grain, size_t align, core_par_range_fn fn, vo
 
 /* The default thread count of a rank: OMP_NUM_THREADS when set; else the
  * CPUs the rank may run on (sched_getaffinity: what mpirun --bind-to or srun
- * gave it), divided among the node's `local_ranks` when they were not bound
- * (every rank sees every CPU of the node). *why says which rule applied. */
+ * gave it), but no more than the node's CPUs divided among its
+ * `local_ranks` (ranks that were not bound, or bound to a socket they share,
+ * see more CPUs than are theirs). *why says which rule applied. */
 int core_par_default_threads(int local_ranks, const char **why);
 
 #endif
