@@ -79,11 +79,11 @@ def read_idx(spec):
     import numpy as np
     paths = spec.split(",")
     with gzip.open(paths[0], "rb") as f:
-        raw = f.read()
+        raw = bytearray(f.read())  # writable, as torch.from_numpy wants
     n = int.from_bytes(raw[4:8], "big")
     x = np.frombuffer(raw, np.uint8, n * 784, 16).reshape(n, 28, 28)
     with gzip.open(paths[1], "rb") as f:
-        y = np.frombuffer(f.read(), np.uint8, n, 8)
+        y = np.frombuffer(bytearray(f.read()), np.uint8, n, 8)
     return x, y
 
 
