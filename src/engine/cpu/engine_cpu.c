@@ -90,7 +90,7 @@ static void gemm_part(void *ctx, int part, int parts)
 
 /* One OpenBLAS call per thread on a block of C's columns (or rows, when C
  * is taller than wide), at least 32 wide; small products stay whole. */
-static void cpu_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+void engine_cpu_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                      int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
     gemm_job j = {trans_a, trans_b, M, N, K, lda, ldb, ldc, N >= M, alpha, beta, A, B, C};
@@ -935,7 +935,7 @@ static const engine_ops cpu_ops = {.name = "cpu",
                                    .free = core_free,
                                    .zero = cpu_zero,
                                    .copy = cpu_copy,
-                                   .gemm = cpu_gemm,
+                                   .gemm = engine_cpu_gemm,
                                    .im2col = cpu_im2col,
                                    .col2im = cpu_col2im,
                                    .bias_act_forward = cpu_bias_act_forward,
