@@ -64,7 +64,11 @@ PYEOF
 "$build/rt_idx2h5" --images "$work/images.gz" --labels "$work/labels.gz" --out "$work/train.h5" >/dev/null
 data=$work/train.h5
 
-mpi=(mpirun -np "$ranks" --bind-to core -x OPENBLAS_NUM_THREADS=1 -x OMP_NUM_THREADS=1)
+# one rank per CPU nproc counts: hardware threads when the cores have several
+tpc=$(lscpu | awk -F: '/^Thread\(s\) per core/ { gsub(/ /, "", $2); print $2 }')
+bind=(--bind-to core)
+[ "${tpc:-1}" -le 1 ] || bind=(--use-hwthread-cpus --bind-to hwthread)
+mpi=(mpirun -np "$ranks" "${bind[@]}" -x OPENBLAS_NUM_THREADS=1 -x OMP_NUM_THREADS=1)
 [ "$(id -u)" -ne 0 ] || mpi+=(--allow-run-as-root)
 [ "$ranks" -le "$cores" ] || mpi+=(--oversubscribe)
 res=$work/results # lines: key value
