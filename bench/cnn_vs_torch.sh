@@ -209,15 +209,15 @@ for tag, name in (("1x1", "1 process x 1 thread, batch 64"),
     print("| %s | %.0f (%s) | %.0f (%s) | **%.2fx** | %.1f / %.1f (%.0f%% / %.0f%%) | %.0f / %.0f, %.2fx |"
           % (name, a, runs(tag + ".rt.ips"), b, runs(tag + ".torch.ips"), a / b, gfa, gfb,
              100 * gfa / peak, 100 * gfb / peak, ca, cb, ca / cb))
+cpu_ips = 64 / (med["bench_step.cpu_ms_per_step_median"] / 1e3)
+print("| step alone (bench_step, no loader/comm), batch 64 | %.0f | | | %.1f (%.0f%%) | %.0f |"
+      % (med["bench_step.images_per_s"], med["bench_step.gflops"],
+         100 * med["bench_step.gflops"] / peak, cpu_ips))
 print()
 print("ringtrain 1 process x 2 threads / its own 2 ranks x 1 thread: **%.2fx** (rounds: %s)"
       % (med["1x2.rt.ips"] / med["2x1.rt.ips"],
          " ".join("%.2f" % (p / q) for p, q in zip(vals.get("1x2.rt.ips", []),
                                                     vals.get("2x1.rt.ips", [])))))
-cpu_ips = 64 / (med["bench_step.cpu_ms_per_step_median"] / 1e3)
-print("| step alone (bench_step, no loader/comm), batch 64 | %.0f | | | %.1f (%.0f%%) | %.0f |"
-      % (med["bench_step.images_per_s"], med["bench_step.gflops"],
-         100 * med["bench_step.gflops"] / peak, cpu_ips))
 print()
 print("| peak RSS per rank | ringtrain | PyTorch | ratio |")
 print("| --- | --- | --- | --- |")
