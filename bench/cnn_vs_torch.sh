@@ -10,8 +10,12 @@
 # that goes first swaps every round), S training steps each, and prints the
 # medians and their ratio:
 #   1 process x 1 thread, batch 64      ringtrain train  vs  torch_ref.py
+#   1 process x 2 threads, batch 128    ringtrain train --threads 2  vs  torch_ref.py --threads 2
+#                                       (and against ringtrain's own 2 ranks x 1 thread)
 #   2 ranks x 1 thread, 64 per rank     mpirun -np 2 ringtrain (default all-reduce: hier)
 #                                       vs  torch_ref.py --ddp 2 (DDP over gloo)
+# PyTorch runs its fastest honest loop (torch_ref.py --loop resident: the
+# shard resident as float32, batches sliced from it).
 # plus: OpenBLAS SGEMM measured in the same run and the FLOP/s ringtrain's
 # images/s amount to; bench_step (the step alone, no loader, no comm); peak
 # resident memory per rank (GNU time for ringtrain, getrusage for PyTorch);
@@ -20,7 +24,9 @@
 # runs use the first steps*batch samples on both sides (--train-limit); one
 # more set of runs reports peak RSS with the whole training set.
 # Thread pools: OPENBLAS_NUM_THREADS / OMP_NUM_THREADS = 1 for both, set
-# before torch is imported; every rank of both is bound to its own core.
+# before torch is imported; every rank of both is bound to its own core (the
+# 2-thread runs to cores 0 and 1, ringtrain with --threads 2, PyTorch with
+# OMP/OpenBLAS at 2).
 # Needs: a build (cmake --build build), /usr/bin/python3 with torch and h5py,
 # the dataset (datasets/fashion-mnist.sh data). Not a test; ctest never runs it.
 set -euo pipefail
@@ -41,7 +47,7 @@ while [ $# -gt 0 ]; do
     --steps) steps=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
     --quick) quick=1; shift ;;
-    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "$0: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -66,22 +72,22 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # "rss_kib=K cpu_s=U S" line per rank. Images per CPU-second: the CPU time of
 # an S-step run minus that of a 1-step run (start-up, first step) covers S-1
 # steps; per rank, summed over ranks.
-rt_exec() { # ranks global_batch steps out
-    local ranks=$1 batch=$2 n=$3 out=$4
+rt_exec() { # ranks global_batch steps out [threads]
+    local ranks=$1 batch=$2 n=$3 out=$4 threads=${5:-1}
     local args=(train --model "$model" --data "$data" --epochs 1 --batch-size "$batch"
-        --train-limit $((n * batch)) --log-every 0)
+        --train-limit $((n * batch)) --log-every 0 --threads "$threads")
     local tf="rss_kib=%M cpu_s=%U %S"
     if [ "$ranks" -eq 1 ]; then
-        taskset -c 0 /usr/bin/time -f "$tf" "$rt" "${args[@]}" >"$out" 2>&1
+        taskset -c "0-$((threads - 1))" /usr/bin/time -f "$tf" "$rt" "${args[@]}" >"$out" 2>&1
     else
         mpirun "${mpi_flags[@]}" /usr/bin/time -f "$tf" "$rt" "${args[@]}" >"$out" 2>&1
     fi || { cat "$out" >&2; echo "$0: ringtrain failed" >&2; exit 1; }
 }
 
-rt_run() { # tag ranks global_batch
-    local tag=$1 ranks=$2 batch=$3
-    rt_exec "$ranks" "$batch" "$steps" "$tmp/rt.out"
-    rt_exec "$ranks" "$batch" 1 "$tmp/rt1.out"
+rt_run() { # tag ranks global_batch [threads]
+    local tag=$1 ranks=$2 batch=$3 threads=${4:-1}
+    rt_exec "$ranks" "$batch" "$steps" "$tmp/rt.out" "$threads"
+    rt_exec "$ranks" "$batch" 1 "$tmp/rt1.out" "$threads"
     echo "$tag.rt.ips $(sed -n 's/.*| *\([0-9.]*\) img\/s (.*/\1/p' "$tmp/rt.out" | tail -1)" >>"$results"
     echo "$tag.rt.rss $(sed -n 's/^rss_kib=\([0-9]*\).*/\1/p' "$tmp/rt.out" | sort -n | tail -1)" >>"$results"
     local cs c1
@@ -91,12 +97,12 @@ rt_run() { # tag ranks global_batch
     echo "$tag.rt.cpu_ips $(echo "$ranks * ($steps - 1) * $batch / ($cs - $c1)" | bc -l)" >>"$results"
 }
 
-torch_run() { # tag ranks
-    local tag=$1 ranks=$2 out=$tmp/torch.out
-    local args=(--data "$data" --steps "$steps" --batch 64 --threads 1
-        --train-limit $((steps * 64 * ranks)))
+torch_run() { # tag ranks [threads batch]
+    local tag=$1 ranks=$2 threads=${3:-1} batch=${4:-64} out=$tmp/torch.out
+    local args=(--data "$data" --steps "$steps" --batch "$batch" --threads "$threads"
+        --train-limit $((steps * batch * ranks)))
     if [ "$ranks" -eq 1 ]; then
-        taskset -c 0 "$py" "$here/bench/torch_ref.py" "${args[@]}" >"$out" 2>&1
+        taskset -c "0-$((threads - 1))" "$py" "$here/bench/torch_ref.py" "${args[@]}" >"$out" 2>&1
     else
         "$py" "$here/bench/torch_ref.py" "${args[@]}" --ddp "$ranks" --bind >"$out" 2>&1
     fi || { cat "$out" >&2; echo "$0: torch_ref.py failed" >&2; exit 1; }
@@ -148,9 +154,11 @@ for r in $(seq "$rounds"); do
     echo "round $r/$rounds ..." >&2
     if [ $((r % 2)) -eq 1 ]; then
         rt_run 1x1 1 64; torch_run 1x1 1
+        rt_run 1x2 1 128 2; torch_run 1x2 1 2 128
         rt_run 2x1 2 128; torch_run 2x1 2
     else
         torch_run 1x1 1; rt_run 1x1 1 64
+        torch_run 1x2 1 2 128; rt_run 1x2 1 128 2
         torch_run 2x1 2; rt_run 2x1 2 128
     fi
     [ -n "$quick" ] || startup_run
@@ -190,21 +198,27 @@ print("SGEMM, 1 thread, this run: %.1f GFLOP/s at 2048^3; conv2 shapes fwd %.1f,
       % (peak, conv, med["sgemm_conv2_dw_gflops"], med["sgemm_conv2_dx_gflops"]))
 print("model: %.2f MFLOP per training image (forward + backward, no input gradient for conv1)" % mflop)
 print()
-print("| configuration | ringtrain img/s | PyTorch img/s | ratio | ringtrain GFLOP/s (% of SGEMM 2048^3) | per CPU-second: ringtrain / PyTorch, ratio |")
+print("| configuration | ringtrain img/s | PyTorch img/s | ratio | GFLOP/s per core, ringtrain / PyTorch (% of SGEMM 2048^3) | per CPU-second: ringtrain / PyTorch, ratio |")
 print("| --- | --- | --- | --- | --- | --- |")
 for tag, name in (("1x1", "1 process x 1 thread, batch 64"),
+                  ("1x2", "1 process x 2 threads, batch 128"),
                   ("2x1", "2 ranks x 1 thread, 64 per rank (ringtrain hier vs DDP gloo)")):
     a, b = med[tag + ".rt.ips"], med[tag + ".torch.ips"]
-    gf = a * mflop / 1e3
-    per_core = gf / (2 if tag == "2x1" else 1)
+    cores = 1 if tag == "1x1" else 2
+    gfa, gfb = a * mflop / 1e3 / cores, b * mflop / 1e3 / cores
     ca, cb = med[tag + ".rt.cpu_ips"], med[tag + ".torch.cpu_ips"]
-    print("| %s | %.0f (%s) | %.0f (%s) | **%.2fx** | %.1f (%.0f%% per core) | %.0f / %.0f, %.2fx |"
-          % (name, a, runs(tag + ".rt.ips"), b, runs(tag + ".torch.ips"), a / b, gf,
-             100 * per_core / peak, ca, cb, ca / cb))
+    print("| %s | %.0f (%s) | %.0f (%s) | **%.2fx** | %.1f / %.1f (%.0f%% / %.0f%%) | %.0f / %.0f, %.2fx |"
+          % (name, a, runs(tag + ".rt.ips"), b, runs(tag + ".torch.ips"), a / b, gfa, gfb,
+             100 * gfa / peak, 100 * gfb / peak, ca, cb, ca / cb))
 cpu_ips = 64 / (med["bench_step.cpu_ms_per_step_median"] / 1e3)
 print("| step alone (bench_step, no loader/comm), batch 64 | %.0f | | | %.1f (%.0f%%) | %.0f |"
       % (med["bench_step.images_per_s"], med["bench_step.gflops"],
          100 * med["bench_step.gflops"] / peak, cpu_ips))
+print()
+print("ringtrain 1 process x 2 threads / its own 2 ranks x 1 thread: **%.2fx** (rounds: %s)"
+      % (med["1x2.rt.ips"] / med["2x1.rt.ips"],
+         " ".join("%.2f" % (p / q) for p, q in zip(vals.get("1x2.rt.ips", []),
+                                                    vals.get("2x1.rt.ips", [])))))
 print()
 print("| peak RSS per rank | ringtrain | PyTorch | ratio |")
 print("| --- | --- | --- | --- |")

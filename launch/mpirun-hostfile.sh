@@ -5,8 +5,9 @@
 #   CORES_PER_NODE=32 launch/mpirun-hostfile.sh hosts.txt 4 train --model ... --data ...
 # Each rank gets CORES_PER_NODE / RANKS_PER_NODE cores (default: this machine's
 # core count; set it when the nodes differ from the launch machine), is bound to
-# them (--map-by ppr:R:node:PE=T --bind-to core) and runs that many OpenBLAS
-# threads. The binary and the data must be at the same paths on every node
+# them (--map-by ppr:R:node:PE=T --bind-to core) and runs that many compute
+# threads (ringtrain's --threads; OpenBLAS's own pool stays at 1). To choose
+# RANKS_PER_NODE from the cores and the global batch: launch/split.sh. The binary and the data must be at the same paths on every node
 # (shared file system), and each hostfile line needs slots >= RANKS_PER_NODE.
 # Environment:
 #   RT_BIN            trainer (default build/ringtrain of this repository)
@@ -30,7 +31,7 @@ nodes=$(grep -cvE '^[[:space:]]*(#|$)' "$hostfile" || true)
 [ "$nodes" -ge 1 ] || { echo "mpirun-hostfile: no hosts in $hostfile" >&2; exit 1; }
 flags=(-np $((nodes * per_node)) --hostfile "$hostfile"
   --map-by "ppr:$per_node:node:PE=$threads" --bind-to core
-  -x OPENBLAS_NUM_THREADS="$threads" -x OMP_NUM_THREADS="$threads")
+  -x OPENBLAS_NUM_THREADS=1 -x OMP_NUM_THREADS="$threads")
 [ "$(id -u)" -ne 0 ] || flags+=(--allow-run-as-root)
 # shellcheck disable=SC2086
 exec mpirun "${flags[@]}" ${RT_MPIRUN_FLAGS:-} "$bin" "$@"

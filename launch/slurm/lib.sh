@@ -35,7 +35,9 @@ rt_fail() {
 #   RT_EPOCHS   epochs (total, also on resume) default 5
 #   RT_BATCH    global batch size            default 64
 #   CKPT_DIR    checkpoint directory         default $RT_HOME/runs/slurm-$SLURM_JOB_ID
-# Sets RT_CMD (array). Exports OPENBLAS_NUM_THREADS = cpus per task.
+# Sets RT_CMD (array). Exports OMP_NUM_THREADS = cpus per task (ringtrain's
+# --threads default) and OPENBLAS_NUM_THREADS = 1 (ringtrain splits its GEMMs
+# over its own threads). Ranks x threads per node: launch/split.sh.
 rt_config() {
   RT_HOME=${RT_HOME:-${SLURM_SUBMIT_DIR:-$PWD}}
   RT_BIN=${RT_BIN:-$RT_HOME/build/ringtrain}
@@ -47,9 +49,9 @@ rt_config() {
   [ -r "$RT_DATA" ] || rt_fail "RT_DATA $RT_DATA is not readable"
   [ -r "$RT_MODEL" ] || rt_fail "RT_MODEL $RT_MODEL is not readable"
   mkdir -p "$CKPT_DIR" || rt_fail "cannot create CKPT_DIR $CKPT_DIR"
-  # One BLAS thread per core the rank owns; never more threads than cores.
-  export OPENBLAS_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}
-  export OMP_NUM_THREADS=$OPENBLAS_NUM_THREADS
+  # One compute thread per core the rank owns; never more threads than cores.
+  export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}
+  export OPENBLAS_NUM_THREADS=1
   RT_CMD=("$RT_BIN" train --model "$RT_MODEL" --data "$RT_DATA"
     --epochs "${RT_EPOCHS:-5}" --batch-size "${RT_BATCH:-64}" --checkpoint-dir "$CKPT_DIR")
   [ -z "${RT_TEST_DATA:-}" ] || RT_CMD+=(--test-data "$RT_TEST_DATA")

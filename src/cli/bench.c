@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "cli/cpu.h"
 #include "core/log.h"
 #include "train/bench_step.h"
 
@@ -161,10 +162,20 @@ static int backend_and_shard(const char *backend, const char *shard, dist_allred
     return 0;
 }
 
+/* --threads and --blas-coretype of bench step and bench scaling. */
+// clang-format off
+#define CPU_FLAGS(threads, coretype)                                                               \
+    {"--threads", "N", CLI_POS_INT, threads,                                                       \
+     "compute threads per rank (default: the CPUs the rank is bound to)", 0, 0},                   \
+    {"--blas-coretype", "NAME", CLI_STRING, coretype,                                              \
+     "OpenBLAS kernel to run (openblas: its own choice, uncorrected; default: corrected when "     \
+     "outdated)", 0, 0}
+// clang-format on
+
 static int bench_step(dist_world *w, int argc, char **argv)
 {
-    train_bench_step_config c = {NULL, 64, 20, 3, DIST_ALLREDUCE_HIER, 0, 0, 1};
-    const char *backend = "hier", *shard = "on";
+    train_bench_step_config c = {NULL, 64, 20, 3, DIST_ALLREDUCE_HIER, 0, 0, 1, 0};
+    const char *backend = "hier", *shard = "on", *coretype = NULL;
     float bucket_mib = 25.0f, first_mib = 1.0f;
     int help = 0;
     cli_flag flags[] = {
@@ -177,6 +188,7 @@ static int bench_step(dist_world *w, int argc, char **argv)
         {"--first-bucket-mib", "X", CLI_POS_FLOAT, &first_mib, "first bucket size", 0, 0},
         {"--shard-optimizer", "on|off", CLI_STRING, &shard,
          "hier: each rank of a node updates a slice of the parameters, as train does", 0, 0},
+        CPU_FLAGS(&c.threads, &coretype),
         {"--help", NULL, CLI_FLAG, &help, "show this help", 0, 0},
         {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
@@ -185,7 +197,8 @@ static int bench_step(dist_world *w, int argc, char **argv)
                               dist_rank(w) == 0, &err);
     if (rc > 0)
         return finish(w, 0);
-    if (rc < 0 || backend_and_shard(backend, shard, &c.kind, &c.shard_optim, &err) != 0)
+    if (rc < 0 || backend_and_shard(backend, shard, &c.kind, &c.shard_optim, &err) != 0 ||
+        cli_cpu_check(coretype, dist_rank(w) == 0, &err) != 0)
         return usage_error(w, &err);
     c.bucket_bytes = (size_t)((double)bucket_mib * (1 << 20));
     c.first_bucket_bytes = (size_t)((double)first_mib * (1 << 20));
@@ -195,8 +208,8 @@ static int bench_step(dist_world *w, int argc, char **argv)
 
 static int bench_scaling(dist_world *w, int argc, char **argv)
 {
-    train_bench_scaling_config c = {NULL, 32, 15, 20, DIST_ALLREDUCE_HIER, 1};
-    const char *backend = "hier", *shard = "on";
+    train_bench_scaling_config c = {NULL, 32, 15, 20, DIST_ALLREDUCE_HIER, 1, 0};
+    const char *backend = "hier", *shard = "on", *coretype = NULL;
     int help = 0;
     cli_flag flags[] = {
         {"--model", "FILE", CLI_STRING, &c.model_path, "model spec", 1, 0},
@@ -208,6 +221,7 @@ static int bench_scaling(dist_world *w, int argc, char **argv)
         {"--allreduce", "ring|mpi|hier", CLI_STRING, &backend, "all-reduce backend", 0, 0},
         {"--shard-optimizer", "on|off", CLI_STRING, &shard,
          "hier: each rank of a node updates a slice of the parameters, as train does", 0, 0},
+        CPU_FLAGS(&c.threads, &coretype),
         {"--help", NULL, CLI_FLAG, &help, "show this help", 0, 0},
         {NULL, NULL, 0, NULL, NULL, 0, 0},
     };
@@ -216,7 +230,8 @@ static int bench_scaling(dist_world *w, int argc, char **argv)
                               dist_rank(w) == 0, &err);
     if (rc > 0)
         return finish(w, 0);
-    if (rc < 0 || backend_and_shard(backend, shard, &c.kind, &c.shard_optim, &err) != 0)
+    if (rc < 0 || backend_and_shard(backend, shard, &c.kind, &c.shard_optim, &err) != 0 ||
+        cli_cpu_check(coretype, dist_rank(w) == 0, &err) != 0)
         return usage_error(w, &err);
     rc = train_bench_scaling(w, &c, &err);
     return finish(w, rc == 0 ? 0 : cli_run_error(dist_rank(w) == 0, &err));

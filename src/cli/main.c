@@ -13,6 +13,7 @@
 #include "cli/args.h"
 #include "cli/bench.h"
 #include "cli/commands.h"
+#include "cli/cpu.h"
 #include "cli/sample.h"
 #include "core/log.h"
 #include "dist/dist.h"
@@ -36,7 +37,7 @@ typedef struct train_args {
     const char *shard;
     int help;
     const char *device, *precision;
-    const char *max_memory, *recompute;
+    const char *max_memory, *recompute, *blas_coretype;
 } train_args;
 
 static void usage(FILE *out)
@@ -205,6 +206,13 @@ static int cmd_train(dist_world *w, int argc, char **argv)
          "cuda: fp32 exact; tf32 GEMMs and convolutions on TF32 tensor cores; bf16 GEMMs on "
          "bf16 tensor cores (convolutions TF32); fp32 storage, master weights and reductions",
          0, 0},
+        {"--threads", "N", CLI_POS_INT, &a.cfg.threads,
+         "compute threads per rank (default: the CPUs the rank is bound to, or OMP_NUM_THREADS)", 0,
+         0},
+        {"--blas-coretype", "NAME", CLI_STRING, &a.blas_coretype,
+         "OpenBLAS kernel to run (e.g. Haswell, SkylakeX; openblas: its own choice, uncorrected); "
+         "default: OpenBLAS's choice, corrected when older than the CPU supports",
+         0, 0},
     };
     /* the workflow's flags (cli/train_flags.c) follow the base table */
     cli_flag flags[80];
@@ -227,7 +235,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
         dist_nonfinite_policy_parse(a.nonfinite, &a.cfg.nonfinite, &err) != 0)
         goto bad_usage;
     if (cli_device_resolve(a.device, a.precision, &a.cfg, &err) != 0 ||
-        resolve_memory(&a, &err) != 0)
+        resolve_memory(&a, &err) != 0 ||
+        cli_cpu_check(a.blas_coretype, dist_rank(w) == 0, &err) != 0)
         goto bad_usage;
     if (a.no_overlap)
         a.overlap = "off";
@@ -313,6 +322,7 @@ int main(int argc, char **argv)
         printf("ringtrain 0.1.0\n");
         return 0;
     }
+    cli_cpu_reexec(argc, argv);
     core_error err = {{0}};
     dist_world *w = NULL;
     if (dist_world_init(&argc, &argv, &w, &err) != 0) {

@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/par.h"
+
 #define LABEL_CHECK_BLOCK 65536
 
 struct data_dataset {
@@ -657,15 +659,28 @@ size_t data_dataset_elem_bytes(const data_dataset *d)
     return d->x_u8 ? 1 : sizeof(float);
 }
 
+typedef struct widen_job {
+    const unsigned char *src;
+    float *out;
+} widen_job;
+
+static void widen_range(void *ctx, size_t lo, size_t hi)
+{
+    const widen_job *j = ctx;
+    for (size_t i = lo; i < hi; i++)
+        j->out[i] = (float)j->src[i] / 255.0f;
+}
+
+/* One sample at a time stays on the caller (the loader thread); a whole
+ * shard read into floats at once is split over the rank's threads. */
 void data_dataset_widen(const data_dataset *d, const void *raw, size_t n, float *out)
 {
     if (!d->x_u8) {
         memcpy(out, raw, n * sizeof(float));
         return;
     }
-    const unsigned char *src = raw;
-    for (size_t i = 0; i < n; i++)
-        out[i] = (float)src[i] / 255.0f;
+    widen_job j = {raw, out};
+    core_par_for(n, 1 << 16, 64, widen_range, &j);
 }
 
 /* Float samples as read (file order): NaN or Inf ends the read. */

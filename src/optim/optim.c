@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "core/par.h"
 
 optim_config optim_config_default(optim_kind kind)
 {
@@ -182,6 +183,37 @@ void optim_step(optim *o, float *params, const float *grads, float lr)
     optim_step_slice(o, params, grads, lr, 0, o->n);
 }
 
+/* One optimizer step over a range: the scalars are worked out once, the
+ * elements are independent, so the rank's threads split the range
+ * (core/par.h) and the result is the same at any thread count. */
+typedef struct step_job {
+    const optim_config *c;
+    float *p, *m, *v;
+    const float *g;
+    float lr, step_size, bc2_sqrt, wd, decay;
+} step_job;
+
+static void step_range(void *ctx, size_t lo, size_t hi)
+{
+    const step_job *j = ctx;
+    const optim_config *c = j->c;
+    size_t n = hi - lo;
+    float *p = j->p + lo, *m = j->m + lo;
+    const float *g = j->g + lo;
+    if (c->kind == OPTIM_ADAM) {
+        decay(n, p, j->decay);
+        adam_update(n, p, g, m, j->v + lo, j->step_size, j->bc2_sqrt, c->beta1, c->beta2, c->eps,
+                    j->wd);
+        return;
+    }
+    if (c->momentum == 0.0f)
+        sgd_plain(n, p, g, j->lr, c->weight_decay);
+    else if (c->nesterov)
+        sgd_nesterov(n, p, g, m, j->lr, c->momentum, c->weight_decay);
+    else
+        sgd_momentum(n, p, g, m, j->lr, c->momentum, c->weight_decay);
+}
+
 void optim_step_slice(optim *o, float *params, const float *grads, float lr, size_t a, size_t b)
 {
     const optim_config *c = &o->cfg;
@@ -192,25 +224,25 @@ void optim_step_slice(optim *o, float *params, const float *grads, float lr, siz
         b = o->hi;
     if (a >= b)
         return;
-    size_t n = b - a;
-    float *p = params + a, *m = o->m + (a - o->lo), *v = o->v ? o->v + (a - o->lo) : NULL;
-    const float *g = grads + a;
+    step_job j = {c,
+                  params + a,
+                  o->m + (a - o->lo),
+                  o->v ? o->v + (a - o->lo) : NULL,
+                  grads + a,
+                  lr,
+                  0.0f,
+                  0.0f,
+                  c->weight_decay,
+                  1.0f};
     if (c->kind == OPTIM_ADAM) {
         double bc1 = 1.0 - pow((double)c->beta1, (double)o->step);
         double bc2 = 1.0 - pow((double)c->beta2, (double)o->step);
-        float wd = c->weight_decay;
+        j.step_size = (float)((double)lr / bc1);
+        j.bc2_sqrt = (float)sqrt(bc2);
         if (c->decoupled) { /* torch.optim.AdamW: p *= 1 - lr wd, then Adam without L2 */
-            decay(n, p, 1.0f - lr * c->weight_decay);
-            wd = 0.0f;
+            j.decay = 1.0f - lr * c->weight_decay;
+            j.wd = 0.0f;
         }
-        adam_update(n, p, g, m, v, (float)((double)lr / bc1), (float)sqrt(bc2), c->beta1, c->beta2,
-                    c->eps, wd);
-        return;
     }
-    if (c->momentum == 0.0f)
-        sgd_plain(n, p, g, lr, c->weight_decay);
-    else if (c->nesterov)
-        sgd_nesterov(n, p, g, m, lr, c->momentum, c->weight_decay);
-    else
-        sgd_momentum(n, p, g, m, lr, c->momentum, c->weight_decay);
+    core_par_for(b - a, 1 << 15, 16, step_range, &j);
 }

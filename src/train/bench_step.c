@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "train/bench_step.h"
+#include "train/train.h"
 
 #include <math.h>
 #include <sched.h>
@@ -249,6 +250,7 @@ int train_bench_step(dist_world *w, const train_bench_step_config *cfg, core_err
     if (cfg->batch < size)
         return core_error_set(err, "bench step: --batch-size %d is smaller than the %d ranks",
                               cfg->batch, size);
+    train_cpu_setup(w, cfg->threads);
     dist_buckets *modes[2] = {NULL, NULL};
     const int overlap[2] = {1, 0};
     int rc = bench_setup(w, cfg->model_path, local, cfg->batch, cfg->kind, cfg->first_bucket_bytes,
@@ -349,6 +351,7 @@ int train_bench_scaling(dist_world *w, const train_bench_scaling_config *cfg, co
     /* b: the job's model (shared memory, buckets); solo: each rank's model
      * for its alone phases, private like a 1-rank job's, so that neither
      * run's parameters and optimizer state disturb the other's. */
+    train_cpu_setup(w, cfg->threads);
     bench_ctx b = {0}, solo = {0};
     dist_buckets *bk = NULL;
     /* the trainer's --overlap auto: a comm thread only with a spare CPU */

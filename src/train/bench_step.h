@@ -21,6 +21,7 @@ typedef struct train_bench_step_config {
     dist_allreduce_kind kind;
     size_t bucket_bytes, first_bucket_bytes; /* 0: defaults */
     int shard_optim;                         /* as train_config.shard_optim */
+    int threads;                             /* as train_config.threads */
 } train_bench_step_config;
 
 int train_bench_step(dist_world *w, const train_bench_step_config *cfg, core_error *err);
@@ -43,6 +44,7 @@ typedef struct train_bench_scaling_config {
     int steps; /* per phase */
     dist_allreduce_kind kind;
     int shard_optim;
+    int threads; /* as train_config.threads */
 } train_bench_scaling_config;
 
 int train_bench_scaling(dist_world *w, const train_bench_scaling_config *cfg, core_error *err);

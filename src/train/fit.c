@@ -403,9 +403,9 @@ static int resume_from(fit_ctx *c, core_error *err)
                       c->prog.step);
         int threads = blas_threads(c);
         if (c->prog.blas_threads > 0 && threads > 0 && threads != c->prog.blas_threads)
-            core_log_warn("resuming with %d OpenBLAS thread(s) per rank, the checkpoint was "
+            core_log_warn("resuming with %d compute thread(s) per rank, the checkpoint was "
                           "written with %d: training goes on, but not bit for bit as the "
-                          "uninterrupted run (set OPENBLAS_NUM_THREADS=%d for that)",
+                          "uninterrupted run (resume with --threads %d for that)",
                           threads, c->prog.blas_threads, c->prog.blas_threads);
     }
     size_t n = nn_model_param_count(c->model);
@@ -575,6 +575,7 @@ static int setup(fit_ctx *c, core_error *err)
 {
     const train_config *cfg = c->cfg;
     read_test_hooks(c);
+    train_cpu_setup(c->w, cfg->threads);
     c->local_batch = cfg->batch / c->size + (c->rank < cfg->batch % c->size ? 1 : 0);
     if (cfg->batch < c->size)
         return train_agree(

@@ -65,6 +65,7 @@ typedef struct train_config {
     double max_memory;  /* --max-memory bytes per rank: 0 the default (what the machine or the
                            Slurm allocation gives a rank, train/memplan.h), < 0 no limit */
     nn_recompute recompute; /* --recompute blocks: blocks re-run their forward in backward */
+    int threads;            /* compute threads per rank (0: train_cpu_setup's default) */
 } train_config;
 
 /* Exit code of a run stopped by a signal after writing its checkpoint
@@ -86,6 +87,12 @@ typedef struct train_result {
 } train_result;
 
 void train_config_defaults(train_config *cfg);
+
+/* The rank's compute threads (train/cpu.c): `requested`, or when 0 the
+ * default of core_par_default_threads for this node's ranks; sizes the
+ * engine's pool (OpenBLAS's own pool goes to 1) and logs, on rank 0, the BLAS
+ * kernel and the thread count. Returns the count. */
+int train_cpu_setup(dist_world *w, int requested);
 
 int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_error *err);
 

@@ -130,16 +130,17 @@ grep -q "checkpoint: shared/$last" first.log || fail "shared/$last was not writt
 flock -n shared/ringtrain.lock true || fail "shared/ringtrain.lock is still held after the job ended"
 echo "ok: the first job finished its checkpoint $last; the directory is free again"
 
-# --resume warns in one line when the OpenBLAS thread count differs.
+# --resume warns in one line when the compute thread count (--threads, which
+# splits the GEMMs) differs.
 h5dump -a blas_threads "ref-plain/ckpt-000000016.h5" | grep -q "(0): 1" ||
   fail "blas_threads not recorded as 1: $(h5dump -a blas_threads ref-plain/ckpt-000000016.h5)"
 blas_run() {
   timeout -k 10 120 mpirun --oversubscribe --allow-run-as-root --bind-to none \
-    --mca btl self,vader,tcp -x OPENBLAS_NUM_THREADS="$1" -np 1 "$BIN" "${common[@]}" --epochs 2 \
+    --mca btl self,vader,tcp -np 1 "$BIN" "${common[@]}" --epochs 2 --threads "$1" \
     --checkpoint-dir ref-plain --resume auto
 }
 blas_run 2 >blas2.log 2>&1 || fail "resume with 2 threads failed: $(tail -3 blas2.log)"
-grep -q "warning: resuming with 2 OpenBLAS thread(s) per rank, the checkpoint was written with 1: training goes on, but not bit for bit as the uninterrupted run (set OPENBLAS_NUM_THREADS=1 for that)" blas2.log ||
+grep -q "warning: resuming with 2 compute thread(s) per rank, the checkpoint was written with 1: training goes on, but not bit for bit as the uninterrupted run (resume with --threads 1 for that)" blas2.log ||
   fail "no thread-count warning: $(grep -i 'resum\|warn' blas2.log)"
-echo "ok: $(grep 'OpenBLAS thread' blas2.log)"
+echo "ok: $(grep 'compute thread' blas2.log)"
 echo "PASS: relaunches with --resume auto are bit-exact and keep every metric; one job per directory"

@@ -29,3 +29,20 @@ int openblas_get_num_threads(void)
 {
     return 1;
 }
+
+void openblas_set_num_threads(int n)
+{
+    (void)n;
+}
+
+char *openblas_get_corename(void)
+{
+    static char name[] = "refblas";
+    return name;
+}
+
+char *openblas_get_config(void)
+{
+    static char config[] = "tests/gpu/refblas.c (double accumulation, one thread)";
+    return config;
+}

@@ -405,7 +405,9 @@ static void test_nonfinite_policy(void **state)
     float *p = alloc_floats(n), *p_before = alloc_floats(n), *priv = alloc_floats(n);
     float *shared = dist_shared_alloc(world, n, &err);
     assert_non_null(shared);
-    float none[8] = {0}, nan_last[8] = {0}, two_inf[8] = {0};
+    enum { MAX_RANKS = 256 }; /* one value per rank */
+    assert_true(size <= MAX_RANKS);
+    float none[MAX_RANKS] = {0}, nan_last[MAX_RANKS] = {0}, two_inf[MAX_RANKS] = {0};
     nan_last[size - 1] = NAN;
     two_inf[0] = INFINITY;
     two_inf[size - 1] = -INFINITY;
@@ -598,5 +600,18 @@ int main(void)
         cmocka_unit_test(test_shard),
         cmocka_unit_test(test_zero),
     };
+    /* 8 and 16 ranks on one node (ctest mpi.comm.np8, np16; oversubscribed
+     * on a small machine): every backend, hier included, against the
+     * reference and bit for bit on every rank, the per-step flags and the
+     * sharded optimizer step's pieces. hier's zero-copy path at these counts
+     * is trained through in tests/e2e/many_ranks.sh. */
+    const struct CMUnitTest many[] = {
+        cmocka_unit_test(test_backends_equal_reference),
+        cmocka_unit_test(test_backends_bitwise_identical_on_every_rank),
+        cmocka_unit_test(test_flags),
+        cmocka_unit_test(test_shard),
+    };
+    if (getenv("RT_TEST_MANY_RANKS"))
+        return cmocka_run_group_tests(many, group_setup, group_teardown);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

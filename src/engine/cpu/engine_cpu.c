@@ -4,6 +4,16 @@
  * GEMM is OpenBLAS; everything else is a plain loop whose inner dimension is
  * contiguous and branch-free, so -O3 -march=native vectorizes it. Nothing
  * here allocates except alloc.
+ *
+ * Threads (core/par.h): each op cuts its work into one contiguous part per
+ * thread of the rank, along an axis where parts never write the same
+ * element and every element is computed as on one thread: elements for
+ * element-wise ops, planes for pooling, rows of the column matrix for
+ * im2col, channels for col2im and the bias gradient (each channel's sum keeps
+ * its order). These give the same bits at any thread count. A GEMM is split
+ * into column (or row) blocks, each one single-threaded OpenBLAS call; its
+ * bits can differ from one call's (OpenBLAS's edge kernels), so results are
+ * the same for the same thread count, not across counts.
  */
 #include "engine/engine.h"
 
@@ -13,28 +23,80 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "core/par.h"
 #include "core/rng.h"
 #include "core/sum.h"
 #include "engine/cpu/engine_cpu_conv.h"
 #include "engine/cpu/engine_cpu_seq.h"
 #include "engine/engine_math.h"
 
+/* Element-wise work is split only above this many floats (64 KiB): below,
+ * waking a thread costs about what the loop does. Boundaries fall on
+ * multiples of 16 floats (a cache line). */
+#define EW_GRAIN (16 * 1024)
+#define EW_ALIGN 16
+
+static void zero_range(void *ctx, size_t lo, size_t hi)
+{
+    memset((float *)ctx + lo, 0, (hi - lo) * sizeof(float));
+}
+
 static void cpu_zero(float *x, size_t n)
 {
-    memset(x, 0, n * sizeof *x);
+    core_par_for(n, 4 * EW_GRAIN, EW_ALIGN, zero_range, x);
+}
+
+typedef struct copy_job {
+    float *dst;
+    const float *src;
+} copy_job;
+
+static void copy_range(void *ctx, size_t lo, size_t hi)
+{
+    const copy_job *j = ctx;
+    memcpy(j->dst + lo, j->src + lo, (hi - lo) * sizeof(float));
 }
 
 static void cpu_copy(float *dst, const float *src, size_t n)
 {
+    copy_job j = {dst, src};
     if (dst != src)
-        memcpy(dst, src, n * sizeof *dst);
+        core_par_for(n, 4 * EW_GRAIN, EW_ALIGN, copy_range, &j);
 }
 
-static void cpu_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+typedef struct gemm_job {
+    int ta, tb, M, N, K, lda, ldb, ldc, split_n;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} gemm_job;
+
+static void gemm_part(void *ctx, int part, int parts)
+{
+    const gemm_job *j = ctx;
+    CBLAS_TRANSPOSE ta = j->ta ? CblasTrans : CblasNoTrans, tb = j->tb ? CblasTrans : CblasNoTrans;
+    size_t lo, hi;
+    core_par_range((size_t)(j->split_n ? j->N : j->M), part, parts, 16, &lo, &hi);
+    if (hi <= lo)
+        return;
+    if (j->split_n) /* columns [lo, hi) of C and of op(B) */
+        cblas_sgemm(CblasRowMajor, ta, tb, j->M, (int)(hi - lo), j->K, j->alpha, j->A, j->lda,
+                    j->tb ? j->B + lo * (size_t)j->ldb : j->B + lo, j->ldb, j->beta, j->C + lo,
+                    j->ldc);
+    else /* rows [lo, hi) of C and of op(A) */
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)(hi - lo), j->N, j->K, j->alpha,
+                    j->ta ? j->A + lo : j->A + lo * (size_t)j->lda, j->lda, j->B, j->ldb, j->beta,
+                    j->C + lo * (size_t)j->ldc, j->ldc);
+}
+
+/* One OpenBLAS call per thread on a block of C's columns (or rows, when C
+ * is taller than wide), at least 32 wide; small products stay whole. */
+void engine_cpu_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                      int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_job j = {trans_a, trans_b, M, N, K, lda, ldb, ldc, N >= M, alpha, beta, A, B, C};
+    int parts = (double)M * N * K < (double)(1 << 18) ? 1 : core_par_parts(N >= M ? N : M, 32);
+    core_par_run(gemm_part, &j, parts);
 }
 
 /* The output columns [lo, hi) whose input column ow*s - pad + kj lies inside [0, W). */
@@ -102,33 +164,48 @@ static void shift_range(long np, long d, long *p0, long *p1)
     *p1 = b < a ? a : b;
 }
 
-static void im2col_flat(const float *x, int batch, const engine_conv_geom *g, float *cols)
+/* im2col and col2im split over the rows (c, ki, kj) of the column matrix,
+ * col2im over channels: the rows of one channel add into the same dx. */
+typedef struct conv_job {
+    const float *x;
+    float *cols, *dx;
+    int batch;
+    const engine_conv_geom *g;
+} conv_job;
+
+/* Rows [r0, r1) of the column matrix. */
+static void im2col_flat(void *ctx, size_t r0, size_t r1)
 {
-    const int K = g->K;
+    const conv_job *j = ctx;
+    const engine_conv_geom *g = j->g;
+    const int K = g->K, batch = j->batch;
     const long np = (long)batch * g->H * g->W;
-    for (int c = 0; c < g->C; c++) {
-        const float *xc = x + (size_t)c * g->c_stride;
-        for (int ki = 0; ki < K; ki++)
-            for (int kj = 0; kj < K; kj++) {
-                float *row = cols + ((size_t)(c * K + ki) * K + kj) * (size_t)np;
-                long d = (long)(ki - g->pad_h) * g->W + (kj - g->pad_w), p0, p1;
-                shift_range(np, d, &p0, &p1);
-                memset(row, 0, (size_t)p0 * sizeof *row);
-                if (p1 > p0)
-                    memcpy(row + p0, xc + p0 + d, (size_t)(p1 - p0) * sizeof *row);
-                memset(row + p1, 0, (size_t)(np - p1) * sizeof *row);
-                zero_outside(row, batch, g, ki, kj);
-            }
+    for (size_t r = r0; r < r1; r++) {
+        int c = (int)(r / (size_t)(K * K)), ki = (int)(r / (size_t)K % (size_t)K),
+            kj = (int)(r % (size_t)K);
+        const float *xc = j->x + (size_t)c * g->c_stride;
+        float *row = j->cols + r * (size_t)np;
+        long d = (long)(ki - g->pad_h) * g->W + (kj - g->pad_w), p0, p1;
+        shift_range(np, d, &p0, &p1);
+        memset(row, 0, (size_t)p0 * sizeof *row);
+        if (p1 > p0)
+            memcpy(row + p0, xc + p0 + d, (size_t)(p1 - p0) * sizeof *row);
+        memset(row + p1, 0, (size_t)(np - p1) * sizeof *row);
+        zero_outside(row, batch, g, ki, kj);
     }
 }
 
-/* The adjoint of im2col_flat. The outside positions of cols are zeroed first
- * (cols is scratch), so the whole row is one shifted add. */
-static void col2im_flat(float *cols, int batch, const engine_conv_geom *g, float *dx)
+/* The adjoint of im2col_flat, channels [c0, c1). The outside positions of
+ * cols are zeroed first (cols is scratch), so the whole row is one shifted
+ * add. */
+static void col2im_flat(void *ctx, size_t c0, size_t c1)
 {
-    const int K = g->K;
+    const conv_job *j = ctx;
+    const engine_conv_geom *g = j->g;
+    const int K = g->K, batch = j->batch;
+    float *cols = j->cols, *dx = j->dx;
     const long np = (long)batch * g->H * g->W;
-    for (int c = 0; c < g->C; c++) {
+    for (int c = (int)c0; c < (int)c1; c++) {
         float *restrict dc = dx + (size_t)c * g->c_stride;
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
@@ -144,56 +221,63 @@ static void col2im_flat(float *cols, int batch, const engine_conv_geom *g, float
     }
 }
 
-static void cpu_im2col(const float *x, int batch, const engine_conv_geom *g, float *cols)
+static void im2col_rows(void *ctx, size_t r0, size_t r1)
 {
-    if (flat_shift_ok(batch, g)) {
-        im2col_flat(x, batch, g, cols);
-        return;
-    }
-
-    const int K = g->K, s = g->stride, OH = g->OH, OW = g->OW;
+    const conv_job *j = ctx;
+    const engine_conv_geom *g = j->g;
+    const int K = g->K, s = g->stride, OH = g->OH, OW = g->OW, batch = j->batch;
     const size_t plane = (size_t)OH * OW;
     const size_t ncols = (size_t)batch * plane;
-    for (int c = 0; c < g->C; c++)
-        for (int ki = 0; ki < K; ki++)
-            for (int kj = 0; kj < K; kj++) {
-                float *row = cols + ((size_t)(c * K + ki) * K + kj) * ncols;
-                int lo, hi;
-                valid_range(OW, g->W, s, kj - g->pad_w, &lo, &hi);
-                for (int n = 0; n < batch; n++) {
-                    const float *img = x + (size_t)n * g->n_stride + (size_t)c * g->c_stride;
-                    for (int oh = 0; oh < OH; oh++) {
-                        float *out = row + (size_t)n * plane + (size_t)oh * OW;
-                        int ih = oh * s - g->pad_h + ki;
-                        if (ih < 0 || ih >= g->H) {
-                            memset(out, 0, (size_t)OW * sizeof *out);
-                            continue;
-                        }
-                        const float *in = img + (size_t)ih * g->W + (kj - g->pad_w);
-                        for (int ow = 0; ow < lo; ow++)
-                            out[ow] = 0.0f;
-                        if (s == 1)
-                            memcpy(out + lo, in + lo, (size_t)(hi - lo) * sizeof *out);
-                        else
-                            for (int ow = lo; ow < hi; ow++)
-                                out[ow] = in[ow * s];
-                        for (int ow = hi; ow < OW; ow++)
-                            out[ow] = 0.0f;
-                    }
+    for (size_t r = r0; r < r1; r++) {
+        int c = (int)(r / (size_t)(K * K)), ki = (int)(r / (size_t)K % (size_t)K),
+            kj = (int)(r % (size_t)K);
+        float *row = j->cols + r * ncols;
+        int lo, hi;
+        valid_range(OW, g->W, s, kj - g->pad_w, &lo, &hi);
+        for (int n = 0; n < batch; n++) {
+            const float *img = j->x + (size_t)n * g->n_stride + (size_t)c * g->c_stride;
+            for (int oh = 0; oh < OH; oh++) {
+                float *out = row + (size_t)n * plane + (size_t)oh * OW;
+                int ih = oh * s - g->pad_h + ki;
+                if (ih < 0 || ih >= g->H) {
+                    memset(out, 0, (size_t)OW * sizeof *out);
+                    continue;
                 }
+                const float *in = img + (size_t)ih * g->W + (kj - g->pad_w);
+                for (int ow = 0; ow < lo; ow++)
+                    out[ow] = 0.0f;
+                if (s == 1)
+                    memcpy(out + lo, in + lo, (size_t)(hi - lo) * sizeof *out);
+                else
+                    for (int ow = lo; ow < hi; ow++)
+                        out[ow] = in[ow * s];
+                for (int ow = hi; ow < OW; ow++)
+                    out[ow] = 0.0f;
             }
+        }
+    }
 }
 
-static void cpu_col2im(float *cols, int batch, const engine_conv_geom *g, float *dx)
+/* Rows per part: at least a few of conv2's 14x14x5-image rows. */
+#define CONV_GRAIN 4
+
+static void cpu_im2col(const float *x, int batch, const engine_conv_geom *g, float *cols)
 {
-    if (flat_shift_ok(batch, g)) {
-        col2im_flat(cols, batch, g, dx);
-        return;
-    }
-    const int K = g->K, s = g->stride, OH = g->OH, OW = g->OW;
+    conv_job j = {x, cols, NULL, batch, g};
+    size_t rows = (size_t)g->C * g->K * g->K;
+    core_par_for(rows, CONV_GRAIN, 1, flat_shift_ok(batch, g) ? im2col_flat : im2col_rows, &j);
+}
+
+static void col2im_channels(void *ctx, size_t c0, size_t c1)
+{
+    const conv_job *j = ctx;
+    const engine_conv_geom *g = j->g;
+    const float *cols = j->cols;
+    float *dx = j->dx;
+    const int K = g->K, s = g->stride, OH = g->OH, OW = g->OW, batch = j->batch;
     const size_t plane = (size_t)OH * OW;
     const size_t ncols = (size_t)batch * plane;
-    for (int c = 0; c < g->C; c++)
+    for (int c = (int)c0; c < (int)c1; c++)
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
                 const float *row = cols + ((size_t)(c * K + ki) * K + kj) * ncols;
@@ -218,7 +302,13 @@ static void cpu_col2im(float *cols, int batch, const engine_conv_geom *g, float 
             }
 }
 
-static void cpu_act_forward(float *y, const float *x, size_t n, engine_act act)
+static void cpu_col2im(float *cols, int batch, const engine_conv_geom *g, float *dx)
+{
+    conv_job j = {NULL, cols, dx, batch, g};
+    core_par_for((size_t)g->C, 1, 1, flat_shift_ok(batch, g) ? col2im_flat : col2im_channels, &j);
+}
+
+static void act_forward_serial(float *y, const float *x, size_t n, engine_act act)
 {
     switch (act) {
     case ENGINE_ACT_RELU:
@@ -234,48 +324,91 @@ static void cpu_act_forward(float *y, const float *x, size_t n, engine_act act)
             y[i] = 1.0f / (1.0f + expf(-x[i]));
         break;
     default:
-        cpu_copy(y, x, n);
+        if (y != x)
+            memcpy(y, x, n * sizeof *y);
     }
+}
+
+/* The arguments of the element-wise and per-plane ops, for their parts. */
+typedef struct ew_job {
+    float *y;
+    const float *x, *dy, *b;
+    engine_act act;
+    int outer, channels, inner;
+} ew_job;
+
+static void act_forward_range(void *ctx, size_t lo, size_t hi)
+{
+    const ew_job *j = ctx;
+    act_forward_serial(j->y + lo, j->x + lo, hi - lo, j->act);
+}
+
+static void cpu_act_forward(float *y, const float *x, size_t n, engine_act act)
+{
+    ew_job j = {.y = y, .x = x, .act = act};
+    core_par_for(n, EW_GRAIN, EW_ALIGN, act_forward_range, &j);
+}
+
+/* Rows [lo, hi) of `inner` floats (row q has channel q % channels): bias,
+ * then the activation. */
+static void bias_act_rows(void *ctx, size_t lo, size_t hi)
+{
+    const ew_job *j = ctx;
+    const int inner = j->inner;
+    if (j->b && inner == 1) {
+        for (size_t q = lo; q < hi; q++)
+            j->y[q] += j->b[q % (size_t)j->channels];
+    } else if (j->b) {
+        for (size_t q = lo; q < hi; q++) {
+            float b = j->b[q % (size_t)j->channels];
+            float *p = j->y + q * (size_t)inner;
+            for (int i = 0; i < inner; i++)
+                p[i] += b;
+        }
+    }
+    float *yo = j->y + lo * (size_t)inner;
+    size_t n = (hi - lo) * (size_t)inner;
+    if (j->act == ENGINE_ACT_RELU) {
+        for (size_t i = 0; i < n; i++)
+            yo[i] = yo[i] > 0.0f ? yo[i] : 0.0f;
+    } else if (j->act != ENGINE_ACT_NONE) {
+        act_forward_serial(yo, yo, n, j->act);
+    }
+}
+
+/* Rows per part so that a part holds at least EW_GRAIN floats. */
+static size_t row_grain(int inner)
+{
+    size_t g = EW_GRAIN / (size_t)(inner > 0 ? inner : 1);
+    return g > 0 ? g : 1;
 }
 
 static void cpu_bias_act_forward(float *y, const float *bias, int outer, int channels, int inner,
                                  engine_act act)
 {
-    for (int o = 0; o < outer; o++) {
-        float *yo = y + (size_t)o * channels * inner;
-        if (bias && inner == 1) {
-            for (int c = 0; c < channels; c++)
-                yo[c] += bias[c];
-        } else if (bias) {
-            for (int c = 0; c < channels; c++) {
-                float b = bias[c];
-                float *p = yo + (size_t)c * inner;
-                for (int i = 0; i < inner; i++)
-                    p[i] += b;
-            }
-        }
-        if (act == ENGINE_ACT_RELU) {
-            size_t n = (size_t)channels * inner;
-            for (size_t i = 0; i < n; i++)
-                yo[i] = yo[i] > 0.0f ? yo[i] : 0.0f;
-        } else if (act != ENGINE_ACT_NONE) {
-            cpu_act_forward(yo, yo, (size_t)channels * inner, act);
-        }
+    ew_job j = {.y = y, .b = bias, .act = act, .channels = channels, .inner = inner};
+    core_par_for((size_t)outer * channels, row_grain(inner), 1, bias_act_rows, &j);
+}
+
+static void bias_fill_rows(void *ctx, size_t lo, size_t hi)
+{
+    const ew_job *j = ctx;
+    for (size_t q = lo; q < hi; q++) {
+        float *p = j->y + q * (size_t)j->inner;
+        float b = j->b[q % (size_t)j->channels];
+        for (int i = 0; i < j->inner; i++)
+            p[i] = b;
     }
 }
 
 static void cpu_bias_fill(float *y, const float *bias, int outer, int channels, int inner)
 {
-    for (int o = 0; o < outer; o++)
-        for (int c = 0; c < channels; c++) {
-            float *p = y + ((size_t)o * channels + c) * inner;
-            float b = bias[c];
-            for (int i = 0; i < inner; i++)
-                p[i] = b;
-        }
+    ew_job j = {.y = y, .b = bias, .channels = channels, .inner = inner};
+    core_par_for((size_t)outer * channels, row_grain(inner), 1, bias_fill_rows, &j);
 }
 
-static void cpu_act_backward(float *dx, const float *dy, const float *y, size_t n, engine_act act)
+static void act_backward_serial(float *dx, const float *dy, const float *y, size_t n,
+                                engine_act act)
 {
     switch (act) {
     case ENGINE_ACT_RELU:
@@ -291,8 +424,22 @@ static void cpu_act_backward(float *dx, const float *dy, const float *y, size_t 
             dx[i] = dy[i] * y[i] * (1.0f - y[i]);
         break;
     default:
-        cpu_copy(dx, dy, n);
+        if (dx != dy)
+            memcpy(dx, dy, n * sizeof *dx);
     }
+}
+
+static void act_backward_range(void *ctx, size_t lo, size_t hi)
+{
+    const ew_job *j = ctx;
+    act_backward_serial(j->y + lo, j->dy + lo, j->x + lo, hi - lo, j->act);
+}
+
+/* (y holds dx, x holds the activation's output) */
+static void cpu_act_backward(float *dx, const float *dy, const float *y, size_t n, engine_act act)
+{
+    ew_job j = {.y = dx, .x = y, .dy = dy, .act = act};
+    core_par_for(n, EW_GRAIN, EW_ALIGN, act_backward_range, &j);
 }
 
 /* A sum in 16 independent lanes: without -ffast-math the compiler may not
@@ -313,21 +460,34 @@ static float sum_floats(const float *p, int n)
     return s;
 }
 
+/* Channels [c0, c1): each channel's sum over o in the serial order. */
+static void bias_backward_channels(void *ctx, size_t c0, size_t c1)
+{
+    const ew_job *j = ctx;
+    const int channels = j->channels, inner = j->inner, outer = j->outer;
+    float *dbias = j->y;
+    for (int o = 0; o < outer; o++) {
+        const float *d = j->dy + (size_t)o * channels * inner;
+        if (inner == 1) {
+            for (size_t c = c0; c < c1; c++)
+                dbias[c] += d[c];
+            continue;
+        }
+        for (size_t c = c0; c < c1; c++)
+            dbias[c] += sum_floats(d + c * (size_t)inner, inner);
+    }
+}
+
 static void cpu_bias_backward(float *dbias, const float *dy, int outer, int channels, int inner,
                               int accumulate)
 {
     if (!accumulate)
         memset(dbias, 0, (size_t)channels * sizeof *dbias);
-    for (int o = 0; o < outer; o++) {
-        const float *d = dy + (size_t)o * channels * inner;
-        if (inner == 1) {
-            for (int c = 0; c < channels; c++)
-                dbias[c] += d[c];
-            continue;
-        }
-        for (int c = 0; c < channels; c++)
-            dbias[c] += sum_floats(d + (size_t)c * inner, inner);
-    }
+    ew_job j = {.y = dbias, .dy = dy, .outer = outer, .channels = channels, .inner = inner};
+    size_t per_channel = (size_t)outer * inner;
+    size_t grain = EW_GRAIN / (per_channel > 0 ? per_channel : 1);
+    core_par_for((size_t)channels, grain > 0 ? grain : 1, inner == 1 ? EW_ALIGN : 1,
+                 bias_backward_channels, &j);
 }
 
 /* The common 2x2 stride-2 window, in blocks of a constant 8 outputs that the
@@ -371,19 +531,20 @@ static inline void pool2_fwd_8(float *o, int32_t *a, const float *restrict r0,
     }
 }
 
-static void maxpool2x2(float *y, int32_t *argmax, const float *x, int planes, int H, int W, int OH,
-                       int OW)
+/* Output rows [q0, q1): a part's last row, like the very last, stays inside
+ * its row, so parts never write into each other's rows. */
+static void maxpool2x2(float *y, int32_t *argmax, const float *x, size_t q0, size_t q1, int H,
+                       int W, int OH, int OW)
 {
-    const size_t rows = (size_t)planes * OH;
     const int blocks = pool2_rows_ok(H, W, OH, OW);
-    for (size_t q = 0; q < rows; q++) {
+    for (size_t q = q0; q < q1; q++) {
         size_t p = q / (size_t)OH;
         int oh = (int)(q % (size_t)OH);
         const float *r0 = x + p * H * W + (size_t)(2 * oh) * W, *r1 = r0 + W;
         float *o = y + q * (size_t)OW;
         int32_t *a = argmax + q * (size_t)OW;
         int base = 2 * oh * W, ow = 0;
-        if (blocks && q + 1 < rows)
+        if (blocks && q + 1 < q1)
             for (; ow < OW; ow += 8)
                 pool2_fwd_8(o + ow, a + ow, r0 + 2 * ow, r1 + 2 * ow, base + 2 * ow, W);
         for (; ow < OW; ow++)
@@ -397,16 +558,30 @@ static void relu_inplace(float *y, size_t n)
         y[i] = y[i] > 0.0f ? y[i] : 0.0f;
 }
 
-static void cpu_maxpool_forward(float *y, int32_t *argmax, const float *x, int planes, int H, int W,
-                                int K, int S, int OH, int OW, int relu)
+typedef struct pool_job {
+    float *y, *dx;
+    int32_t *argmax;
+    const float *x, *dy, *relu_y;
+    const int32_t *am;
+    int H, W, K, S, OH, OW, relu;
+} pool_job;
+
+/* Planes [p0, p1). */
+static void maxpool_forward_planes(void *ctx, size_t p0, size_t p1)
 {
+    const pool_job *j = ctx;
+    const int H = j->H, W = j->W, K = j->K, S = j->S, OH = j->OH, OW = j->OW;
+    float *y = j->y;
+    int32_t *argmax = j->argmax;
+    const float *x = j->x;
+    const size_t plane = (size_t)OH * OW;
     if (K == 2 && S == 2) {
-        maxpool2x2(y, argmax, x, planes, H, W, OH, OW);
-        if (relu)
-            relu_inplace(y, (size_t)planes * OH * OW);
+        maxpool2x2(y, argmax, x, p0 * (size_t)OH, p1 * (size_t)OH, H, W, OH, OW);
+        if (j->relu)
+            relu_inplace(y + p0 * plane, (p1 - p0) * plane);
         return;
     }
-    for (int p = 0; p < planes; p++) {
+    for (size_t p = p0; p < p1; p++) {
         const float *in = x + (size_t)p * H * W;
         float *out = y + (size_t)p * OH * OW;
         int32_t *am = argmax + (size_t)p * OH * OW;
@@ -414,8 +589,39 @@ static void cpu_maxpool_forward(float *y, int32_t *argmax, const float *x, int p
             for (int ow = 0; ow < OW; ow++)
                 am[oh * OW + ow] = engine_max_window(in, oh, ow, K, S, W, &out[oh * OW + ow]);
     }
-    if (relu)
-        relu_inplace(y, (size_t)planes * OH * OW);
+    if (j->relu)
+        relu_inplace(y + p0 * plane, (p1 - p0) * plane);
+}
+
+/* The pooling ops' job: the geometry, then each op sets its buffers. */
+static pool_job pool_job_of(int H, int W, int K, int S, int OH, int OW)
+{
+    pool_job j = {0};
+    j.H = H;
+    j.W = W;
+    j.K = K;
+    j.S = S;
+    j.OH = OH;
+    j.OW = OW;
+    return j;
+}
+
+/* Planes per part: at least EW_GRAIN input floats. */
+static size_t plane_grain(int H, int W)
+{
+    size_t g = EW_GRAIN / ((size_t)H * W > 0 ? (size_t)H * W : 1);
+    return g > 0 ? g : 1;
+}
+
+static void cpu_maxpool_forward(float *y, int32_t *argmax, const float *x, int planes, int H, int W,
+                                int K, int S, int OH, int OW, int relu)
+{
+    pool_job j = pool_job_of(H, W, K, S, OH, OW);
+    j.y = y;
+    j.argmax = argmax;
+    j.x = x;
+    j.relu = relu;
+    core_par_for((size_t)planes, plane_grain(H, W), 1, maxpool_forward_planes, &j);
 }
 
 /* v if cond, else +0, through a bit mask: in scalar code a select or a
@@ -431,12 +637,15 @@ static inline float keep_if(float v, int cond)
 
 /* A scatter through argmax after one clearing pass. (Writing every input
  * element once from 2x2 blocks measured slower inside the training step.) */
-static void cpu_maxpool_backward(float *dx, const float *dy, const int32_t *argmax,
-                                 const float *relu_y, int planes, int H, int W, int K, int S,
-                                 int OH, int OW)
+static void maxpool_backward_planes(void *ctx, size_t p0, size_t p1)
 {
-    memset(dx, 0, (size_t)planes * H * W * sizeof *dx);
-    for (int p = 0; p < planes; p++) {
+    const pool_job *j = ctx;
+    const int H = j->H, W = j->W, OH = j->OH, OW = j->OW;
+    float *dx = j->dx;
+    const float *dy = j->dy, *relu_y = j->relu_y;
+    const int32_t *argmax = j->am;
+    memset(dx + p0 * H * W, 0, (p1 - p0) * H * W * sizeof *dx);
+    for (size_t p = p0; p < p1; p++) {
         float *d = dx + (size_t)p * H * W;
         const float *g = dy + (size_t)p * OH * OW;
         const int32_t *am = argmax + (size_t)p * OH * OW;
@@ -451,11 +660,26 @@ static void cpu_maxpool_backward(float *dx, const float *dy, const int32_t *argm
     }
 }
 
-static void cpu_avgpool_forward(float *y, const float *x, int planes, int H, int W, int K, int S,
-                                int OH, int OW)
+static void cpu_maxpool_backward(float *dx, const float *dy, const int32_t *argmax,
+                                 const float *relu_y, int planes, int H, int W, int K, int S,
+                                 int OH, int OW)
 {
+    pool_job j = pool_job_of(H, W, K, S, OH, OW);
+    j.dx = dx;
+    j.dy = dy;
+    j.am = argmax;
+    j.relu_y = relu_y;
+    core_par_for((size_t)planes, plane_grain(H, W), 1, maxpool_backward_planes, &j);
+}
+
+static void avgpool_forward_planes(void *ctx, size_t p0, size_t p1)
+{
+    const pool_job *j = ctx;
+    const int H = j->H, W = j->W, K = j->K, S = j->S, OH = j->OH, OW = j->OW;
+    const float *x = j->x;
+    float *y = j->y;
     const float scale = 1.0f / (float)(K * K);
-    for (int p = 0; p < planes; p++) {
+    for (size_t p = p0; p < p1; p++) {
         const float *in = x + (size_t)p * H * W;
         float *out = y + (size_t)p * OH * OW;
         for (int oh = 0; oh < OH; oh++)
@@ -469,12 +693,24 @@ static void cpu_avgpool_forward(float *y, const float *x, int planes, int H, int
     }
 }
 
-static void cpu_avgpool_backward(float *dx, const float *dy, int planes, int H, int W, int K, int S,
-                                 int OH, int OW)
+static void cpu_avgpool_forward(float *y, const float *x, int planes, int H, int W, int K, int S,
+                                int OH, int OW)
 {
+    pool_job j = pool_job_of(H, W, K, S, OH, OW);
+    j.y = y;
+    j.x = x;
+    core_par_for((size_t)planes, plane_grain(H, W), 1, avgpool_forward_planes, &j);
+}
+
+static void avgpool_backward_planes(void *ctx, size_t p0, size_t p1)
+{
+    const pool_job *j = ctx;
+    const int H = j->H, W = j->W, K = j->K, S = j->S, OH = j->OH, OW = j->OW;
+    const float *dy = j->dy;
+    float *dx = j->dx;
     const float scale = 1.0f / (float)(K * K);
-    memset(dx, 0, (size_t)planes * H * W * sizeof *dx);
-    for (int p = 0; p < planes; p++) {
+    memset(dx + p0 * H * W, 0, (p1 - p0) * H * W * sizeof *dx);
+    for (size_t p = p0; p < p1; p++) {
         float *d = dx + (size_t)p * H * W;
         const float *g = dy + (size_t)p * OH * OW;
         for (int oh = 0; oh < OH; oh++)
@@ -487,33 +723,102 @@ static void cpu_avgpool_backward(float *dx, const float *dy, int planes, int H, 
     }
 }
 
+static void cpu_avgpool_backward(float *dx, const float *dy, int planes, int H, int W, int K, int S,
+                                 int OH, int OW)
+{
+    pool_job j = pool_job_of(H, W, K, S, OH, OW);
+    j.dx = dx;
+    j.dy = dy;
+    core_par_for((size_t)planes, plane_grain(H, W), 1, avgpool_backward_planes, &j);
+}
+
+typedef struct perm_job {
+    float *dst;
+    const float *src;
+    int C, N, to_nc;
+    size_t S;
+} perm_job;
+
+/* Channels [c0, c1). */
+static void permute_channels(void *ctx, size_t c0, size_t c1)
+{
+    const perm_job *j = ctx;
+    const size_t C = (size_t)j->C, N = (size_t)j->N, S = j->S;
+    for (size_t c = c0; c < c1; c++)
+        for (size_t n = 0; n < N; n++) {
+            size_t cn = (c * N + n) * S, nc = (n * C + c) * S;
+            memcpy(j->dst + (j->to_nc ? nc : cn), j->src + (j->to_nc ? cn : nc),
+                   S * sizeof *j->dst);
+        }
+}
+
 static void cpu_cn_to_nc(float *dst, const float *src, int C, int N, size_t S)
 {
-    for (int c = 0; c < C; c++)
-        for (int n = 0; n < N; n++)
-            memcpy(dst + ((size_t)n * C + c) * S, src + ((size_t)c * N + n) * S, S * sizeof *dst);
+    perm_job j = {dst, src, C, N, 1, S};
+    core_par_for((size_t)C, row_grain((int)(N * S)), 1, permute_channels, &j);
 }
 
 static void cpu_nc_to_cn(float *dst, const float *src, int C, int N, size_t S)
 {
-    for (int c = 0; c < C; c++)
-        for (int n = 0; n < N; n++)
-            memcpy(dst + ((size_t)c * N + n) * S, src + ((size_t)n * C + c) * S, S * sizeof *dst);
+    perm_job j = {dst, src, C, N, 0, S};
+    core_par_for((size_t)C, row_grain((int)(N * S)), 1, permute_channels, &j);
+}
+
+/* The loss is summed in blocks of rows whose size depends on the batch only
+ * (64 rows, more past 64 * SOFTMAX_BLOCKS), each block in order, then the
+ * blocks in order: the same bits at any thread count. */
+#define SOFTMAX_BLOCKS 256
+
+typedef struct softmax_job {
+    float *probs;
+    const float *logits;
+    const int32_t *labels;
+    int batch, classes, block;
+    double loss[SOFTMAX_BLOCKS];
+    long correct[SOFTMAX_BLOCKS];
+} softmax_job;
+
+static void softmax_blocks(void *ctx, size_t k0, size_t k1)
+{
+    softmax_job *j = ctx;
+    for (size_t k = k0; k < k1; k++) {
+        int b0 = (int)k * j->block, b1 = b0 + j->block < j->batch ? b0 + j->block : j->batch;
+        double loss = 0.0;
+        long correct = 0;
+        for (int b = b0; b < b1; b++) {
+            /* out-of-range labels are the data module's to reject: no loss here */
+            int y = j->labels ? j->labels[b] : -1;
+            double row = 0.0;
+            int arg = engine_softmax_row(j->probs + (size_t)b * j->classes,
+                                         j->logits + (size_t)b * j->classes, j->classes, y, &row);
+            loss += row;
+            correct += j->labels && arg == y && isfinite(row); /* NaN outputs are never right */
+        }
+        j->loss[k] = loss;
+        j->correct[k] = correct;
+    }
 }
 
 static double cpu_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels,
                                        int batch, int classes, long *correct)
 {
+    softmax_job j;
+    j.probs = probs;
+    j.logits = logits;
+    j.labels = labels;
+    j.batch = batch;
+    j.classes = classes;
+    j.block = 64;
+    while ((batch + j.block - 1) / j.block > SOFTMAX_BLOCKS)
+        j.block *= 2;
+    size_t blocks = (size_t)(batch + j.block - 1) / (size_t)j.block;
+    size_t grain = EW_GRAIN / ((size_t)j.block * (size_t)classes);
+    core_par_for(blocks, grain > 0 ? grain : 1, 1, softmax_blocks, &j);
     double loss = 0.0;
-    for (int b = 0; b < batch; b++) {
-        /* out-of-range labels are the data module's to reject: no loss here */
-        int y = labels ? labels[b] : -1;
-        double row = 0.0;
-        int arg = engine_softmax_row(probs + (size_t)b * classes, logits + (size_t)b * classes,
-                                     classes, y, &row);
-        loss += row;
-        if (correct && labels && arg == y && isfinite(row)) /* NaN outputs are never right */
-            (*correct)++;
+    for (size_t k = 0; k < blocks; k++) {
+        loss += j.loss[k];
+        if (correct)
+            *correct += j.correct[k];
     }
     return loss;
 }
@@ -544,16 +849,36 @@ static void *cpu_stream(void)
     return NULL;
 }
 
+typedef struct scale_job {
+    float *y;
+    const float *a, *b;
+    float s;
+} scale_job;
+
+static void scale_range(void *ctx, size_t lo, size_t hi)
+{
+    const scale_job *j = ctx;
+    for (size_t i = lo; i < hi; i++)
+        j->y[i] *= j->s;
+}
+
 static void cpu_scale(float *x, size_t n, float a)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] *= a;
+    scale_job j = {x, NULL, NULL, a};
+    core_par_for(n, EW_GRAIN, EW_ALIGN, scale_range, &j);
+}
+
+static void mul_range(void *ctx, size_t lo, size_t hi)
+{
+    const scale_job *j = ctx;
+    for (size_t i = lo; i < hi; i++)
+        j->y[i] = j->a[i] * j->b[i];
 }
 
 static void cpu_mul(float *y, const float *a, const float *b, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        y[i] = a[i] * b[i];
+    scale_job j = {y, a, b, 0.0f};
+    core_par_for(n, EW_GRAIN, EW_ALIGN, mul_range, &j);
 }
 
 static void cpu_dropout_mask(float *mask, size_t n, float p, uint64_t seed, uint64_t stream)
@@ -590,9 +915,11 @@ static int cpu_status(core_error *err)
     return 0;
 }
 
+/* The threads a GEMM is split over: the rank's compute threads (--threads;
+ * OpenBLAS's own pool is kept at 1, engine_cpu_blas.c). */
 static int cpu_blas_threads(void)
 {
-    return openblas_get_num_threads();
+    return core_par_threads();
 }
 
 static void cpu_adam_update(float *restrict p, const float *restrict g, float *restrict m,
@@ -616,7 +943,7 @@ static const engine_ops cpu_ops = {.name = "cpu",
                                    .free = core_free,
                                    .zero = cpu_zero,
                                    .copy = cpu_copy,
-                                   .gemm = cpu_gemm,
+                                   .gemm = engine_cpu_gemm,
                                    .im2col = cpu_im2col,
                                    .col2im = cpu_col2im,
                                    .bias_act_forward = cpu_bias_act_forward,

@@ -8,12 +8,21 @@
  * causal mask, a block of queries only needs the keys up to its last row, so
  * about 5/8 of the full T x T work is done at T = 128. Masked probabilities
  * are exact zeros, so the few masked entries a block does compute add nothing.
+ *
+ * Threads (core/par.h), with the same bits at any count: element-wise ops
+ * by elements, layer norm and embeddings by rows (the layer norm's weight
+ * and bias gradients by columns, each column summed over the rows in order),
+ * attention forward by (sample, head). Attention backward, the recurrent
+ * cells and dropout masks run on the calling thread (one scratch matrix; a
+ * sequential random stream).
  */
 #include "engine/cpu/engine_cpu_seq.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
+
+#include "core/par.h"
 
 #define ATTN_BLOCK 32
 
@@ -52,11 +61,37 @@ static size_t token_row(float id, int V)
     return id >= 0.0f && id < (float)V ? (size_t)id : 0;
 }
 
+/* Element-wise and row-wise work is split above this many floats. */
+#define SEQ_GRAIN (16 * 1024)
+
+static size_t rows_grain(int C)
+{
+    size_t g = SEQ_GRAIN / (size_t)(C > 0 ? C : 1);
+    return g > 0 ? g : 1;
+}
+
+/* The arguments of the split ops, for their parts. */
+typedef struct seq_job {
+    float *y, *mean, *rstd, *dw, *db;
+    const float *x, *a, *b, *w, *dy, *ids, *table, *cmean, *crstd;
+    int V, D, C, rows, causal, B, T, H;
+    float *P, *Pd;
+    const float *mask;
+} seq_job;
+
+static void embed_rows(void *ctx, size_t lo, size_t hi)
+{
+    const seq_job *j = ctx;
+    const size_t D = (size_t)j->D;
+    for (size_t i = lo; i < hi; i++)
+        memcpy(j->y + i * D, j->table + token_row(j->ids[i], j->V) * D, D * sizeof *j->y);
+}
+
 void engine_cpu_embed_forward(float *y, const float *ids, const float *table, size_t n, int V,
                               int D)
 {
-    for (size_t i = 0; i < n; i++)
-        memcpy(y + i * (size_t)D, table + token_row(ids[i], V) * (size_t)D, (size_t)D * sizeof *y);
+    seq_job j = {.y = y, .ids = ids, .table = table, .V = V, .D = D};
+    core_par_for(n, rows_grain(D), 1, embed_rows, &j);
 }
 
 void engine_cpu_embed_backward(float *dtable, const float *dy, const float *ids, size_t n, int V,
@@ -70,10 +105,22 @@ void engine_cpu_embed_backward(float *dtable, const float *dy, const float *ids,
     }
 }
 
-void engine_cpu_add(float *y, const float *a, const float *b, size_t n)
+static void add_serial(float *y, const float *a, const float *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         y[i] = a[i] + b[i];
+}
+
+static void add_range(void *ctx, size_t lo, size_t hi)
+{
+    const seq_job *j = ctx;
+    add_serial(j->y + lo, j->a + lo, j->b + lo, hi - lo);
+}
+
+void engine_cpu_add(float *y, const float *a, const float *b, size_t n)
+{
+    seq_job j = {.y = y, .a = a, .b = b};
+    core_par_for(n, SEQ_GRAIN, 16, add_range, &j);
 }
 
 void engine_cpu_mul(float *y, const float *a, const float *b, size_t n)
@@ -82,10 +129,18 @@ void engine_cpu_mul(float *y, const float *a, const float *b, size_t n)
         y[i] = a[i] * b[i];
 }
 
+static void add_broadcast_rows(void *ctx, size_t lo, size_t hi)
+{
+    const seq_job *j = ctx;
+    const size_t n = (size_t)j->C;
+    for (size_t o = lo; o < hi; o++)
+        add_serial(j->y + o * n, j->x + o * n, j->b, n);
+}
+
 void engine_cpu_add_broadcast(float *y, const float *x, const float *p, int outer, size_t n)
 {
-    for (int o = 0; o < outer; o++)
-        engine_cpu_add(y + (size_t)o * n, x + (size_t)o * n, p, n);
+    seq_job j = {.y = y, .x = x, .b = p, .C = (int)n};
+    core_par_for((size_t)outer, rows_grain((int)n), 1, add_broadcast_rows, &j);
 }
 
 void engine_cpu_dropout_mask(float *mask, size_t n, float p, core_rng *r)
@@ -95,10 +150,13 @@ void engine_cpu_dropout_mask(float *mask, size_t n, float p, core_rng *r)
         mask[i] = core_rng_uniform(r) < p ? 0.0f : keep;
 }
 
-void engine_cpu_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
-                                  const float *w, const float *b, int rows, int C)
+static void layernorm_forward_rows(void *ctx, size_t lo, size_t hi)
 {
-    for (int r = 0; r < rows; r++) {
+    const seq_job *j = ctx;
+    const int C = j->C;
+    const float *x = j->x, *w = j->w, *b = j->b;
+    float *y = j->y, *mean = j->mean, *rstd = j->rstd;
+    for (size_t r = lo; r < hi; r++) {
         const float *xr = x + (size_t)r * C;
         float *yr = y + (size_t)r * C;
         float m = 0.0f;
@@ -116,6 +174,55 @@ void engine_cpu_layernorm_forward(float *y, float *mean, float *rstd, const floa
     }
 }
 
+void engine_cpu_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
+                                  const float *w, const float *b, int rows, int C)
+{
+    seq_job j = {.y = y, .mean = mean, .rstd = rstd, .x = x, .w = w, .b = b, .C = C};
+    core_par_for((size_t)rows, rows_grain(C), 1, layernorm_forward_rows, &j);
+}
+
+/* dx of rows [lo, hi). */
+static void layernorm_dx_rows(void *ctx, size_t lo, size_t hi)
+{
+    const seq_job *j = ctx;
+    const int C = j->C;
+    const float *w = j->w;
+    for (size_t r = lo; r < hi; r++) {
+        const float *xr = j->x + r * C, *dr = j->dy + r * C;
+        float m = j->cmean[r], s = j->crstd[r];
+        float sum_d = 0.0f, sum_dx = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float xh = (xr[i] - m) * s;
+            float dxh = dr[i] * w[i];
+            sum_d += dxh;
+            sum_dx += dxh * xh;
+        }
+        sum_d /= (float)C;
+        sum_dx /= (float)C;
+        float *o = j->y + r * C;
+        for (int i = 0; i < C; i++) {
+            float xh = (xr[i] - m) * s;
+            o[i] += s * (dr[i] * w[i] - sum_d - xh * sum_dx);
+        }
+    }
+}
+
+/* dw and db of columns [lo, hi), each summed over the rows in order. */
+static void layernorm_dw_columns(void *ctx, size_t lo, size_t hi)
+{
+    const seq_job *j = ctx;
+    const size_t C = (size_t)j->C;
+    for (int r = 0; r < j->rows; r++) {
+        const float *xr = j->x + r * C, *dr = j->dy + r * C;
+        float m = j->cmean[r], s = j->crstd[r];
+        for (size_t i = lo; i < hi; i++) {
+            float xh = (xr[i] - m) * s;
+            j->dw[i] += dr[i] * xh;
+            j->db[i] += dr[i];
+        }
+    }
+}
+
 void engine_cpu_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                                    const float *mean, const float *rstd, const float *w, int rows,
                                    int C, int accumulate)
@@ -124,48 +231,56 @@ void engine_cpu_layernorm_backward(float *dx, float *dw, float *db, const float 
         memset(dw, 0, (size_t)C * sizeof *dw);
         memset(db, 0, (size_t)C * sizeof *db);
     }
-    for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * C, *dr = dy + (size_t)r * C;
-        float m = mean[r], s = rstd[r];
-        float sum_d = 0.0f, sum_dx = 0.0f;
-        for (int i = 0; i < C; i++) {
-            float xh = (xr[i] - m) * s;
-            float dxh = dr[i] * w[i];
-            dw[i] += dr[i] * xh;
-            db[i] += dr[i];
-            sum_d += dxh;
-            sum_dx += dxh * xh;
-        }
-        if (!dx)
-            continue;
-        sum_d /= (float)C;
-        sum_dx /= (float)C;
-        float *o = dx + (size_t)r * C;
-        for (int i = 0; i < C; i++) {
-            float xh = (xr[i] - m) * s;
-            o[i] += s * (dr[i] * w[i] - sum_d - xh * sum_dx);
-        }
-    }
+    seq_job j = {.y = dx,
+                 .dw = dw,
+                 .db = db,
+                 .x = x,
+                 .w = w,
+                 .dy = dy,
+                 .cmean = mean,
+                 .crstd = rstd,
+                 .C = C,
+                 .rows = rows};
+    size_t cols_grain = SEQ_GRAIN / (size_t)(rows > 0 ? rows : 1);
+    core_par_for((size_t)C, cols_grain > 0 ? cols_grain : 1, 16, layernorm_dw_columns, &j);
+    if (dx)
+        core_par_for((size_t)rows, rows_grain(C), 1, layernorm_dx_rows, &j);
 }
 
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 
-void engine_cpu_gelu_forward(float *y, const float *x, size_t n)
+static void gelu_forward_range(void *ctx, size_t lo, size_t hi)
 {
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        y[i] = 0.5f * v * (1.0f + fast_tanhf(GELU_K * (v + 0.044715f * v * v * v)));
+    const seq_job *j = ctx;
+    for (size_t i = lo; i < hi; i++) {
+        float v = j->x[i];
+        j->y[i] = 0.5f * v * (1.0f + fast_tanhf(GELU_K * (v + 0.044715f * v * v * v)));
     }
 }
 
-void engine_cpu_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
+void engine_cpu_gelu_forward(float *y, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    seq_job j = {.y = y, .x = x};
+    core_par_for(n, SEQ_GRAIN, 16, gelu_forward_range, &j);
+}
+
+static void gelu_backward_range(void *ctx, size_t lo, size_t hi)
+{
+    const seq_job *j = ctx;
+    const float *x = j->x, *dy = j->dy;
+    float *dx = j->y;
+    for (size_t i = lo; i < hi; i++) {
         float v = x[i];
         float t = fast_tanhf(GELU_K * (v + 0.044715f * v * v * v));
         float dt = (1.0f - t * t) * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
         dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * dt);
     }
+}
+
+void engine_cpu_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
+{
+    seq_job j = {.y = dx, .x = x, .dy = dy};
+    core_par_for(n, SEQ_GRAIN, 16, gelu_backward_range, &j);
 }
 
 static void sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -198,34 +313,55 @@ static void softmax_rows(float *P, int r0, int r1, int kend, int T, int causal)
     }
 }
 
+/* (sample, head) pairs [lo, hi): each writes its own P block and its head's
+ * columns of out. */
+static void attn_forward_heads(void *ctx, size_t lo, size_t hi)
+{
+    const seq_job *j = ctx;
+    const int T = j->T, H = j->H, D = j->D, causal = j->causal;
+    const int dh = D / H, ld = 3 * D;
+    const float scale = 1.0f / sqrtf((float)dh);
+    const float *qkv = j->x, *mask = j->mask;
+    float *out = j->y, *P = j->P, *Pd = j->Pd;
+    for (size_t bh = lo; bh < hi; bh++) {
+        const int b = (int)(bh / (size_t)H), h = (int)(bh % (size_t)H);
+        const float *q = qkv + (size_t)b * T * ld + h * dh;
+        const float *k = q + D, *v = q + 2 * D;
+        size_t pt = ((size_t)b * H + h) * T * T;
+        float *p = P + pt;
+        float *o = out + (size_t)b * T * D + h * dh;
+        for (int r0 = 0; r0 < T; r0 += ATTN_BLOCK) {
+            int r1 = r0 + ATTN_BLOCK < T ? r0 + ATTN_BLOCK : T;
+            int kend = causal ? r1 : T;
+            sgemm(0, 1, r1 - r0, kend, dh, scale, q + (size_t)r0 * ld, ld, k, ld, 0.0f,
+                  p + (size_t)r0 * T, T);
+            softmax_rows(p, r0, r1, kend, T, causal);
+            const float *a = p;
+            if (mask) {
+                engine_cpu_mul(Pd + pt + (size_t)r0 * T, p + (size_t)r0 * T,
+                               mask + pt + (size_t)r0 * T, (size_t)(r1 - r0) * T);
+                a = Pd + pt;
+            }
+            sgemm(0, 0, r1 - r0, dh, kend, 1.0f, a + (size_t)r0 * T, T, v, ld, 0.0f,
+                  o + (size_t)r0 * D, D);
+        }
+    }
+}
+
 void engine_cpu_attn_forward(float *out, float *P, float *Pd, const float *mask, const float *qkv,
                              int B, int T, int H, int D, int causal)
 {
-    const int dh = D / H, ld = 3 * D;
-    const float scale = 1.0f / sqrtf((float)dh);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const float *q = qkv + (size_t)b * T * ld + h * dh;
-            const float *k = q + D, *v = q + 2 * D;
-            size_t pt = ((size_t)b * H + h) * T * T;
-            float *p = P + pt;
-            float *o = out + (size_t)b * T * D + h * dh;
-            for (int r0 = 0; r0 < T; r0 += ATTN_BLOCK) {
-                int r1 = r0 + ATTN_BLOCK < T ? r0 + ATTN_BLOCK : T;
-                int kend = causal ? r1 : T;
-                sgemm(0, 1, r1 - r0, kend, dh, scale, q + (size_t)r0 * ld, ld, k, ld, 0.0f,
-                      p + (size_t)r0 * T, T);
-                softmax_rows(p, r0, r1, kend, T, causal);
-                const float *a = p;
-                if (mask) {
-                    engine_cpu_mul(Pd + pt + (size_t)r0 * T, p + (size_t)r0 * T,
-                                   mask + pt + (size_t)r0 * T, (size_t)(r1 - r0) * T);
-                    a = Pd + pt;
-                }
-                sgemm(0, 0, r1 - r0, dh, kend, 1.0f, a + (size_t)r0 * T, T, v, ld, 0.0f,
-                      o + (size_t)r0 * D, D);
-            }
-        }
+    seq_job j = {.y = out,
+                 .x = qkv,
+                 .D = D,
+                 .causal = causal,
+                 .B = B,
+                 .T = T,
+                 .H = H,
+                 .P = P,
+                 .Pd = Pd,
+                 .mask = mask};
+    core_par_for((size_t)B * H, 1, 1, attn_forward_heads, &j);
 }
 
 void engine_cpu_attn_backward(float *dqkv, const float *dout, const float *P, const float *Pd,

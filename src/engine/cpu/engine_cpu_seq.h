@@ -1,11 +1,18 @@
 /*
  * engine/cpu/engine_cpu_seq.h: the CPU sequence-model ops (engine_cpu_seq.c),
- * and the initializers engine_cpu.c appends to its op table.
+ * the initializers engine_cpu.c appends to its op table, and the GEMM that
+ * the files of engine/cpu/ share.
  */
 #ifndef ENGINE_CPU_SEQ_H
 #define ENGINE_CPU_SEQ_H
 
 #include "engine/engine.h"
+
+/* The CPU engine's GEMM (engine_cpu.c): split over the rank's threads
+ * (core/par.h); every file of engine/cpu/ that multiplies matrices outside
+ * a thread's part calls it rather than cblas_sgemm, so that it uses them. */
+void engine_cpu_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                     int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 void engine_cpu_embed_forward(float *y, const float *ids, const float *table, size_t n, int V,
                               int D);
