@@ -97,6 +97,17 @@ template <typename F> static int find_symbol(F *fn, const char *name, core_error
     return 0;
 }
 
+void *cuda_engine::open_library(const char *soname, const char *const *dirs, int n)
+{
+    void *lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    for (int i = 0; !lib && i < n; i++) {
+        char path[4096];
+        if (dirs[i] && snprintf(path, sizeof path, "%s/%s", dirs[i], soname) < (int)sizeof path)
+            lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    }
+    return lib;
+}
+
 /* libcublas.so.<major of the headers>, from the loader's path (the build's
  * RUNPATH names the toolkit) or the toolkit directory CMake found. */
 static int load_cublas(core_error *err)
@@ -104,12 +115,12 @@ static int load_cublas(core_error *err)
     if (cb.lib)
         return 0;
     const char *soname = "libcublas.so." RT_STR(CUBLAS_VER_MAJOR);
-    cb.lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
 #ifdef RINGTRAIN_CUDA_LIBDIR
-    if (!cb.lib)
-        cb.lib = dlopen(RINGTRAIN_CUDA_LIBDIR "/libcublas.so." RT_STR(CUBLAS_VER_MAJOR),
-                        RTLD_NOW | RTLD_LOCAL);
+    const char *dirs[] = {RINGTRAIN_CUDA_LIBDIR};
+#else
+    const char *dirs[] = {NULL};
 #endif
+    cb.lib = open_library(soname, dirs, 1);
     if (!cb.lib)
         return core_error_set(err,
                               "cuda: cannot load cuBLAS (%s): %s; install the CUDA toolkit's "

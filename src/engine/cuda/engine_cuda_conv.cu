@@ -293,17 +293,14 @@ static int dnn_load(int heuristic, core_error *err)
 {
     const char *soname = "libcudnn.so." RT_STR(CUDNN_MAJOR);
     dnn.heuristic = heuristic;
-    dnn.lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    const char *dirs[2] = {NULL, NULL};
 #ifdef RINGTRAIN_CUDNN_LIBDIR
-    if (!dnn.lib)
-        dnn.lib = dlopen(RINGTRAIN_CUDNN_LIBDIR "/libcudnn.so." RT_STR(CUDNN_MAJOR),
-                         RTLD_NOW | RTLD_LOCAL);
+    dirs[0] = RINGTRAIN_CUDNN_LIBDIR;
 #endif
 #ifdef RINGTRAIN_CUDA_LIBDIR
-    if (!dnn.lib)
-        dnn.lib = dlopen(RINGTRAIN_CUDA_LIBDIR "/libcudnn.so." RT_STR(CUDNN_MAJOR),
-                         RTLD_NOW | RTLD_LOCAL);
+    dirs[1] = RINGTRAIN_CUDA_LIBDIR;
 #endif
+    dnn.lib = open_library(soname, dirs, 2);
     if (!dnn.lib)
         return core_error_set(err, "cannot load %s: %s", soname, dlerror());
     cudnnStatus_t rc = CUDNN_STATUS_SUCCESS;

@@ -69,6 +69,9 @@ void die(const char *what, const char *detail);
 void check(cudaError_t rc, const char *what);
 void check_launch(const char *what);
 void check_blas(cublasStatus_t rc, const char *what);
+/* dlopen of soname from the loader's path, else from each of the n
+ * directories of dirs (NULL entries are skipped). */
+void *open_library(const char *soname, const char *const *dirs, int n);
 /* Blocks of THREADS for n elements (capped; kernels loop with FOR_EACH). */
 unsigned grid_for(size_t n);
 /* Row-major C_i = alpha op(A_i) op(B_i) + beta C_i for i < count, A_i = A + i * stride_a
