@@ -97,8 +97,10 @@ size_t nn_attn_work_floats(const nn_attn *a, int max_batch)
 
 size_t nn_attn_scratch_floats(const nn_attn *a, int max_batch)
 {
+    /* dS of every (sample, head): the CUDA engine's batched backward needs
+     * all of it (the CPU engine's blocked loop uses T * T) */
     size_t bt = (size_t)max_batch * a->T;
-    return bt * 4 * a->D + (size_t)a->T * a->T;
+    return bt * 4 * a->D + probs_floats(a, max_batch);
 }
 
 size_t nn_attn_place(const nn_attn *a, int max_batch, float *work, nn_attn_buf *buf)
