@@ -19,7 +19,8 @@ static int rnn_parse(nn_layer *l, int argc, char **argv, const nn_parse_ctx *ctx
         return -1;
     size_t bt = (size_t)ctx->max_batch * r->T, H = (size_t)r->H;
     l->work_floats = r->last ? bt * H : 0;
-    l->scratch_floats = bt * H + 2 * (size_t)ctx->max_batch * H;
+    l->scratch_floats =
+        bt * H + 2 * (size_t)ctx->max_batch * H + nn_rec_dy_steps_floats(r, ctx->max_batch);
     return 0;
 }
 
@@ -55,9 +56,10 @@ static void rnn_backward(nn_layer *l, const engine_ops *e, int B, int need_dx, i
     size_t T = (size_t)r->T, H = (size_t)r->H, bt = (size_t)r->max_batch * T;
     float *h = nn_rec_states(l, r, l->work);
     float *dg = l->scratch, *dh = dg + bt * H, *R = dh + (size_t)B * H;
+    const float *dys = nn_rec_dy_steps(l, r, e, R + (size_t)B * H, B);
     e->zero(R, (size_t)B * H);
     for (size_t t = T; t-- > 0;) {
-        nn_rec_step_grad(l, r, e, dh, R, (int)t, B);
+        nn_rec_step_grad(l, r, e, dh, R, dys, (int)t, B);
         for (int b = 0; b < B; b++) {
             size_t at = ((size_t)b * T + t) * H;
             e->act_backward(dg + at, dh + (size_t)b * H, h + at, H, r->act);

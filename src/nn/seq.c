@@ -220,19 +220,28 @@ void nn_rec_output(nn_layer *l, const nn_rec *r, const engine_ops *e, const floa
         e->copy(l->y + (size_t)b * H, h + ((size_t)b * T + T - 1) * H, H);
 }
 
-void nn_rec_step_grad(const nn_layer *l, const nn_rec *r, const engine_ops *e, float *dh,
-                      const float *R, int t, int B)
+size_t nn_rec_dy_steps_floats(const nn_rec *r, int max_batch)
 {
-    size_t H = (size_t)r->H, T = (size_t)r->T;
-    if (r->last) {
-        if (t == r->T - 1)
-            e->copy(dh, l->dy, (size_t)B * H);
-        else
-            e->copy(dh, R, (size_t)B * H);
-        return;
-    }
-    for (int b = 0; b < B; b++)
-        e->add(dh + (size_t)b * H, R + (size_t)b * H, l->dy + ((size_t)b * T + (size_t)t) * H, H);
+    return r->last ? 0 : (size_t)max_batch * r->T * r->H;
+}
+
+const float *nn_rec_dy_steps(const nn_layer *l, const nn_rec *r, const engine_ops *e, float *buf,
+                             int B)
+{
+    if (r->last)
+        return NULL;
+    e->nc_to_cn(buf, l->dy, r->T, B, (size_t)r->H);
+    return buf;
+}
+
+void nn_rec_step_grad(const nn_layer *l, const nn_rec *r, const engine_ops *e, float *dh,
+                      const float *R, const float *dy_steps, int t, int B)
+{
+    size_t n = (size_t)B * r->H;
+    if (r->last)
+        e->copy(dh, t == r->T - 1 ? l->dy : R, n);
+    else
+        e->add(dh, R, dy_steps + (size_t)t * n, n);
 }
 
 void nn_rec_param_grads(nn_layer *l, const nn_rec *r, const engine_ops *e, const float *dgx,

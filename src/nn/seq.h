@@ -84,9 +84,16 @@ void nn_rec_describe(const nn_rec *r, const char *extra, char *buf, size_t len);
 float *nn_rec_states(nn_layer *l, const nn_rec *r, float *work);
 /* y = last step of h for `last` (no-op for `all`). */
 void nn_rec_output(nn_layer *l, const nn_rec *r, const engine_ops *e, const float *h, int B);
-/* dh (B, H) = R + the output gradient at step t. */
+/* Floats of scratch nn_rec_dy_steps needs (0 for `last`). */
+size_t nn_rec_dy_steps_floats(const nn_rec *r, int max_batch);
+/* For `all`: the output gradient (B, T, H) reordered to (T, B, H) into buf,
+ * so that step t of every sample is one contiguous block (one engine op per
+ * step, not one per sample); returns it, or NULL for `last`. */
+const float *nn_rec_dy_steps(const nn_layer *l, const nn_rec *r, const engine_ops *e, float *buf,
+                             int B);
+/* dh (B, H) = R + the output gradient at step t (dy_steps: nn_rec_dy_steps). */
 void nn_rec_step_grad(const nn_layer *l, const nn_rec *r, const engine_ops *e, float *dh,
-                      const float *R, int t, int B);
+                      const float *R, const float *dy_steps, int t, int B);
 /* Parameter and input gradients once the pre-activation gradients of every
  * step are known: dgx (input side, incl. bias_ih) and dgh (recurrent side,
  * incl. bias_hh; equal to dgx except for gru). h: the hidden states. */
