@@ -5,12 +5,21 @@
  *
  * Ops that read the output of an earlier op (cell backward reads the
  * forward's activations, attention backward its probabilities) get the CPU
- * engine's values uploaded, so every row measures one op alone.
+ * engine's values uploaded, so every row measures one op alone. Then whole
+ * small models of every sequence layer kind, built on both engines from the
+ * same initial parameters: loss and every gradient (the layers' own use of
+ * the engine, buffers and strides included).
+ *
+ *   gpu_check seqbench SPEC B T [bf16]   training tokens/s of SPEC at batch
+ *                                        B x T (forward + backward + AdamW)
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
+#include "nn/model.h"
 #include "gpu_check.h"
 
 static float *dup_host(const float *x, size_t n)
@@ -260,6 +269,100 @@ static void check_gru(int with_prev)
     free(gx), free(gh), free(hs), free(dgx), free(dgh), free(dhp), free(dh);
 }
 
+/* A learnable token stream: sample b counts up by 3 from a random start
+ * (mod V); the label of each position is the next token. */
+static void seq_batch(float *x, int32_t *y, int B, int T, int V, int lps, core_rng *r)
+{
+    for (int b = 0; b < B; b++) {
+        int s = (int)core_rng_below(r, (uint64_t)V);
+        for (int t = 0; t < T; t++)
+            x[(size_t)b * T + t] = (float)((s + 3 * t) % V);
+        if (lps == T)
+            for (int t = 0; t < T; t++)
+                y[(size_t)b * T + t] = (s + 3 * (t + 1)) % V;
+        else
+            y[b] = s % V;
+    }
+}
+
+static nn_model *model_on(const char *spec, const char *name, int B, const engine_ops *e)
+{
+    nn_model *m = NULL;
+    if (nn_model_create_on(spec, name, B, e, &m, &err) != 0) {
+        printf("  %-34s FAIL: %s\n", name, err.msg);
+        failures++;
+        return NULL;
+    }
+    nn_model_init_params(m, 7);
+    return m;
+}
+
+/* Forward (training, so dropout is on: same masks on both engines) and
+ * backward of `spec` on the CPU and the GPU: loss sum and gradients. */
+static void check_model(const char *name, const char *spec, int B)
+{
+    nn_model *mc = model_on(spec, name, B, C), *mg = mc ? model_on(spec, name, B, G) : NULL;
+    if (!mg) {
+        nn_model_free(mc);
+        return;
+    }
+    int dims[4];
+    nn_model_input_dims(mc, dims);
+    int T = dims[0], V = nn_model_num_classes(mc), lps = nn_model_labels_per_sample(mc);
+    float *x = malloc((size_t)B * T * sizeof *x);
+    int32_t *y = malloc((size_t)B * lps * sizeof *y);
+    core_rng r = core_rng_make(3, 4);
+    seq_batch(x, y, B, T, V, lps, &r);
+    char row[96];
+    for (int pass = 0; pass < 2; pass++) { /* the second pass: fresh dropout masks */
+        nn_stats sc = {0}, sg = {0};
+        nn_model_forward(mc, x, y, B, 1, &sc);
+        nn_model_forward(mg, x, y, B, 1, &sg);
+        nn_model_backward(mc, pass, NULL, NULL);
+        nn_model_backward(mg, pass, NULL, NULL);
+        snprintf(row, sizeof row, "model %s loss%s", name, pass ? " (2nd)" : "");
+        report_value(row, sc.loss_sum, sg.loss_sum, TOL);
+        snprintf(row, sizeof row, "model %s grads%s", name, pass ? " (accumulated)" : "");
+        report(row, nn_model_grads(mc), nn_model_grads(mg), nn_model_param_count(mc));
+    }
+    core_error e2 = {{0}};
+    if (G->status(&e2) != 0) {
+        printf("  model %s: device fault: %s  FAIL\n", name, e2.msg);
+        failures++;
+    }
+    nn_model_free(mc), nn_model_free(mg), free(x), free(y);
+}
+
+static void check_models(void)
+{
+    printf("-- sequence models, CPU vs GPU (same initial parameters, same dropout masks)\n");
+    check_model("attention",
+                "input 21\nembed 30 32\nposenc sinusoidal\nattention 4 causal "
+                "dropout 0.1\nlayernorm\ngelu\nlinear 30\nloss softmax_cross_entropy\n",
+                5);
+    check_model("transformer",
+                "input 37\nembed 30 32\nposenc learned\nblock transformer 4 "
+                "causal dropout 0.1\nblock transformer 2 mlp 48\nlayernorm\nlinear 30\n"
+                "loss softmax_cross_entropy\n",
+                3);
+    check_model("lstm gru rnn",
+                "input 19\nembed 30 16\nlstm 24\ngru 20\nrnn 12\nrnn 12 relu\n"
+                "linear 30\nloss softmax_cross_entropy\n",
+                6);
+    check_model("lstm last",
+                "input 19\nembed 30 16\nlstm 24 last\ndense 4\n"
+                "loss softmax_cross_entropy\n",
+                6);
+    check_model("gru last",
+                "input 19\nembed 30 16\ngru 20\ngru 24 last\ndense 4\n"
+                "loss softmax_cross_entropy\n",
+                6);
+    check_model("rnn last",
+                "input 19\nembed 30 16\nrnn 24 relu last\ndense 4\n"
+                "loss softmax_cross_entropy\n",
+                6);
+}
+
 void gpu_check_seq_ops(void)
 {
     printf("-- sequence ops\n");
@@ -280,4 +383,137 @@ void gpu_check_seq_ops(void)
         check_lstm(prev);
         check_gru(prev);
     }
+    check_models();
 }
+
+/* ---- seqbench: training tokens/s ---- */
+
+/* The text of the spec at path with its `input N` line set to `input T`. */
+static char *spec_with_T(const char *path, int T)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    static char text[1 << 16];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char *out = malloc(n + 64), *o = out;
+    int done = 0;
+    for (const char *line = text; *line;) {
+        size_t len = strcspn(line, "\n");
+        if (!done && strncmp(line, "input ", 6) == 0) {
+            o += sprintf(o, "input %d", T);
+            done = 1;
+        } else {
+            memcpy(o, line, len);
+            o += len;
+        }
+        line += len;
+        if (*line == '\n')
+            *o++ = *line++;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* AdamW (lr 1e-3, weight decay 0.01, PyTorch's defaults otherwise) on the
+ * gradients of a summed loss over `tokens` tokens, as the trainer steps. */
+static void adamw_step(nn_model *m, float *mom, float *var, long step, int tokens)
+{
+    const double lr = 1e-3, wd = 0.01;
+    size_t n = nn_model_param_count(m);
+    float *g = nn_model_grads(m);
+    G->scale(g, n, 1.0f / (float)tokens);
+    double bc1 = 1.0 - pow(0.9, (double)step), bc2 = 1.0 - pow(0.999, (double)step);
+    G->adam_update(nn_model_engine_params(m), g, mom, var, n, (float)(1.0 - lr * wd),
+                   (float)(lr / bc1), (float)sqrt(bc2), 0.9f, 0.999f, 1e-8f, 0.0f);
+}
+
+int gpu_check_seq_bench(int argc, char **argv)
+{
+    if (argc < 5) {
+        fprintf(stderr, "usage: gpu_check seqbench SPEC B T [bf16]\n");
+        return 2;
+    }
+    const char *path = argv[2];
+    int B = atoi(argv[3]), T = atoi(argv[4]), bf16 = argc > 5 && strcmp(argv[5], "bf16") == 0;
+    if (!C)
+        C = engine_cpu();
+    if (!G)
+        G = engine_cuda(0, bf16 ? ENGINE_CUDA_BF16 : 0, &err);
+    if (!G) {
+        fprintf(stderr, "gpu_check: %s\n", err.msg);
+        return 2;
+    }
+    if (bf16 != (strstr(G->name, "bf16") != NULL)) {
+        fprintf(stderr,
+                "gpu_check: seqbench: the engine is %s; call gpu_check_seq_bench before "
+                "main creates it\n",
+                G->name);
+        return 2;
+    }
+    char *spec = spec_with_T(path, T);
+    nn_model *m = NULL;
+    if (B <= 0 || T <= 0 || !spec || nn_model_create_on(spec, path, B, G, &m, &err) != 0) {
+        fprintf(stderr, "gpu_check: seqbench %s: %s\n", path,
+                spec ? err.msg : "cannot read the spec, or bad B/T");
+        free(spec);
+        return 2;
+    }
+    nn_model_init_params(m, 1);
+    int V = nn_model_num_classes(m), lps = nn_model_labels_per_sample(m);
+    size_t n = nn_model_param_count(m);
+    float *mom = G->alloc(n * sizeof(float), "m", &err),
+          *var = G->alloc(n * sizeof(float), "v", &err);
+    float *x = malloc((size_t)B * T * sizeof *x);
+    int32_t *y = malloc((size_t)B * lps * sizeof *y);
+    core_rng r = core_rng_make(11, 12);
+    double first = 0.0, last = 0.0, t0 = 0.0, dt = 0.0;
+    long steps = 0;
+    for (long s = 1; mom && var; s++) {
+        if (s == 4) /* three warm-up steps */
+            t0 = now();
+        seq_batch(x, y, B, T, V, lps, &r);
+        nn_stats st = {0};
+        nn_model_forward(m, x, y, B, 1, &st); /* waits for the loss */
+        nn_model_backward(m, 0, NULL, NULL);
+        adamw_step(m, mom, var, s, B * lps);
+        last = st.loss_sum / (double)st.count;
+        if (s == 1)
+            first = last;
+        if (s >= 4) {
+            G->sync();
+            steps = s - 3;
+            dt = now() - t0;
+            if ((dt > 2.0 && steps >= 5) || steps >= 1000)
+                break;
+        }
+    }
+    core_error e2 = {{0}};
+    int fault = G->status(&e2) != 0;
+    double tps = dt > 0 ? (double)B * T * steps / dt : 0.0;
+    printf("seqbench: %s B=%d T=%d %s, %ld steps, loss %.3f -> %.3f%s%s\n", path, B, T,
+           bf16 ? "bf16" : "fp32", steps, first, last, fault ? ", device fault: " : "",
+           fault ? e2.msg : "");
+    printf("seqbench: %s B=%d T=%d %s on %s: %.0f tokens/s (forward+backward+AdamW, ids "
+           "uploaded each step)\n",
+           path, B, T, bf16 ? "bf16" : "fp32", G->name, tps);
+    G->free(mom), G->free(var);
+    nn_model_free(m);
+    free(x), free(y), free(spec);
+    return fault || !isfinite(last) || tps <= 0 ? 1 : 0;
+}
+
+#ifdef GPU_CHECK_SEQ_MAIN
+/* tests/gpu/run_seq links this main in front of gpu_check.c's (compiled with
+ * -Dmain=gpu_check_main) when that main does not dispatch seqbench itself. */
+int gpu_check_main(int argc, char **argv);
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "seqbench") == 0)
+        return gpu_check_seq_bench(argc, argv);
+    return gpu_check_main(argc, argv);
+}
+#endif
