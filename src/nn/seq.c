@@ -255,7 +255,15 @@ void nn_rec_param_grads(nn_layer *l, const nn_rec *r, const engine_ops *e, const
     /* dW_hh = sum over samples and t >= 1 of dgh_t^T h_{t-1} */
     if (!accumulate)
         e->zero(l->grad[NN_REC_WHH], (size_t)GH * H);
-    if (T > 1)
+    if (T > 1 && e->device_memory) {
+        /* On a GPU, two GEMMs instead of one per sample: every pair of
+         * consecutive rows of the flat (B*T) buffers, minus the B-1 pairs
+         * that run from one sample's last step into the next sample. */
+        e->gemm(1, 0, GH, H, rows - 1, 1.0f, dgh + GH, GH, h, H, 1.0f, l->grad[NN_REC_WHH], H);
+        if (B > 1)
+            e->gemm(1, 0, GH, H, B - 1, -1.0f, dgh + (size_t)T * GH, T * GH,
+                    h + (size_t)(T - 1) * H, T * H, 1.0f, l->grad[NN_REC_WHH], H);
+    } else if (T > 1)
         for (int b = 0; b < B; b++)
             e->gemm(1, 0, GH, H, T - 1, 1.0f, dgh + ((size_t)b * T + 1) * GH, GH,
                     h + (size_t)b * T * H, H, 1.0f, l->grad[NN_REC_WHH], H);
