@@ -19,6 +19,7 @@
 
 #include "core/mem.h"
 #include "nn/layer.h"
+#include "nn/seq.h"
 
 #ifndef NN_MODEL_LIMIT_BYTES /* tests/fuzz/fuzz_spec.c sets a smaller one */
 #define NN_MODEL_LIMIT_BYTES (16.0 * 1024 * 1024 * 1024)
@@ -319,6 +320,22 @@ static void fold_relus(nn_model *m)
     }
 }
 
+/* A layer whose ops the engine lacks would crash in its first step: stop
+ * at creation instead, naming the layer. */
+static int check_engine_ops(const nn_model *m, core_error *err)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        const char *op = nn_seq_missing_op(l->kind, m->e);
+        if (op)
+            return core_error_set(err,
+                                  "%s:%d: layer %s (%s) needs the engine op %s, which the %s "
+                                  "engine does not have; run this model with --device cpu",
+                                  m->source, l->line, l->name, l->kind->name, op, m->e->name);
+    }
+    return 0;
+}
+
 int nn_model_create(const char *spec_text, const char *source, int max_batch, nn_model **out,
                     core_error *err)
 {
@@ -344,7 +361,7 @@ int nn_model_create_on(const char *spec_text, const char *source, int max_batch,
         nn_model_free(m);
         return core_error_set(err, "%s: out of memory", source);
     }
-    if (parse_spec(m, m->spec, err)) {
+    if (parse_spec(m, m->spec, err) || check_engine_ops(m, err)) {
         nn_model_free(m);
         return -1;
     }

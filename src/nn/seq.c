@@ -11,6 +11,48 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *nn_seq_missing_op(const nn_layer_kind *k, const engine_ops *e)
+{
+#define NEED(op)                                                                                   \
+    do {                                                                                           \
+        if (!e->op)                                                                                \
+            return #op;                                                                            \
+    } while (0)
+    if (k == &nn_kind_embed) {
+        NEED(embed_forward);
+        NEED(embed_backward);
+    } else if (k == &nn_kind_posenc) {
+        NEED(add_broadcast);
+    } else if (k == &nn_kind_layernorm) {
+        NEED(layernorm_forward);
+        NEED(layernorm_backward);
+    } else if (k == &nn_kind_gelu) {
+        NEED(gelu_forward);
+        NEED(gelu_backward);
+    } else if (k == &nn_kind_attention || k == &nn_kind_block) {
+        NEED(attn_forward);
+        NEED(attn_backward);
+        NEED(dropout_mask_rng);
+        NEED(layernorm_forward);
+        NEED(layernorm_backward);
+        NEED(gelu_forward);
+        NEED(gelu_backward);
+        NEED(add);
+    } else if (k == &nn_kind_lstm) {
+        NEED(lstm_cell_forward);
+        NEED(lstm_cell_backward);
+        NEED(add);
+    } else if (k == &nn_kind_gru) {
+        NEED(gru_cell_forward);
+        NEED(gru_cell_backward);
+        NEED(add);
+    } else if (k == &nn_kind_rnn) {
+        NEED(add);
+    }
+    return NULL;
+#undef NEED
+}
+
 int nn_seq_input(const nn_layer *l, const nn_parse_ctx *ctx, int *T, int *C)
 {
     char sh[64];

@@ -18,6 +18,11 @@
     &nn_kind_embed, &nn_kind_posenc, &nn_kind_layernorm, &nn_kind_gelu, &nn_kind_linear,           \
         &nn_kind_attention, &nn_kind_block, &nn_kind_rnn, &nn_kind_lstm, &nn_kind_gru,
 
+/* The first engine op a sequence kind calls that engine e lacks (a NULL
+ * entry: a backend still being written), or NULL when it has them all (and
+ * for every other kind). The model checks this at creation. */
+const char *nn_seq_missing_op(const nn_layer_kind *kind, const engine_ops *e);
+
 /* (T, C) sample-major input, or a parse error naming the layer. */
 int nn_seq_input(const nn_layer *l, const nn_parse_ctx *ctx, int *T, int *C);
 /* A probability in [0, 1) for "dropout P". */
