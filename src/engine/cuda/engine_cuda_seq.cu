@@ -27,7 +27,7 @@ using namespace cuda_engine;
 
 #define WARPS_PER_BLOCK (THREADS / 32)
 #define EMBED_COLS      128 /* columns of one embedding-gradient block */
-#define LN_ROWS         64  /* rows per partial sum of the layer-norm weight gradients */
+#define LN_ROWS         128 /* rows per partial sum of the layer-norm weight gradients */
 #define LN_PARTIAL_MAX  (1u << 20)
 
 /* Partial column sums of layernorm_backward (LN_PARTIAL_MAX floats), made
