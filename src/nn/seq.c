@@ -258,6 +258,13 @@ void nn_rec_output(nn_layer *l, const nn_rec *r, const engine_ops *e, const floa
     if (!r->last)
         return;
     size_t H = (size_t)r->H, T = (size_t)r->T;
+    if (e->device_memory) {
+        /* two ops instead of one copy per sample: the states to (T, B, H)
+         * in scratch (free at the end of forward), then the last block */
+        e->nc_to_cn(l->scratch, h, r->T, B, H);
+        e->copy(l->y, l->scratch + (T - 1) * B * H, (size_t)B * H);
+        return;
+    }
     for (int b = 0; b < B; b++)
         e->copy(l->y + (size_t)b * H, h + ((size_t)b * T + T - 1) * H, H);
 }

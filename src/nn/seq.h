@@ -87,7 +87,8 @@ void nn_rec_init(nn_layer *l, const nn_rec *r, core_rng *rng);
 void nn_rec_describe(const nn_rec *r, const char *extra, char *buf, size_t len);
 /* The (B, T, H) hidden states: l->y itself for `all`, else work. */
 float *nn_rec_states(nn_layer *l, const nn_rec *r, float *work);
-/* y = last step of h for `last` (no-op for `all`). */
+/* y = last step of h for `last` (no-op for `all`); on a device engine it
+ * uses the layer's scratch (B*T*H floats). */
 void nn_rec_output(nn_layer *l, const nn_rec *r, const engine_ops *e, const float *h, int B);
 /* Floats of scratch nn_rec_dy_steps needs (0 for `last`). */
 size_t nn_rec_dy_steps_floats(const nn_rec *r, int max_batch);
