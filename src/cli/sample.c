@@ -8,6 +8,8 @@
  * new token runs one forward over the last T tokens (fewer at the start:
  * the model is causal, so the positions past the text do not matter) and
  * draws from softmax(logits / temperature), restricted to the top k.
+ * `--device cuda` runs the forwards on the GPU engine (docs/GPU.md); the
+ * parameters are uploaded once and each step downloads its probabilities.
  */
 #include "cli/sample.h"
 
@@ -20,11 +22,12 @@
 #include "core/mem.h"
 #include "core/rng.h"
 #include "data/tokens.h"
+#include "engine/engine.h"
 #include "nn/model.h"
 #include "train/checkpoint.h"
 
 typedef struct sample_args {
-    const char *checkpoint, *vocab, *prompt;
+    const char *checkpoint, *vocab, *prompt, *device;
     int length, top_k;
     float temperature;
     uint64_t seed;
@@ -58,12 +61,23 @@ static int config_train_path(const char *config, char *buf, size_t len)
     return 0;
 }
 
+static const engine_ops *sample_engine(const char *device, core_error *err)
+{
+    if (strcmp(device, "cpu") == 0)
+        return engine_cpu();
+    if (strcmp(device, "cuda") == 0)
+        return engine_cuda(0, 0, err);
+    core_error_set(err, "--device: expected 'cpu' or 'cuda', got '%s'", device);
+    return NULL;
+}
+
 static int setup(sampler *s, const sample_args *a, core_error *err)
 {
     char path[1024], vocab[1024];
-    if (train_checkpoint_resolve(a->checkpoint, path, sizeof path, err) != 0 ||
+    const engine_ops *e = sample_engine(a->device, err);
+    if (!e || train_checkpoint_resolve(a->checkpoint, path, sizeof path, err) != 0 ||
         train_checkpoint_read_text(path, &s->spec, &s->config, err) != 0 ||
-        nn_model_create(s->spec, path, 1, &s->m, err) != 0)
+        nn_model_create_on(s->spec, path, 1, e, &s->m, err) != 0)
         return -1;
     int dims[NN_MAX_DIMS];
     if (nn_model_input_dims(s->m, dims) != 1 || nn_model_labels_per_sample(s->m) != dims[0])
@@ -76,6 +90,7 @@ static int setup(sampler *s, const sample_args *a, core_error *err)
     nn_model_init_params(s->m, 1);
     if (train_checkpoint_read(path, s->m, NULL, NULL, err) != 0)
         return -1;
+    nn_model_params_push(s->m); /* the host view to the GPU; nothing on the CPU */
     if (a->vocab)
         snprintf(vocab, sizeof vocab, "%s", a->vocab);
     else if (config_train_path(s->config, vocab, sizeof vocab) != 0)
@@ -164,6 +179,8 @@ static int generate(sampler *s, const sample_args *a, core_error *err)
             s->x[t] = t < len ? (float)s->ids[from + t] : 0.0f;
         nn_model_forward(s->m, s->x, NULL, 1, 0, NULL);
         const float *p = nn_model_probs(s->m) + (len - 1) * (size_t)s->V;
+        if (nn_model_engine(s->m)->status(err) != 0)
+            return -1;
         s->ids[s->n] = draw(s, p, a, &r);
         emit(s, s->ids + s->n, 1);
         s->n++;
@@ -185,7 +202,7 @@ static void sampler_free(sampler *s)
 
 int cli_sample(dist_world *w, int argc, char **argv)
 {
-    sample_args a = {NULL, NULL, "", 400, 0, 0.8f, 1, 0};
+    sample_args a = {NULL, NULL, "", "cpu", 400, 0, 0.8f, 1, 0};
     cli_flag flags[] = {
         {"--checkpoint", "DIR|FILE", CLI_STRING, &a.checkpoint,
          "language-model checkpoint (the latest in DIR)", 1, 0},
@@ -198,6 +215,8 @@ int cli_sample(dist_world *w, int argc, char **argv)
         {"--top-k", "K", CLI_NONNEG_INT, &a.top_k, "draw from the K likeliest tokens (0: all)", 0,
          0},
         {"--seed", "N", CLI_U64, &a.seed, "seed of the draws", 0, 0},
+        {"--device", "cpu|cuda", CLI_STRING, &a.device,
+         "compute engine: cpu, or cuda (the GPU; docs/GPU.md)", 0, 0},
         {"--help", NULL, CLI_FLAG, &a.help, "show this help", 0, 0},
         {NULL, NULL, 0, NULL, NULL, 0, 0},
     };

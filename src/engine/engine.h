@@ -208,7 +208,8 @@ typedef struct engine_ops {
      * P (B, H, T, T) is kept for backward and Pd receives A when mask is set. */
     void (*attn_forward)(float *out, float *P, float *Pd, const float *mask, const float *qkv,
                          int B, int T, int H, int D, int causal);
-    /* dqkv (B, T, 3D) = gradient of the attention core; scratch holds T*T floats. */
+    /* dqkv (B, T, 3D) = gradient of the attention core; scratch holds B*H*T*T
+     * floats (the CUDA engine's dS; the CPU engine's blocked loop uses T*T). */
     void (*attn_backward)(float *dqkv, const float *dout, const float *P, const float *Pd,
                           const float *mask, const float *qkv, float *scratch, int B, int T, int H,
                           int D, int causal);

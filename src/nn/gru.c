@@ -20,7 +20,8 @@ static int gru_parse(nn_layer *l, int argc, char **argv, const nn_parse_ctx *ctx
         return -1;
     size_t bt = (size_t)ctx->max_batch * r->T, H = (size_t)r->H;
     l->work_floats = 2 * bt * 3 * H + (r->last ? bt * H : 0);
-    l->scratch_floats = 2 * bt * 3 * H + 3 * (size_t)ctx->max_batch * H;
+    l->scratch_floats =
+        2 * bt * 3 * H + 3 * (size_t)ctx->max_batch * H + nn_rec_dy_steps_floats(r, ctx->max_batch);
     return 0;
 }
 
@@ -37,9 +38,9 @@ static void gru_forward(nn_layer *l, const engine_ops *e, int B)
     float *gx = l->work, *gh = gx + bt * GH, *h = nn_rec_states(l, r, gh + bt * GH);
     e->gemm(0, 1, rows, GH, r->C, 1.0f, l->x, r->C, l->param[NN_REC_WIH], r->C, 0.0f, gx, GH);
     e->bias_act_forward(gx, l->param[NN_REC_BIH], rows, GH, 1, ENGINE_ACT_NONE);
+    /* every step's recurrent pre-activation starts at b_hh: one fill */
+    e->bias_fill(gh, l->param[NN_REC_BHH], rows, GH, 1);
     for (size_t t = 0; t < T; t++) {
-        for (int b = 0; b < B; b++)
-            e->copy(gh + ((size_t)b * T + t) * GH, l->param[NN_REC_BHH], (size_t)GH);
         if (t > 0)
             e->gemm(0, 1, B, GH, r->H, 1.0f, h + (t - 1) * H, (int)(T * H), l->param[NN_REC_WHH],
                     r->H, 1.0f, gh + t * GH, (int)(T * GH));
@@ -57,9 +58,10 @@ static void gru_backward(nn_layer *l, const engine_ops *e, int B, int need_dx, i
     float *gx = l->work, *gh = gx + bt * GH, *h = nn_rec_states(l, r, gh + bt * GH);
     float *dgx = l->scratch, *dgh = dgx + bt * GH, *dh = dgh + bt * GH;
     float *dhp = dh + (size_t)B * H, *R = dhp + (size_t)B * H;
+    const float *dys = nn_rec_dy_steps(l, r, e, R + (size_t)B * H, B);
     e->zero(R, (size_t)B * H);
     for (size_t t = T; t-- > 0;) {
-        nn_rec_step_grad(l, r, e, dh, R, (int)t, B);
+        nn_rec_step_grad(l, r, e, dh, R, dys, (int)t, B);
         e->gru_cell_backward(dgx + t * GH, dgh + t * GH, dhp, dh, gx + t * GH, gh + t * GH,
                              t ? h + (t - 1) * H : NULL, B, r->H, T * GH, T * H);
         if (t > 0) {

@@ -21,7 +21,8 @@ static int lstm_parse(nn_layer *l, int argc, char **argv, const nn_parse_ctx *ct
         return -1;
     size_t bt = (size_t)ctx->max_batch * r->T, H = (size_t)r->H;
     l->work_floats = bt * 4 * H + bt * H + (r->last ? bt * H : 0);
-    l->scratch_floats = bt * 4 * H + 3 * (size_t)ctx->max_batch * H;
+    l->scratch_floats =
+        bt * 4 * H + 3 * (size_t)ctx->max_batch * H + nn_rec_dy_steps_floats(r, ctx->max_batch);
     return 0;
 }
 
@@ -56,10 +57,11 @@ static void lstm_backward(nn_layer *l, const engine_ops *e, int B, int need_dx, 
     int GH = 4 * r->H;
     float *g = l->work, *c = g + bt * GH, *h = nn_rec_states(l, r, c + bt * H);
     float *dg = l->scratch, *dh = dg + bt * GH, *dc = dh + (size_t)B * H, *R = dc + (size_t)B * H;
+    const float *dys = nn_rec_dy_steps(l, r, e, R + (size_t)B * H, B);
     e->zero(dc, (size_t)B * H);
     e->zero(R, (size_t)B * H);
     for (size_t t = T; t-- > 0;) {
-        nn_rec_step_grad(l, r, e, dh, R, (int)t, B);
+        nn_rec_step_grad(l, r, e, dh, R, dys, (int)t, B);
         e->lstm_cell_backward(dg + t * GH, dc, dh, g + t * GH, t ? c + (t - 1) * H : NULL,
                               c + t * H, B, r->H, T * GH, T * H);
         if (t > 0)

@@ -22,6 +22,7 @@
 
 #include "core/mem.h"
 #include "nn/layer.h"
+#include "nn/seq.h"
 
 /* The default limit on a model's buffers is the machine's memory
  * (nn_model_opts.limit_bytes sets another: the trainer's --max-memory);
@@ -433,6 +434,22 @@ static void fold_relus(nn_model *m)
     }
 }
 
+/* A layer whose ops the engine lacks would crash in its first step: stop
+ * at creation instead, naming the layer. */
+static int check_engine_ops(const nn_model *m, core_error *err)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        const char *op = nn_seq_missing_op(l->kind, m->e);
+        if (op)
+            return core_error_set(err,
+                                  "%s:%d: layer %s (%s) needs the engine op %s, which the %s "
+                                  "engine does not have; run this model with --device cpu",
+                                  m->source, l->line, l->name, l->kind->name, op, m->e->name);
+    }
+    return 0;
+}
+
 int nn_model_create(const char *spec_text, const char *source, int max_batch, nn_model **out,
                     core_error *err)
 {
@@ -480,7 +497,7 @@ int nn_model_parse(const char *spec_text, const char *source, const nn_model_opt
         nn_model_free(m);
         return core_error_set(err, "%s: out of memory", source);
     }
-    if (parse_spec(m, m->spec, err)) {
+    if (parse_spec(m, m->spec, err) || check_engine_ops(m, err)) {
         nn_model_free(m);
         return -1;
     }

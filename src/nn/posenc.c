@@ -40,14 +40,20 @@ static void posenc_init(nn_layer *l, core_rng *r, int relu_next)
         nn_init_normal(l->param[0], l->tensor[0].count, 0.02f, r);
 }
 
-static void fill_table(posenc_cfg *c, float *p)
+/* The fixed table, computed on the host and uploaded once into the layer's
+ * work (device memory on a GPU engine), a piece of a row at a time. */
+static void fill_table(posenc_cfg *c, const engine_ops *e, float *dst)
 {
+    float buf[256];
     for (int t = 0; t < c->T; t++)
-        for (int i = 0; i < c->D; i += 2) {
-            double f = (double)t / pow(10000.0, (double)i / (double)c->D);
-            p[(size_t)t * c->D + i] = (float)sin(f);
-            if (i + 1 < c->D)
-                p[(size_t)t * c->D + i + 1] = (float)cos(f);
+        for (int i0 = 0; i0 < c->D; i0 += 256) {
+            int n = c->D - i0 < 256 ? c->D - i0 : 256;
+            for (int k = 0; k < n; k++) {
+                int i = i0 + k, even = i - i % 2;
+                double f = (double)t / pow(10000.0, (double)even / (double)c->D);
+                buf[k] = (float)(i % 2 ? cos(f) : sin(f));
+            }
+            e->upload(dst + (size_t)t * c->D + i0, buf, (size_t)n * sizeof *buf);
         }
     c->table_ready = 1;
 }
@@ -56,7 +62,7 @@ static void posenc_forward(nn_layer *l, const engine_ops *e, int batch)
 {
     posenc_cfg *c = l->priv;
     if (!c->learned && !c->table_ready)
-        fill_table(c, l->work);
+        fill_table(c, e, l->work);
     const float *p = c->learned ? l->param[0] : l->work;
     e->add_broadcast(l->y, l->x, p, batch, (size_t)c->T * c->D);
 }

@@ -11,6 +11,48 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *nn_seq_missing_op(const nn_layer_kind *k, const engine_ops *e)
+{
+#define NEED(op)                                                                                   \
+    do {                                                                                           \
+        if (!e->op)                                                                                \
+            return #op;                                                                            \
+    } while (0)
+    if (k == &nn_kind_embed) {
+        NEED(embed_forward);
+        NEED(embed_backward);
+    } else if (k == &nn_kind_posenc) {
+        NEED(add_broadcast);
+    } else if (k == &nn_kind_layernorm) {
+        NEED(layernorm_forward);
+        NEED(layernorm_backward);
+    } else if (k == &nn_kind_gelu) {
+        NEED(gelu_forward);
+        NEED(gelu_backward);
+    } else if (k == &nn_kind_attention || k == &nn_kind_block) {
+        NEED(attn_forward);
+        NEED(attn_backward);
+        NEED(dropout_mask_rng);
+        NEED(layernorm_forward);
+        NEED(layernorm_backward);
+        NEED(gelu_forward);
+        NEED(gelu_backward);
+        NEED(add);
+    } else if (k == &nn_kind_lstm) {
+        NEED(lstm_cell_forward);
+        NEED(lstm_cell_backward);
+        NEED(add);
+    } else if (k == &nn_kind_gru) {
+        NEED(gru_cell_forward);
+        NEED(gru_cell_backward);
+        NEED(add);
+    } else if (k == &nn_kind_rnn) {
+        NEED(add);
+    }
+    return NULL;
+#undef NEED
+}
+
 int nn_seq_input(const nn_layer *l, const nn_parse_ctx *ctx, int *T, int *C)
 {
     char sh[64];
@@ -97,8 +139,10 @@ size_t nn_attn_work_floats(const nn_attn *a, int max_batch)
 
 size_t nn_attn_scratch_floats(const nn_attn *a, int max_batch)
 {
+    /* dS of every (sample, head): the CUDA engine's batched backward needs
+     * all of it (the CPU engine's blocked loop uses T * T) */
     size_t bt = (size_t)max_batch * a->T;
-    return bt * 4 * a->D + (size_t)a->T * a->T;
+    return bt * 4 * a->D + probs_floats(a, max_batch);
 }
 
 size_t nn_attn_place(const nn_attn *a, int max_batch, float *work, nn_attn_buf *buf)
@@ -214,23 +258,39 @@ void nn_rec_output(nn_layer *l, const nn_rec *r, const engine_ops *e, const floa
     if (!r->last)
         return;
     size_t H = (size_t)r->H, T = (size_t)r->T;
+    if (e->device_memory) {
+        /* two ops instead of one copy per sample: the states to (T, B, H)
+         * in scratch (free at the end of forward), then the last block */
+        e->nc_to_cn(l->scratch, h, r->T, B, H);
+        e->copy(l->y, l->scratch + (T - 1) * B * H, (size_t)B * H);
+        return;
+    }
     for (int b = 0; b < B; b++)
         e->copy(l->y + (size_t)b * H, h + ((size_t)b * T + T - 1) * H, H);
 }
 
-void nn_rec_step_grad(const nn_layer *l, const nn_rec *r, const engine_ops *e, float *dh,
-                      const float *R, int t, int B)
+size_t nn_rec_dy_steps_floats(const nn_rec *r, int max_batch)
 {
-    size_t H = (size_t)r->H, T = (size_t)r->T;
-    if (r->last) {
-        if (t == r->T - 1)
-            e->copy(dh, l->dy, (size_t)B * H);
-        else
-            e->copy(dh, R, (size_t)B * H);
-        return;
-    }
-    for (int b = 0; b < B; b++)
-        e->add(dh + (size_t)b * H, R + (size_t)b * H, l->dy + ((size_t)b * T + (size_t)t) * H, H);
+    return r->last ? 0 : (size_t)max_batch * r->T * r->H;
+}
+
+const float *nn_rec_dy_steps(const nn_layer *l, const nn_rec *r, const engine_ops *e, float *buf,
+                             int B)
+{
+    if (r->last)
+        return NULL;
+    e->nc_to_cn(buf, l->dy, r->T, B, (size_t)r->H);
+    return buf;
+}
+
+void nn_rec_step_grad(const nn_layer *l, const nn_rec *r, const engine_ops *e, float *dh,
+                      const float *R, const float *dy_steps, int t, int B)
+{
+    size_t n = (size_t)B * r->H;
+    if (r->last)
+        e->copy(dh, t == r->T - 1 ? l->dy : R, n);
+    else
+        e->add(dh, R, dy_steps + (size_t)t * n, n);
 }
 
 void nn_rec_param_grads(nn_layer *l, const nn_rec *r, const engine_ops *e, const float *dgx,
@@ -244,7 +304,15 @@ void nn_rec_param_grads(nn_layer *l, const nn_rec *r, const engine_ops *e, const
     /* dW_hh = sum over samples and t >= 1 of dgh_t^T h_{t-1} */
     if (!accumulate)
         e->zero(l->grad[NN_REC_WHH], (size_t)GH * H);
-    if (T > 1)
+    if (T > 1 && e->device_memory) {
+        /* On a GPU, two GEMMs instead of one per sample: every pair of
+         * consecutive rows of the flat (B*T) buffers, minus the B-1 pairs
+         * that run from one sample's last step into the next sample. */
+        e->gemm(1, 0, GH, H, rows - 1, 1.0f, dgh + GH, GH, h, H, 1.0f, l->grad[NN_REC_WHH], H);
+        if (B > 1)
+            e->gemm(1, 0, GH, H, B - 1, -1.0f, dgh + (size_t)T * GH, T * GH,
+                    h + (size_t)(T - 1) * H, T * H, 1.0f, l->grad[NN_REC_WHH], H);
+    } else if (T > 1)
         for (int b = 0; b < B; b++)
             e->gemm(1, 0, GH, H, T - 1, 1.0f, dgh + ((size_t)b * T + 1) * GH, GH,
                     h + (size_t)b * T * H, H, 1.0f, l->grad[NN_REC_WHH], H);

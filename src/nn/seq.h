@@ -18,6 +18,11 @@
     &nn_kind_embed, &nn_kind_posenc, &nn_kind_layernorm, &nn_kind_gelu, &nn_kind_linear,           \
         &nn_kind_attention, &nn_kind_block, &nn_kind_rnn, &nn_kind_lstm, &nn_kind_gru,
 
+/* The first engine op a sequence kind calls that engine e lacks (a NULL
+ * entry: a backend still being written), or NULL when it has them all (and
+ * for every other kind). The model checks this at creation. */
+const char *nn_seq_missing_op(const nn_layer_kind *kind, const engine_ops *e);
+
 /* (T, C) sample-major input, or a parse error naming the layer. */
 int nn_seq_input(const nn_layer *l, const nn_parse_ctx *ctx, int *T, int *C);
 /* A probability in [0, 1) for "dropout P". */
@@ -82,11 +87,19 @@ void nn_rec_init(nn_layer *l, const nn_rec *r, core_rng *rng);
 void nn_rec_describe(const nn_rec *r, const char *extra, char *buf, size_t len);
 /* The (B, T, H) hidden states: l->y itself for `all`, else work. */
 float *nn_rec_states(nn_layer *l, const nn_rec *r, float *work);
-/* y = last step of h for `last` (no-op for `all`). */
+/* y = last step of h for `last` (no-op for `all`); on a device engine it
+ * uses the layer's scratch (B*T*H floats). */
 void nn_rec_output(nn_layer *l, const nn_rec *r, const engine_ops *e, const float *h, int B);
-/* dh (B, H) = R + the output gradient at step t. */
+/* Floats of scratch nn_rec_dy_steps needs (0 for `last`). */
+size_t nn_rec_dy_steps_floats(const nn_rec *r, int max_batch);
+/* For `all`: the output gradient (B, T, H) reordered to (T, B, H) into buf,
+ * so that step t of every sample is one contiguous block (one engine op per
+ * step, not one per sample); returns it, or NULL for `last`. */
+const float *nn_rec_dy_steps(const nn_layer *l, const nn_rec *r, const engine_ops *e, float *buf,
+                             int B);
+/* dh (B, H) = R + the output gradient at step t (dy_steps: nn_rec_dy_steps). */
 void nn_rec_step_grad(const nn_layer *l, const nn_rec *r, const engine_ops *e, float *dh,
-                      const float *R, int t, int B);
+                      const float *R, const float *dy_steps, int t, int B);
 /* Parameter and input gradients once the pre-activation gradients of every
  * step are known: dgx (input side, incl. bias_ih) and dgh (recurrent side,
  * incl. bias_hh; equal to dgx except for gru). h: the hidden states. */

@@ -50,4 +50,15 @@ echo "sample: $out"
 grep -q '^uncopyrightable JMQSVWXZ\.$' <<<"$out" || fail "sample does not continue the corpus"
 "$BIN" sample --checkpoint "$dir/ckpt2" --prompt "ünc" >/dev/null 2>"$dir/err" && fail "unknown byte accepted"
 grep -q "is not in the 26-character vocabulary" "$dir/err" || fail "unclear error: $(cat "$dir/err")"
+# --device cuda: the same text on a GPU; without one, one line and exit 1
+if "$BIN" sample --checkpoint "$dir/ckpt2" --prompt "uncopy" --length 40 --top-k 1 --device cuda \
+    >"$dir/gpu.out" 2>"$dir/err"; then
+  [ "$(cat "$dir/gpu.out")" = "$out" ] || fail "sample --device cuda differs: $(cat "$dir/gpu.out")"
+else
+  [ "$(wc -l <"$dir/err")" = 1 ] && grep -qiE "cuda|gpu" "$dir/err" ||
+    fail "sample --device cuda without a GPU: $(cat "$dir/err")"
+  echo "sample --device cuda: $(cat "$dir/err")"
+fi
+"$BIN" sample --checkpoint "$dir/ckpt2" --device tpu >/dev/null 2>"$dir/err" && fail "--device tpu accepted"
+grep -q "expected 'cpu' or 'cuda'" "$dir/err" || fail "unclear --device error: $(cat "$dir/err")"
 echo "PASS"

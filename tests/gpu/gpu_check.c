@@ -580,9 +580,13 @@ static double images_per_s(const char *spec, const engine_ops *e, int batch, int
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: gpu_check ops | train SPEC | bench SPEC BATCH [fp32|tf32|bf16]\n");
+        fprintf(stderr, "usage: gpu_check ops | train SPEC | bench SPEC BATCH [fp32|tf32|bf16] | "
+                        "seqbench SPEC B T [bf16]\n");
         return 2;
     }
+    /* seqbench makes its own engine (its precision is its last argument) */
+    if (strcmp(argv[1], "seqbench") == 0)
+        return gpu_check_seq_bench(argc, argv);
     int flags = 0;
     if (argc > 4 && strcmp(argv[4], "bf16") == 0)
         flags = ENGINE_CUDA_BF16;

@@ -31,5 +31,8 @@ void report_value(const char *op, double want, double got, double tol);
 
 /* gpu_check_seq.c: every sequence op, CPU vs GPU (rows through report). */
 void gpu_check_seq_ops(void);
+/* `gpu_check seqbench SPEC B T [bf16]` (argv[1] == "seqbench"): creates the
+ * engines itself when C and G are still NULL (bf16 needs that); exit code. */
+int gpu_check_seq_bench(int argc, char **argv);
 
 #endif

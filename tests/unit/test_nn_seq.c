@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "engine/engine.h"
 #include "nn/model.h"
 #include "optim/optim.h"
 
@@ -305,6 +306,29 @@ static void test_parse_errors(void **state)
     }
 }
 
+/* An engine without one of a layer's ops (a backend still being written)
+ * stops the model's creation with a line naming the layer and the op. */
+static void test_engine_lacks_op(void **state)
+{
+    static const char *spec = "input 6\nembed 10 8\nposenc learned\nblock transformer 2 causal\n"
+                              "lstm 8\nlinear 10\nloss softmax_cross_entropy\n";
+    engine_ops e = *engine_cpu();
+    e.name = "half-written";
+    e.attn_backward = NULL;
+    core_error err = {{0}};
+    nn_model *m = NULL;
+    assert_int_equal(nn_model_create_on(spec, "lack.spec", 2, &e, &m, &err), -1);
+    assert_non_null(strstr(err.msg, "lack.spec:4: layer block1 (block) needs the engine op "
+                                    "attn_backward, which the half-written engine"));
+    e.attn_backward = engine_cpu()->attn_backward;
+    e.lstm_cell_forward = NULL;
+    assert_int_equal(nn_model_create_on(spec, "lack.spec", 2, &e, &m, &err), -1);
+    assert_non_null(strstr(err.msg, "layer lstm1 (lstm) needs the engine op lstm_cell_forward"));
+    e.lstm_cell_forward = engine_cpu()->lstm_cell_forward;
+    assert_int_equal(nn_model_create_on(spec, "lack.spec", 2, &e, &m, &err), 0);
+    nn_model_free(m);
+}
+
 static void test_names_and_layout(void **state)
 {
     core_error err = {{0}};
@@ -343,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_causality),
         cmocka_unit_test(test_memorize),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_engine_lacks_op),
         cmocka_unit_test(test_names_and_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
