@@ -437,7 +437,7 @@ static int cmd_ops(void)
 
 /* ---- training and throughput ---- */
 
-static char *read_file(const char *path)
+char *read_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f)

@@ -29,6 +29,9 @@ double max_rel(const float *a, const float *b, size_t n);
 void report(const char *op, const float *want, const float *got_dev, size_t n);
 void report_value(const char *op, double want, double got, double tol);
 
+/* The text of a file (a spec) in a static buffer, or NULL. */
+char *read_file(const char *path);
+
 /* gpu_check_seq.c: every sequence op, CPU vs GPU (rows through report). */
 void gpu_check_seq_ops(void);
 /* `gpu_check seqbench SPEC B T [bf16]` (argv[1] == "seqbench"): creates the

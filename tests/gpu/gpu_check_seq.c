@@ -391,13 +391,10 @@ void gpu_check_seq_ops(void)
 /* The text of the spec at path with its `input N` line set to `input T`. */
 static char *spec_with_T(const char *path, int T)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    const char *text = read_file(path);
+    if (!text)
         return NULL;
-    static char text[1 << 16];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
+    size_t n = strlen(text);
     char *out = malloc(n + 64), *o = out;
     int done = 0;
     for (const char *line = text; *line;) {
