@@ -9,6 +9,7 @@ packages=(
   libopenblas-dev
   libhdf5-dev hdf5-tools zlib1g-dev
   libcmocka-dev jq libxml2-utils valgrind libclang-rt-14-dev
+  python3-h5py python3-numpy
   dataset-fashion-mnist
   slurm-wlm munge iproute2 iputils-ping util-linux
 )
