@@ -299,6 +299,8 @@ static int cmd_train(dist_world *w, int argc, char **argv)
                       "%.0f %s",
                       res.epochs_done, res.steps, 100.0 * res.test_accuracy, res.test_loss,
                       res.images_per_second, res.per_token ? "tokens/s" : "images/s");
+    else if (res.epochs_run == 0) /* a relaunch of a finished run: no loss or rate to report */
+        core_log_info("final: %d epochs, %ld steps", res.epochs_done, res.steps);
     else
         core_log_info("final: %d epochs, %ld steps, train loss %.4f, %.0f %s", res.epochs_done,
                       res.steps, res.final_loss, res.images_per_second,

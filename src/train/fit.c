@@ -968,8 +968,13 @@ int train_fit(dist_world *w, const train_config *cfg, train_result *res, core_er
         res->steps = c.prog.step;
         res->epochs_done = (int)c.prog.epoch;
     }
+    long first_epoch = c.prog.epoch;
+    if (rc == 0 && c.resumed && first_epoch >= cfg->epochs)
+        core_log_info("nothing to train: the checkpoint has completed %ld of %d epochs",
+                      first_epoch, cfg->epochs);
     while (rc == 0 && !res->preempted && c.prog.epoch < cfg->epochs && !train_wf_should_stop(c.wf))
         rc = run_epoch(&c, res, err);
+    res->epochs_run = (int)(c.prog.epoch - first_epoch);
     res->skipped_steps = c.skipped_steps;
     if (rc == 0 && !res->preempted) {
         train_device_pull(&c.dev, c.model, &c.opt);

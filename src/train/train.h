@@ -75,6 +75,8 @@ typedef struct train_config {
 typedef struct train_result {
     long steps;
     int epochs_done;
+    int epochs_run;             /* of them, epochs this process trained (0: a relaunch of a
+                                   finished run) */
     double final_loss;          /* mean training loss of the last epoch */
     double test_loss;           /* of the last evaluation (NAN if none) */
     double test_accuracy;       /* in [0, 1] (NAN if none) */

@@ -143,4 +143,19 @@ blas_run 2 >blas2.log 2>&1 || fail "resume with 2 threads failed: $(tail -3 blas
 grep -q "warning: resuming with 2 compute thread(s) per rank, the checkpoint was written with 1: training goes on, but not bit for bit as the uninterrupted run (resume with --threads 1 for that)" blas2.log ||
   fail "no thread-count warning: $(grep -i 'resum\|warn' blas2.log)"
 echo "ok: $(grep 'compute thread' blas2.log)"
+
+# A relaunch of a run that has finished (a requeue after the last epoch)
+# trains nothing, says so, leaves the checkpoints alone, and reports no
+# made-up training loss or rate (it used to print "train loss 0.0000, 0 images/s").
+before=$(ls -l --time-style=+%s.%N ref-plain/ckpt-*.h5 ref-plain/latest)
+timeout -k 10 120 mpirun --oversubscribe --allow-run-as-root --bind-to none --mca btl self,vader,tcp \
+  -np 2 "$BIN" train --model mlp.spec --data "$TRAIN_H5" --batch-size 32 --epochs 2 \
+  --progress plain --checkpoint-dir ref-plain --resume auto >done.log 2>&1 ||
+  fail "relaunch of a finished run failed: $(tail -3 done.log)"
+grep -q "nothing to train: the checkpoint has completed 2 of 2 epochs" done.log ||
+  fail "no 'nothing to train' line: $(grep -i 'resum\|final' done.log)"
+grep -q "final: 2 epochs, 32 steps$" done.log || fail "unexpected final line: $(grep final done.log)"
+[ "$before" = "$(ls -l --time-style=+%s.%N ref-plain/ckpt-*.h5 ref-plain/latest)" ] ||
+  fail "a relaunch of a finished run rewrote its checkpoints"
+echo "ok: $(grep 'nothing to train' done.log)"
 echo "PASS: relaunches with --resume auto are bit-exact and keep every metric; one job per directory"
