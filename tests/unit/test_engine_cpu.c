@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/cpu/engine_cpu_winograd.h"
 #include "engine/engine.h"
 #include "nn/layer.h"
 
@@ -116,7 +117,7 @@ static void test_conv_vs_direct(void **state)
  * sum over every output pixel that read it. The plan is made for a larger
  * batch than the one run, and the last case is big enough for several
  * L2-sized groups of images. */
-static void check_conv_op(const conv_case *c, int chan_major)
+static void check_conv_op(const conv_case *c, int chan_major, double tol)
 {
     const engine_ops *e = engine_cpu();
     engine_conv_geom g = geom_of(c, chan_major);
@@ -126,7 +127,7 @@ static void check_conv_op(const conv_case *c, int chan_major)
     e->conv_plan(&g, c->F, c->N + 3, &work, &scratch);
     float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)c->F * 4);
     float *y = malloc(ny * 4), *ref = malloc(ny * 4), *dy = malloc(ny * 4);
-    float *dx = malloc(nx * 4), *dx_ref = calloc(nx, 4), *dw = malloc(nw * 4);
+    float *dx = malloc(nx * 4), *dx_ref = calloc(nx, 8), *dw = malloc(nw * 4);
     float *dw_ref = calloc(nw, 8), *db = malloc((size_t)c->F * 4), *db_ref = calloc(c->F, 8);
     float *wk = malloc((work + 1) * 4), *sc = malloc((scratch + 1) * 4);
     test_fill_uniform(x, nx, 21, -1.0f, 1.0f);
@@ -138,9 +139,14 @@ static void check_conv_op(const conv_case *c, int chan_major)
     conv_direct(c, chan_major, x, w, ref);
     for (size_t i = 0; i < ny; i++)
         ref[i] += b[i / ((size_t)c->N * oplane)];
-    assert_true(test_max_rel_diff(y, ref, ny) < 1e-5);
+    assert_true(test_max_rel_diff(y, ref, ny) < tol);
+    /* the same with the fused relu */
+    e->conv_forward(y, x, w, b, c->N, c->F, &g, ENGINE_ACT_RELU, wk, sc);
+    for (size_t i = 0; i < ny; i++)
+        ref[i] = ref[i] > 0.0f ? ref[i] : 0.0f;
+    assert_true(test_max_rel_diff(y, ref, ny) < tol);
 
-    double *dwd = (double *)dw_ref, *dbd = (double *)db_ref;
+    double *dwd = (double *)dw_ref, *dbd = (double *)db_ref, *dxd = (double *)dx_ref;
     size_t plane = (size_t)c->H * c->W;
     for (int f = 0; f < c->F; f++)
         for (int n = 0; n < c->N; n++)
@@ -160,7 +166,7 @@ static void check_conv_op(const conv_case *c, int chan_major)
                                                 plane +
                                             (size_t)h * c->W + wc;
                                 dwd[wi] += (double)d * x[xi];
-                                dx_ref[xi] += d * w[wi];
+                                dxd[xi] += (double)d * w[wi];
                             }
                 }
     float *dwf = malloc(nw * 4), *dbf = malloc((size_t)c->F * 4);
@@ -168,10 +174,13 @@ static void check_conv_op(const conv_case *c, int chan_major)
         dwf[i] = (float)dwd[i];
     for (int f = 0; f < c->F; f++)
         dbf[f] = (float)dbd[f];
+    float *dxf = malloc(nx * 4);
+    for (size_t i = 0; i < nx; i++)
+        dxf[i] = (float)dxd[i];
     test_fill_uniform(dw, nw, 25, -9.0f, 9.0f); /* overwritten */
     e->conv_backward(dx, dw, db, dy, x, w, c->N, c->F, &g, 0, wk, sc);
     /* dw sums N*OH*OW products in float: 3072 of them in the last case */
-    assert_true(test_max_rel_diff(dx, dx_ref, nx) < 1e-5);
+    assert_true(test_max_rel_diff(dx, dxf, nx) < tol);
     assert_true(test_max_rel_diff(dw, dwf, nw) < 1e-4);
     assert_true(test_max_rel_diff(db, dbf, (size_t)c->F) < 1e-5);
     /* accumulate: the same gradients again, added; no dx */
@@ -183,7 +192,7 @@ static void check_conv_op(const conv_case *c, int chan_major)
     assert_true(test_max_rel_diff(dw, dwf, nw) < 1e-4);
     assert_true(test_max_rel_diff(db, dbf, (size_t)c->F) < 1e-5);
     free(x), free(w), free(b), free(y), free(ref), free(dy), free(dx), free(dx_ref), free(dw);
-    free(dw_ref), free(db), free(db_ref), free(wk), free(sc), free(dwf), free(dbf);
+    free(dw_ref), free(db), free(db_ref), free(wk), free(sc), free(dwf), free(dbf), free(dxf);
 }
 
 static void test_conv_op_vs_direct(void **state)
@@ -198,8 +207,34 @@ static void test_conv_op_vs_direct(void **state)
         {3, 16, 32, 32, 4, 5, 1, 2, 2, 32, 32},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        check_conv_op(&cases[i], 0);
-        check_conv_op(&cases[i], 1);
+        check_conv_op(&cases[i], 0, 1e-5);
+        check_conv_op(&cases[i], 1, 1e-5);
+    }
+}
+
+/* 3x3 stride-1 convolutions with 8+ channels and filters go to Winograd's
+ * F(2x2, 3x3) (engine_cpu_winograd.c): the same checks against direct
+ * loops, with odd output sizes (tiles past the edge), valid and asymmetric
+ * padding, the tutorial's second convolution, and a batch of several
+ * L2-sized groups. The transforms' sums carry about 2.5x the rounding of
+ * im2col's (1.3e-5 against 5e-6 on conv2's dx here), hence the tolerance. */
+static void test_conv_op_winograd(void **state)
+{
+    static const conv_case cases[] = {
+        /* N  C  H  W  F  K  S  ph pw OH OW */
+        {2, 8, 6, 6, 8, 3, 1, 1, 1, 6, 6},        /* same, even */
+        {3, 9, 7, 5, 10, 3, 1, 1, 1, 7, 5},       /* same, odd sizes */
+        {2, 8, 7, 9, 8, 3, 1, 0, 0, 5, 7},        /* valid */
+        {2, 8, 6, 6, 9, 3, 1, 0, 0, 5, 5},        /* pad (0, 1): bottom/right only */
+        {1, 8, 2, 3, 8, 3, 1, 1, 1, 2, 3},        /* a single row of tiles */
+        {5, 32, 14, 14, 64, 3, 1, 1, 1, 14, 14},  /* fashion_cnn's conv2 */
+        {40, 16, 10, 10, 24, 3, 1, 1, 1, 10, 10}, /* several groups */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        engine_conv_geom g = geom_of(&cases[i], 0);
+        assert_true(engine_cpu_winograd_fits(&g, cases[i].F));
+        check_conv_op(&cases[i], 0, 4e-5);
+        check_conv_op(&cases[i], 1, 4e-5);
     }
 }
 
@@ -316,9 +351,9 @@ static void test_maxpool_vs_naive(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_vs_direct),   cmocka_unit_test(test_conv_op_vs_direct),
-        cmocka_unit_test(test_layout_transpose), cmocka_unit_test(test_conv_layer_output),
-        cmocka_unit_test(test_maxpool_vs_naive),
+        cmocka_unit_test(test_conv_vs_direct),    cmocka_unit_test(test_conv_op_vs_direct),
+        cmocka_unit_test(test_conv_op_winograd),  cmocka_unit_test(test_layout_transpose),
+        cmocka_unit_test(test_conv_layer_output), cmocka_unit_test(test_maxpool_vs_naive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -175,6 +175,21 @@ static void test_whole_model(void **state)
               2, 0, TOL);
 }
 
+/* Convolutions with 8+ channels and filters run by Winograd's F(2x2, 3x3)
+ * on the CPU engine: its gradients (the adjoint of its transforms) against
+ * finite differences, with tanh and sigmoid, odd and valid output sizes, a
+ * conv reading the channel-major output of another, and pooling after one
+ * (the fused relu is checked against direct loops in test_engine_cpu). */
+static void test_conv_winograd(void **state)
+{
+    gradcheck("input 8 5 6\nconv 8 3 same tanh\nconv 9 3 sigmoid\nflatten\n"
+              "loss softmax_cross_entropy\n",
+              2, 0, TOL);
+    gradcheck("input 8 4 3\nconv 8 3 same tanh\nmaxpool 2\nflatten\ndense 3\n"
+              "loss softmax_cross_entropy\n",
+              2, 1, TOL);
+}
+
 /* A conv big enough to run in several image groups (see nn/conv.c), at a
  * batch that leaves a partial last group, against the same model run one
  * sample at a time (one group each) with accumulated gradients: outputs,
@@ -228,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_avgpool),
         cmocka_unit_test(test_whole_model),
         cmocka_unit_test(test_conv_groups),
+        cmocka_unit_test(test_conv_winograd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

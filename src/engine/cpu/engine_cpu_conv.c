@@ -17,14 +17,33 @@
  * back from memory; the layer holds one group's columns, not the batch's),
  * and the group's column gradient W^T * dY goes to the scratch shared by all
  * layers and straight into col2im.
+ *
+ * 3x3 stride-1 convolutions with 8 or more input channels and filters go to
+ * Winograd's F(2x2, 3x3) instead (engine_cpu_winograd.c: 2.25x fewer FLOPs
+ * in GEMMs of the same size). RINGTRAIN_CPU_CONV=im2col keeps every
+ * convolution on im2col (the method of earlier versions, whose rounding a
+ * run may want to reproduce); =winograd or unset: the choice above.
  */
 #include "engine/cpu/engine_cpu_conv.h"
 
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
-/* Floats of one group's columns: the L2 cache's size, or 1 MiB when the
- * system does not say. */
-static size_t group_floats(void)
+#include "engine/cpu/engine_cpu_winograd.h"
+
+/* 1 when this convolution runs by Winograd. */
+static int use_winograd(const engine_conv_geom *g, int F)
+{
+    static int allowed = -1;
+    if (allowed < 0) {
+        const char *v = getenv("RINGTRAIN_CPU_CONV");
+        allowed = !(v && strcmp(v, "im2col") == 0);
+    }
+    return allowed && engine_cpu_winograd_fits(g, F);
+}
+
+size_t engine_cpu_l2_floats(void)
 {
     static size_t floats;
     if (floats)
@@ -43,7 +62,7 @@ static size_t group_floats(void)
 static int group_max(const engine_conv_geom *g)
 {
     size_t per_image = (size_t)g->C * g->K * g->K * g->OH * g->OW;
-    size_t most = per_image ? group_floats() / per_image : 1;
+    size_t most = per_image ? engine_cpu_l2_floats() / per_image : 1;
     return most < 1 ? 1 : most > 1 << 20 ? 1 << 20 : (int)most;
 }
 
@@ -59,7 +78,10 @@ static int group_for(const engine_conv_geom *g, int batch)
 void engine_cpu_conv_plan(const engine_conv_geom *g, int F, int max_batch, size_t *work,
                           size_t *scratch)
 {
-    (void)F;
+    if (use_winograd(g, F)) {
+        engine_cpu_winograd_plan(g, F, max_batch, work, scratch);
+        return;
+    }
     size_t per_image = (size_t)g->C * g->K * g->K * g->OH * g->OW;
     int most = group_max(g);
     *work = per_image * (size_t)(most < max_batch ? most : max_batch);
@@ -70,7 +92,10 @@ void engine_cpu_conv_forward(float *y, const float *x, const float *w, const flo
                              int F, const engine_conv_geom *g, engine_act act, float *work,
                              float *scratch)
 {
-    (void)scratch;
+    if (use_winograd(g, F)) {
+        engine_cpu_winograd_forward(y, x, w, bias, batch, F, g, act, work, scratch);
+        return;
+    }
     const engine_ops *e = engine_cpu();
     int ckk = g->C * g->K * g->K, plane = g->OH * g->OW, n = batch * plane;
     int group = group_for(g, batch);
@@ -91,6 +116,11 @@ void engine_cpu_conv_backward(float *dx, float *dw, float *dbias, float *dy, con
                               const float *w, int batch, int F, const engine_conv_geom *g,
                               int accumulate, float *work, float *scratch)
 {
+    if (use_winograd(g, F)) {
+        engine_cpu_winograd_backward(dx, dw, dbias, dy, x, w, batch, F, g, accumulate, work,
+                                     scratch);
+        return;
+    }
     const engine_ops *e = engine_cpu();
     int ckk = g->C * g->K * g->K, plane = g->OH * g->OW, n = batch * plane;
     int group = group_for(g, batch);

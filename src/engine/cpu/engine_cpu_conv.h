@@ -7,6 +7,9 @@
 
 #include "engine/engine.h"
 
+/* Floats in the L2 cache (read at run time; 1 MiB when the system does not
+ * say): the size of the working sets the convolutions keep in cache. */
+size_t engine_cpu_l2_floats(void);
 void engine_cpu_conv_plan(const engine_conv_geom *g, int F, int max_batch, size_t *work,
                           size_t *scratch);
 void engine_cpu_conv_forward(float *y, const float *x, const float *w, const float *bias, int batch,
