@@ -29,7 +29,7 @@
  * results do not depend on the thread count except through the GEMMs.
  *
  * The transforms work on one image plane at a time, a row of tiles at once
- * in chunks of 8 tiles (GNU C vectors: one AVX register, two SSE ones).
+ * in chunks of 8 tiles (GNU C vectors: one AVX register; 4 without AVX).
  * The rows of a plane are split into their even and odd columns first, so
  * that the 4 columns of tile q are plain vector loads at q and q+1. A chunk
  * may run past the row's last tile: the extra lanes read padding and are
@@ -48,7 +48,21 @@
 #include "engine/cpu/engine_cpu_conv.h"
 
 #define XI 16 /* points of a transformed tile */
-#define WL 8  /* tiles per vector chunk */
+/* Tiles per vector chunk: one AVX register, or one SSE register where the
+ * build does not target AVX. */
+#ifdef __AVX__
+#define WL 8
+#define WL_LANES                                                                                   \
+    {                                                                                              \
+        0, 1, 2, 3, 4, 5, 6, 7                                                                     \
+    }
+#else
+#define WL 4
+#define WL_LANES                                                                                   \
+    {                                                                                              \
+        0, 1, 2, 3                                                                                 \
+    }
+#endif
 
 typedef float wv __attribute__((vector_size(WL * sizeof(float))));
 typedef int wvi __attribute__((vector_size(WL * sizeof(int))));
@@ -66,7 +80,7 @@ static inline void vstore(float *p, wv v)
 /* v with lanes n.. set to zero. */
 static inline wv vfirst(wv v, int n)
 {
-    const wvi lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    const wvi lane = WL_LANES;
     wvi keep = lane < n;
     return (wv)((wvi)v & keep);
 }
