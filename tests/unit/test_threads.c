@@ -5,7 +5,8 @@
  * Bit-identical at any thread count (fixed partitions: elements, planes,
  * rows of the column matrix, channels): im2col, col2im, bias + activation,
  * bias fill, activations and their derivatives, the bias gradient, max and
- * average pooling (with the folded relu), the layout transposes, scale, mul,
+ * average pooling (with the folded relu), the convolution op where it runs by
+ * Winograd (whole GEMMs per thread), the layout transposes, scale, mul,
  * zero, copy, the optimizer steps (Adam, AdamW, SGD with momentum and
  * Nesterov), softmax cross entropy (loss, hits, gradient), the sequence ops
  * (embedding, layer norm forward and backward, GELU, add, attention
@@ -85,6 +86,31 @@ static size_t case_conv_flat(const engine_ops *e, float *out)
 static size_t case_conv_strided(const engine_ops *e, float *out)
 {
     return conv_case_run(e, out, 0);
+}
+
+/* The convolution op on conv2's shape, which the CPU engine runs by
+ * Winograd: each of its 16 GEMMs is one OpenBLAS call on one thread, the
+ * transforms split by channel, so forward and all three gradients keep
+ * their bits at any thread count (unlike a split GEMM). */
+static size_t case_conv_winograd(const engine_ops *e, float *out)
+{
+    const int N = 9, F = 64;
+    engine_conv_geom g = geom(1, N);
+    size_t nx = (size_t)32 * N * 14 * 14, ny = (size_t)F * N * 14 * 14, nw = (size_t)F * 32 * 9;
+    size_t work, scratch;
+    e->conv_plan(&g, F, N, &work, &scratch);
+    float *x = filled(nx, 11), *w = filled(nw, 12), *b = filled(F, 13), *dy = filled(ny, 14);
+    float *y = malloc(ny * sizeof *y), *dx = malloc(nx * sizeof *dx), *dw = malloc(nw * 4);
+    float *db = malloc(F * sizeof *db), *wk = calloc(work + 1, 4), *sc = calloc(scratch + 1, 4);
+    e->conv_forward(y, x, w, b, N, F, &g, ENGINE_ACT_RELU, wk, sc);
+    size_t at = put(out, 0, y, ny);
+    e->conv_backward(dx, dw, db, dy, x, w, N, F, &g, 0, wk, sc);
+    at = put(out, at, dx, nx);
+    at = put(out, at, dw, nw);
+    at = put(out, at, db, F);
+    free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db), free(wk);
+    free(sc);
+    return at;
 }
 
 static size_t case_bias_act(const engine_ops *e, float *out)
@@ -371,6 +397,7 @@ static void same_bits(op_case fn, const char *name)
     }
 SAME_BITS(conv_flat)
 SAME_BITS(conv_strided)
+SAME_BITS(conv_winograd)
 SAME_BITS(bias_act)
 SAME_BITS(bias_backward)
 SAME_BITS(pool)
@@ -440,19 +467,13 @@ static int group_teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ranges),
-        cmocka_unit_test(test_conv_flat),
-        cmocka_unit_test(test_conv_strided),
-        cmocka_unit_test(test_bias_act),
-        cmocka_unit_test(test_bias_backward),
-        cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_layout_and_elementwise),
-        cmocka_unit_test(test_optim),
-        cmocka_unit_test(test_seq),
-        cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_softmax),
-        cmocka_unit_test(test_widen),
-        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_ranges),       cmocka_unit_test(test_conv_flat),
+        cmocka_unit_test(test_conv_strided), cmocka_unit_test(test_conv_winograd),
+        cmocka_unit_test(test_bias_act),     cmocka_unit_test(test_bias_backward),
+        cmocka_unit_test(test_pool),         cmocka_unit_test(test_layout_and_elementwise),
+        cmocka_unit_test(test_optim),        cmocka_unit_test(test_seq),
+        cmocka_unit_test(test_attention),    cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_widen),        cmocka_unit_test(test_gemm),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
