@@ -20,6 +20,7 @@
 
 #include "core/log.h"
 #include "engine/cpu/engine_cpu_blas.h"
+#include "engine/cpu/engine_cpu_conv.h"
 
 #define REEXEC_ENV "RINGTRAIN_BLAS_REEXEC"
 
@@ -69,6 +70,8 @@ void cli_cpu_reexec(int argc, char **argv)
 int cli_cpu_check(const char *blas_coretype, int rank0, core_error *err)
 {
     const char *core = engine_cpu_blas_core(), *was = getenv(REEXEC_ENV);
+    if (engine_cpu_conv_check_env(err) != 0)
+        return -1;
     if (blas_coretype && strcasecmp(blas_coretype, "openblas") == 0)
         return 0;
     if (blas_coretype) {

@@ -15,7 +15,8 @@
  * argv) with OPENBLAS_CORETYPE set; at most once per process tree. Returns
  * only when no restart was needed or it failed. */
 void cli_cpu_reexec(int argc, char **argv);
-/* After MPI_Init, on every rank: checks that --blas-coretype (NULL: none;
+/* After MPI_Init, on every rank: checks RINGTRAIN_CPU_CONV's value and that
+ * --blas-coretype (NULL: none;
  * "openblas": OpenBLAS's own choice, never corrected, for measuring it) took
  * effect (-1 with a usage message if not) and prints, on rank 0, the
  * one line that says a kernel was corrected or could not be. */

@@ -153,6 +153,9 @@ typedef struct engine_ops {
      * max_batch; 0 when the engine keeps its own workspace. */
     void (*conv_plan)(const engine_conv_geom *g, int F, int max_batch, size_t *work,
                       size_t *scratch);
+    /* How this engine computes a convolution of this shape ("winograd
+     * F(2x2,3x3)", "im2col", "cuDNN" ...), for the model summary. */
+    const char *(*conv_method)(const engine_conv_geom *g, int F);
     /* y = act(conv(x, w) + bias) for `batch` images. */
     void (*conv_forward)(float *y, const float *x, const float *w, const float *bias, int batch,
                          int F, const engine_conv_geom *g, engine_act act, float *work,

@@ -18,6 +18,7 @@ typedef struct conv_cfg {
     int filters, k, stride, same;
     engine_act act;
     engine_conv_geom g;
+    const char *method; /* the engine's, for the summary; NULL: not said */
 } conv_cfg;
 
 static void conv_set_strides(conv_cfg *c, const nn_layer *l, int batch)
@@ -98,6 +99,7 @@ static int conv_parse(nn_layer *l, int argc, char **argv, const nn_parse_ctx *ct
                               ctx->max_batch, c->filters, g->OH, g->OW);
     conv_set_strides(c, l, ctx->max_batch); /* the input's layout, for the engine's plan */
     ctx->engine->conv_plan(g, c->filters, ctx->max_batch, &l->work_floats, &l->scratch_floats);
+    c->method = ctx->engine->conv_method ? ctx->engine->conv_method(g, c->filters) : NULL;
     return 0;
 }
 
@@ -135,8 +137,9 @@ static void conv_backward(nn_layer *l, const engine_ops *e, int batch, int need_
 static void conv_describe(const nn_layer *l, char *buf, size_t len)
 {
     const conv_cfg *c = l->priv;
-    snprintf(buf, len, "%dx%dx%d stride %d %s%s%s", c->filters, c->k, c->k, c->stride,
-             c->same ? "same" : "valid", c->act ? " " : "", c->act ? nn_act_name(c->act) : "");
+    snprintf(buf, len, "%dx%dx%d stride %d %s%s%s%s%s", c->filters, c->k, c->k, c->stride,
+             c->same ? "same" : "valid", c->act ? " " : "", c->act ? nn_act_name(c->act) : "",
+             c->method ? ", " : "", c->method ? c->method : "");
 }
 
 static engine_act conv_fused_act(const nn_layer *l)

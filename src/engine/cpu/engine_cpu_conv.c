@@ -43,6 +43,22 @@ static int use_winograd(const engine_conv_geom *g, int F)
     return allowed && engine_cpu_winograd_fits(g, F);
 }
 
+int engine_cpu_conv_check_env(core_error *err)
+{
+    const char *v = getenv("RINGTRAIN_CPU_CONV");
+    if (v && *v && strcmp(v, "winograd") != 0 && strcmp(v, "im2col") != 0)
+        return core_error_set(err,
+                              "RINGTRAIN_CPU_CONV=%s: expected 'winograd' (the default: 3x3 "
+                              "stride-1 convolutions with 8+ channels by Winograd) or 'im2col'",
+                              v);
+    return 0;
+}
+
+const char *engine_cpu_conv_method(const engine_conv_geom *g, int F)
+{
+    return use_winograd(g, F) ? "winograd F(2x2,3x3)" : "im2col";
+}
+
 size_t engine_cpu_l2_floats(void)
 {
     static size_t floats;

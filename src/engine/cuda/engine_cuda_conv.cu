@@ -619,6 +619,13 @@ static void dnn_backward(float *, float *, float *, float *, const float *, cons
 
 /* ---- the ops ---- */
 
+/* cuDNN's eligibility with one image (a batch too large for it still
+ * falls back, per call). */
+static const char *cu_conv_method(const engine_conv_geom *geo, int F)
+{
+    return dnn_fits(geo, F, 1) ? "cuDNN" : "im2col + GEMM";
+}
+
 static void cu_conv_plan(const engine_conv_geom *geo, int F, int max_batch, size_t *work,
                          size_t *scratch)
 {
@@ -661,6 +668,7 @@ int cuda_conv_init(engine_ops *t, char *desc, size_t len, core_error *err)
         return core_error_set(err, "cuda: cannot allocate the bias-gradient partials: %s",
                               cudaGetErrorString(rc));
     t->conv_out_chan_major = 0;
+    t->conv_method = cu_conv_method;
     t->conv_plan = cu_conv_plan;
     t->conv_forward = cu_conv_forward;
     t->conv_backward = cu_conv_backward;
