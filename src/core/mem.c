@@ -7,20 +7,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_FROM ((size_t)4 << 20)
 
 void *core_alloc(size_t bytes, const char *what, core_error *err)
 {
-    size_t rounded = (bytes + 63) & ~(size_t)63;
+    size_t rounded = (bytes + 63) & ~(size_t)63, align = 64;
     if (rounded == 0)
         rounded = 64;
-    void *p = aligned_alloc(64, rounded);
+    if (rounded >= HUGE_FROM) {
+        align = HUGE_PAGE;
+        rounded = (rounded + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+    }
+    void *p = aligned_alloc(align, rounded);
     if (!p) {
         char h[32];
         core_error_set(err, "out of memory allocating %s (%s)", what,
                        core_format_bytes((double)bytes, h, sizeof h));
         return NULL;
     }
+#ifdef MADV_HUGEPAGE
+    if (align == HUGE_PAGE)
+        madvise(p, rounded, MADV_HUGEPAGE);
+#endif
     memset(p, 0, rounded);
     return p;
 }
