@@ -24,9 +24,10 @@
  *     dV[xi] (C x T)  = U[xi]^T * Mg[xi]              dX += B dV B^T per tile
  *
  * where dX's overlapping tiles add into each other. The batch goes in groups
- * of images whose transformed tiles (V and M) fit in the L2 cache read at
- * run time, as im2col's columns do; every sum has a fixed order, so the
- * results do not depend on the thread count except through the GEMMs.
+ * of images whose transformed tiles (V and M) take twice the L2 cache read
+ * at run time, as im2col's columns fill it; the rank's threads split the
+ * transforms by channel and take whole GEMMs, and every sum has a fixed
+ * order, so the results do not depend on the thread count at all.
  *
  * The transforms work on one image plane at a time, a row of tiles at once
  * in chunks of 8 tiles (GNU C vectors: one AVX register; 4 without AVX).
@@ -40,7 +41,6 @@
 #include "engine/cpu/engine_cpu_winograd.h"
 
 #include <string.h>
-#include <unistd.h>
 
 #include <cblas.h>
 
