@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A short 2-rank training run under valgrind memcheck: no invalid reads or
+# A short 2-rank training run under valgrind memcheck (its second conv, 8 -> 8
+# channels, runs by Winograd; the first by im2col): no invalid reads or
 # writes, no use of uninitialised values and no definite leaks outside the
 # suppressions for Open MPI / PMIx / HDF5 internals (ringtrain.supp).
 #   tests/valgrind/run.sh BUILD_DIR
@@ -15,7 +16,7 @@ command -v valgrind >/dev/null || { echo "valgrind not installed" >&2; exit 1; }
 work=$(mktemp -d "$build/valgrind.XXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-printf 'input 1 6 6\nconv 2 3 same relu\nmaxpool 2\nflatten\ndense 3\nloss softmax_cross_entropy\n' >tiny.spec
+printf 'input 1 6 6\nconv 8 3 same relu\nconv 8 3 same tanh\nmaxpool 2\nflatten\ndense 3\nloss softmax_cross_entropy\n' >tiny.spec
 "$build/tests/rt_mkh5" create train.h5 images:u8:64x1x6x6:mod=11 labels:u8:64
 "$build/tests/rt_mkh5" create test.h5 images:f32:20x1x6x6:mod=5 labels:u8:20
 
