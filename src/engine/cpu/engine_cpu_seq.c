@@ -1,8 +1,9 @@
 /*
  * engine/cpu/engine_cpu_seq.c: the CPU implementation of the sequence-model
  * operations of engine_ops (embedding, layer norm, GELU, attention, LSTM and
- * GRU cells, dropout masks). engine_cpu.c puts them into its table through
- * ENGINE_CPU_SEQ_OPS (engine_cpu_seq.h).
+ * GRU cells, dropout masks) and the softmax cross entropy row of the loss.
+ * engine_cpu.c puts them into its table through ENGINE_CPU_SEQ_OPS
+ * (engine_cpu_seq.h).
  *
  * Attention is one sgemm per (sample, head, block of 32 query rows): with the
  * causal mask, a block of queries only needs the keys up to its last row, so
@@ -288,6 +289,65 @@ static void sgemm(int ta, int tb, int M, int N, int K, float alpha, const float 
 {
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
                 K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* Sums in SUM_LANES independent partial sums, added up in order at the end:
+ * a fixed order (the same bits every run and thread count) that -O3 can
+ * vectorize, unlike one running sum. */
+#define SUM_LANES 16
+
+static double lane_sum(const float *x, int n)
+{
+    double part[SUM_LANES] = {0.0}, sum = 0.0;
+    int k = 0;
+    for (; k + SUM_LANES <= n; k += SUM_LANES)
+        for (int i = 0; i < SUM_LANES; i++)
+            part[i] += x[k + i];
+    for (; k < n; k++)
+        sum += x[k];
+    for (int i = 0; i < SUM_LANES; i++)
+        sum += part[i];
+    return sum;
+}
+
+/* The first index of the maximum of x[0..n), the maximum in *mx: the
+ * maximum over SUM_LANES lanes (vectorized), then the first element equal to
+ * it. (A NaN in the row makes its loss NaN; the argmax is not used then.) */
+static int lane_argmax(const float *x, int n, float *mx)
+{
+    float m[SUM_LANES], best = x[0];
+    int k = 0;
+    if (n >= SUM_LANES) {
+        for (int i = 0; i < SUM_LANES; i++)
+            m[i] = x[i];
+        for (k = SUM_LANES; k + SUM_LANES <= n; k += SUM_LANES)
+            for (int i = 0; i < SUM_LANES; i++)
+                m[i] = x[k + i] > m[i] ? x[k + i] : m[i];
+        for (int i = 0; i < SUM_LANES; i++)
+            best = m[i] > best ? m[i] : best;
+    }
+    for (; k < n; k++)
+        best = x[k] > best ? x[k] : best;
+    *mx = best;
+    for (k = 0; k < n; k++)
+        if (x[k] == best)
+            return k;
+    return 0;
+}
+
+int engine_cpu_softmax_row(float *p, const float *z, int classes, int y, double *loss)
+{
+    float mx;
+    int arg = lane_argmax(z, classes, &mx);
+    for (int k = 0; k < classes; k++)
+        p[k] = fast_expf(z[k] - mx);
+    double sum = lane_sum(p, classes);
+    float inv = (float)(1.0 / sum);
+    for (int k = 0; k < classes; k++)
+        p[k] *= inv;
+    if (y >= 0 && y < classes)
+        *loss = log(sum) - ((double)z[y] - (double)mx);
+    return arg;
 }
 
 /* Row-wise softmax of rows [r0, r1) of a T x T block, keys [0, kend); causal
