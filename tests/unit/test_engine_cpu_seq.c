@@ -2,8 +2,9 @@
  * tests/unit/test_engine_cpu_seq.c: the CPU engine's vectorized row ops
  * against their plain references: the softmax cross entropy row (lane sums,
  * the vectorized exp) against engine_math.h's engine_softmax_row (libm expf,
- * exp and log in double), and the token-wise bias (runs of channels) against
- * a naive add, at thread counts that split the rows mid-row.
+ * exp and log in double), and the token-wise bias add and fill (runs of
+ * channels) against naive loops, at thread counts that split the rows
+ * mid-row.
  */
 #include "test_support.h"
 
@@ -85,7 +86,7 @@ static void test_softmax_row_extremes(void **state)
     assert_true(isnan(loss));
 }
 
-/* y += bias per row of `channels`, for a (rows, channels) output */
+/* y += bias, and y = bias, per row of `channels` of a (rows, channels) output */
 static void test_token_bias(void **state)
 {
     const int rows = 97, ch = 1000; /* parts of 16 K floats end mid-row */
@@ -100,6 +101,11 @@ static void test_token_bias(void **state)
             for (int c = 0; c < ch; c++)
                 ref[(size_t)r * ch + c] += b[c];
         engine_cpu()->bias_act_forward(y, b, rows, ch, 1, ENGINE_ACT_NONE);
+        assert_memory_equal(y, ref, n * sizeof *y);
+        /* bias_fill: the bias alone in every row (a linear layer's start) */
+        for (int r = 0; r < rows; r++)
+            memcpy(ref + (size_t)r * ch, b, ch * sizeof *b);
+        engine_cpu()->bias_fill(y, b, rows, ch, 1);
         assert_memory_equal(y, ref, n * sizeof *y);
     }
     core_par_set_threads(1);

@@ -405,6 +405,15 @@ static void cpu_bias_act_forward(float *y, const float *bias, int outer, int cha
 static void bias_fill_rows(void *ctx, size_t lo, size_t hi)
 {
     const ew_job *j = ctx;
+    if (j->inner == 1) { /* (rows, channels): whole runs of the bias */
+        const size_t C = (size_t)j->channels;
+        for (size_t q = lo; q < hi;) {
+            size_t c = q % C, n = C - c < hi - q ? C - c : hi - q;
+            memcpy(j->y + q, j->b + c, n * sizeof *j->y);
+            q += n;
+        }
+        return;
+    }
     for (size_t q = lo; q < hi; q++) {
         float *p = j->y + q * (size_t)j->inner;
         float b = j->b[q % (size_t)j->channels];
