@@ -19,7 +19,9 @@
 /* Softmax of one row of logits z into p: p = expf(z - max) scaled by
  * 1 / (double sum). Returns the argmax (the first among ties). When y is a
  * class, *loss gets its cross entropy as log-sum-exp in double (the value
- * gradient checks difference); otherwise *loss is left alone. */
+ * gradient checks difference); otherwise *loss is left alone. The CUDA
+ * engine's; the CPU engine has a vectorized one (engine_cpu_softmax_row,
+ * tested against this). */
 static inline ENGINE_HD int engine_softmax_row(float *p, const float *z, int classes, int y,
                                                double *loss)
 {

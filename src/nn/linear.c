@@ -55,8 +55,9 @@ static void linear_forward(nn_layer *l, const engine_ops *e, int batch)
 {
     linear_cfg *c = l->priv;
     int rows = linear_rows(l, batch);
-    e->gemm(0, 1, rows, c->out, c->in, 1.0f, l->x, c->in, l->param[0], c->in, 0.0f, l->y, c->out);
-    e->bias_act_forward(l->y, l->param[1], rows, c->out, 1, c->act);
+    nn_linear_forward(e, l->y, l->x, l->param[0], l->param[1], rows, c->in, c->out);
+    if (c->act != ENGINE_ACT_NONE)
+        e->act_forward(l->y, l->y, (size_t)rows * c->out, c->act);
 }
 
 static void linear_backward(nn_layer *l, const engine_ops *e, int batch, int need_dx,

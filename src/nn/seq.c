@@ -94,9 +94,11 @@ void nn_init_const(float *w, size_t n, float v)
 void nn_linear_forward(const engine_ops *e, float *y, const float *x, const float *w,
                        const float *b, int rows, int in, int out)
 {
-    e->gemm(0, 1, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    /* the bias first, the product added onto it: one pass over y fewer
+     * than a GEMM into zeros and a bias pass */
     if (b)
-        e->bias_act_forward(y, b, rows, out, 1, ENGINE_ACT_NONE);
+        e->bias_fill(y, b, rows, out, 1);
+    e->gemm(0, 1, rows, out, in, 1.0f, x, in, w, in, b ? 1.0f : 0.0f, y, out);
 }
 
 void nn_linear_backward(const engine_ops *e, float *dx, float *dw, float *db, const float *dy,

@@ -157,25 +157,18 @@ static void sgd_nesterov(size_t n, float *restrict p, const float *restrict g, f
  * a single pass over memory. */
 static void adam_update(size_t n, float *restrict p, const float *restrict g, float *restrict m,
                         float *restrict v, float step_size, float bc2_sqrt, float b1, float b2,
-                        float eps, float wd)
+                        float eps, float wd, float decay)
 {
     const float c1 = 1.0f - b1, c2 = 1.0f - b2;
     for (size_t i = 0; i < n; i++) {
-        float d = g[i] + wd * p[i];
+        float pi = p[i] * decay; /* AdamW's decoupled decay first (x 1.0f: exact) */
+        float d = g[i] + wd * pi;
         float mi = m[i] + c1 * (d - m[i]);
         float vi = b2 * v[i] + c2 * (d * d);
         m[i] = mi;
         v[i] = vi;
-        p[i] -= step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+        p[i] = pi - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
     }
-}
-
-static void decay(size_t n, float *restrict p, float factor)
-{
-    if (factor == 1.0f)
-        return;
-    for (size_t i = 0; i < n; i++)
-        p[i] *= factor;
 }
 
 void optim_step(optim *o, float *params, const float *grads, float lr)
@@ -201,9 +194,8 @@ static void step_range(void *ctx, size_t lo, size_t hi)
     float *p = j->p + lo, *m = j->m + lo;
     const float *g = j->g + lo;
     if (c->kind == OPTIM_ADAM) {
-        decay(n, p, j->decay);
         adam_update(n, p, g, m, j->v + lo, j->step_size, j->bc2_sqrt, c->beta1, c->beta2, c->eps,
-                    j->wd);
+                    j->wd, j->decay);
         return;
     }
     if (c->momentum == 0.0f)

@@ -1,8 +1,9 @@
 /*
  * engine/cpu/engine_cpu_seq.c: the CPU implementation of the sequence-model
  * operations of engine_ops (embedding, layer norm, GELU, attention, LSTM and
- * GRU cells, dropout masks). engine_cpu.c puts them into its table through
- * ENGINE_CPU_SEQ_OPS (engine_cpu_seq.h).
+ * GRU cells, dropout masks) and the softmax cross entropy row of the loss.
+ * engine_cpu.c puts them into its table through ENGINE_CPU_SEQ_OPS
+ * (engine_cpu_seq.h).
  *
  * Attention is one sgemm per (sample, head, block of 32 query rows): with the
  * causal mask, a block of queries only needs the keys up to its last row, so
@@ -39,7 +40,10 @@ static inline float fast_expf(float x)
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f +
                                                   r * (4.1666668e-2f +
                                                        r * (8.3333338e-3f + r * 1.3888889e-3f)))));
-    int32_t bits = ((int32_t)n + 127) << 23;
+    /* a NaN x stays NaN through r and p; n must be a number for the
+     * conversion (a NaN logit reaches here when training diverges) */
+    n = n == n ? n : 0.0f;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
@@ -150,6 +154,65 @@ void engine_cpu_dropout_mask(float *mask, size_t n, float p, core_rng *r)
         mask[i] = core_rng_uniform(r) < p ? 0.0f : keep;
 }
 
+/* Row sums in SUM_LANES independent partial sums (the tail into the first
+ * lanes), added up in order at the end: a fixed order (the same bits every
+ * run and at every thread count) that -O3 vectorizes, where one running
+ * float sum is a chain of dependent adds. */
+#define SUM_LANES 16
+
+static float lanes_total(const float *acc)
+{
+    float t = 0.0f;
+    for (int l = 0; l < SUM_LANES; l++)
+        t += acc[l];
+    return t;
+}
+
+static float sum_lanes(const float *x, int n)
+{
+    float acc[SUM_LANES] = {0.0f};
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++)
+            acc[l] += x[i + l];
+    for (int l = 0; i < n; i++, l++)
+        acc[l] += x[i];
+    return lanes_total(acc);
+}
+
+static float dot_lanes(const float *a, const float *b, int n)
+{
+    float acc[SUM_LANES] = {0.0f};
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++)
+            acc[l] += a[i + l] * b[i + l];
+    for (int l = 0; i < n; i++, l++)
+        acc[l] += a[i] * b[i];
+    return lanes_total(acc);
+}
+
+/* The maximum of x[0..n), n >= 1, lane by lane. (A NaN in a lane can hide
+ * that lane's maximum; the softmax of such a row is NaN all the same.) */
+static float max_lanes(const float *x, int n)
+{
+    float best = x[0];
+    int i = 0;
+    if (n >= SUM_LANES) {
+        float m[SUM_LANES];
+        for (int l = 0; l < SUM_LANES; l++)
+            m[l] = x[l];
+        for (i = SUM_LANES; i + SUM_LANES <= n; i += SUM_LANES)
+            for (int l = 0; l < SUM_LANES; l++)
+                m[l] = x[i + l] > m[l] ? x[i + l] : m[l];
+        for (int l = 0; l < SUM_LANES; l++)
+            best = m[l] > best ? m[l] : best;
+    }
+    for (; i < n; i++)
+        best = x[i] > best ? x[i] : best;
+    return best;
+}
+
 static void layernorm_forward_rows(void *ctx, size_t lo, size_t hi)
 {
     const seq_job *j = ctx;
@@ -159,15 +222,16 @@ static void layernorm_forward_rows(void *ctx, size_t lo, size_t hi)
     for (size_t r = lo; r < hi; r++) {
         const float *xr = x + (size_t)r * C;
         float *yr = y + (size_t)r * C;
-        float m = 0.0f;
-        for (int i = 0; i < C; i++)
-            m += xr[i];
-        m /= (float)C;
-        float v = 0.0f;
-        for (int i = 0; i < C; i++)
-            v += (xr[i] - m) * (xr[i] - m);
-        float s = 1.0f / sqrtf(v / (float)C + 1e-5f);
-        for (int i = 0; i < C; i++)
+        float m = sum_lanes(xr, C) / (float)C;
+        float dev[SUM_LANES] = {0.0f};
+        int i = 0;
+        for (; i + SUM_LANES <= C; i += SUM_LANES)
+            for (int l = 0; l < SUM_LANES; l++)
+                dev[l] += (xr[i + l] - m) * (xr[i + l] - m);
+        for (int l = 0; i < C; i++, l++)
+            dev[l] += (xr[i] - m) * (xr[i] - m);
+        float s = 1.0f / sqrtf(lanes_total(dev) / (float)C + 1e-5f);
+        for (i = 0; i < C; i++)
             yr[i] = (xr[i] - m) * s * w[i] + b[i];
         mean[r] = m;
         rstd[r] = s;
@@ -190,17 +254,16 @@ static void layernorm_dx_rows(void *ctx, size_t lo, size_t hi)
     for (size_t r = lo; r < hi; r++) {
         const float *xr = j->x + r * C, *dr = j->dy + r * C;
         float m = j->cmean[r], s = j->crstd[r];
-        float sum_d = 0.0f, sum_dx = 0.0f;
-        for (int i = 0; i < C; i++) {
-            float xh = (xr[i] - m) * s;
-            float dxh = dr[i] * w[i];
-            sum_d += dxh;
-            sum_dx += dxh * xh;
-        }
-        sum_d /= (float)C;
-        sum_dx /= (float)C;
+        float acc_dx[SUM_LANES] = {0.0f};
+        int i = 0;
+        for (; i + SUM_LANES <= C; i += SUM_LANES)
+            for (int l = 0; l < SUM_LANES; l++)
+                acc_dx[l] += dr[i + l] * w[i + l] * ((xr[i + l] - m) * s);
+        for (int l = 0; i < C; i++, l++)
+            acc_dx[l] += dr[i] * w[i] * ((xr[i] - m) * s);
+        float sum_d = dot_lanes(dr, w, C) / (float)C, sum_dx = lanes_total(acc_dx) / (float)C;
         float *o = j->y + r * C;
-        for (int i = 0; i < C; i++) {
+        for (i = 0; i < C; i++) {
             float xh = (xr[i] - m) * s;
             o[i] += s * (dr[i] * w[i] - sum_d - xh * sum_dx);
         }
@@ -290,6 +353,47 @@ static void sgemm(int ta, int tb, int M, int N, int K, float alpha, const float 
                 K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+/* sum_lanes in double: the loss of an 8192-class row wants the sum's digits. */
+static double sum_lanes_f64(const float *x, int n)
+{
+    double part[SUM_LANES] = {0.0}, sum = 0.0;
+    int k = 0;
+    for (; k + SUM_LANES <= n; k += SUM_LANES)
+        for (int i = 0; i < SUM_LANES; i++)
+            part[i] += x[k + i];
+    for (; k < n; k++)
+        sum += x[k];
+    for (int i = 0; i < SUM_LANES; i++)
+        sum += part[i];
+    return sum;
+}
+
+/* The first index of the maximum of x[0..n), the maximum in *mx. */
+static int lane_argmax(const float *x, int n, float *mx)
+{
+    float best = max_lanes(x, n);
+    *mx = best;
+    for (int k = 0; k < n; k++)
+        if (x[k] == best)
+            return k;
+    return 0;
+}
+
+int engine_cpu_softmax_row(float *p, const float *z, int classes, int y, double *loss)
+{
+    float mx;
+    int arg = lane_argmax(z, classes, &mx);
+    for (int k = 0; k < classes; k++)
+        p[k] = fast_expf(z[k] - mx);
+    double sum = sum_lanes_f64(p, classes);
+    float inv = (float)(1.0 / sum);
+    for (int k = 0; k < classes; k++)
+        p[k] *= inv;
+    if (y >= 0 && y < classes)
+        *loss = log(sum) - ((double)z[y] - (double)mx);
+    return arg;
+}
+
 /* Row-wise softmax of rows [r0, r1) of a T x T block, keys [0, kend); causal
  * rows see keys <= their own index. Entries past what a row sees become 0. */
 static void softmax_rows(float *P, int r0, int r1, int kend, int T, int causal)
@@ -297,15 +401,10 @@ static void softmax_rows(float *P, int r0, int r1, int kend, int T, int causal)
     for (int i = r0; i < r1; i++) {
         float *p = P + (size_t)i * T;
         int n = causal ? i + 1 : kend;
-        float mx = p[0];
-        for (int j = 1; j < n; j++)
-            mx = p[j] > mx ? p[j] : mx;
-        float sum = 0.0f;
-        for (int j = 0; j < n; j++) {
+        float mx = max_lanes(p, n);
+        for (int j = 0; j < n; j++)
             p[j] = fast_expf(p[j] - mx);
-            sum += p[j];
-        }
-        float inv = 1.0f / sum;
+        float inv = 1.0f / sum_lanes(p, n);
         for (int j = 0; j < n; j++)
             p[j] *= inv;
         for (int j = n; j < T; j++)
@@ -394,9 +493,7 @@ void engine_cpu_attn_backward(float *dqkv, const float *dout, const float *P, co
                     int n = causal ? i + 1 : kend;
                     if (mask)
                         engine_cpu_mul(d, d, mask + pt + (size_t)i * T, (size_t)n);
-                    float dot = 0.0f;
-                    for (int j = 0; j < n; j++)
-                        dot += pi[j] * d[j];
+                    float dot = dot_lanes(pi, d, n);
                     for (int j = 0; j < n; j++)
                         d[j] = scale * pi[j] * (d[j] - dot);
                     for (int j = n; j < kend; j++)
