@@ -15,14 +15,17 @@
 
 void *core_alloc(size_t bytes, const char *what, core_error *err)
 {
-    size_t rounded = (bytes + 63) & ~(size_t)63, align = 64;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
     if (rounded == 0)
         rounded = 64;
-    if (rounded >= HUGE_FROM) {
-        align = HUGE_PAGE;
-        rounded = (rounded + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
-    }
-    void *p = aligned_alloc(align, rounded);
+    /* A large buffer starts on a huge-page boundary; its size is not rounded
+     * up to one, so the kernel backs the whole 2 MiB ranges inside it with
+     * huge pages and the tail with small ones: no memory beyond what was
+     * asked for (the memory plan's figures stay the resident set's). */
+    size_t align = rounded >= HUGE_FROM ? HUGE_PAGE : 64;
+    void *p = NULL;
+    if (posix_memalign(&p, align, rounded) != 0)
+        p = NULL;
     if (!p) {
         char h[32];
         core_error_set(err, "out of memory allocating %s (%s)", what,
