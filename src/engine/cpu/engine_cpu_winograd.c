@@ -465,21 +465,38 @@ static void run_xi_gemms(xi_job *j)
     core_par_run(xi_gemms, j, core_par_parts(XI, 1));
 }
 
-/* The job of transforming nb images' planes (strides plane_c, plane_n) to
- * or from buf's T tiles of chans channels. */
-static plane_job job_of(const engine_conv_geom *g, float *buf, int chans, int nb, int T,
-                        size_t plane_c, size_t plane_n)
+/* The jobs of the group of nb images from image i0: `in` between the
+ * input side (x, and dx when given) and V, `out` between the output side
+ * (y when given, else dy: channel-major (F, batch, OH, OW)) and M or Mg,
+ * which follows V in work. */
+static void group_jobs(const engine_conv_geom *g, int F, int batch, int i0, int nb, float *work,
+                       const float *x, float *dx, float *y, const float *dy, plane_job *in,
+                       plane_job *out)
 {
-    size_t ld = tile_ld(T);
-    return (plane_job){.g = g,
-                       .buf = buf,
-                       .chans = chans,
+    size_t plane = (size_t)g->OH * g->OW, T = (size_t)nb * tiles_h(g) * tiles_w(g);
+    size_t ld = tile_ld((int)T);
+    *in = (plane_job){.g = g,
+                      .src = x + (size_t)i0 * g->n_stride,
+                      .dst = dx ? dx + (size_t)i0 * g->n_stride : NULL,
+                      .buf = work,
+                      .chans = g->C,
+                      .ld = ld,
+                      .xs = xi_stride(g->C, ld),
+                      .nb = nb,
+                      .tiles = (int)T,
+                      .plane_c = g->c_stride,
+                      .plane_n = g->n_stride};
+    *out = (plane_job){.g = g,
+                       .src = dy ? dy + (size_t)i0 * plane : NULL,
+                       .dst = y ? y + (size_t)i0 * plane : NULL,
+                       .buf = work + XI * in->xs,
+                       .chans = F,
                        .ld = ld,
-                       .xs = xi_stride(chans, ld),
+                       .xs = xi_stride(F, ld),
                        .nb = nb,
-                       .tiles = T,
-                       .plane_c = plane_c,
-                       .plane_n = plane_n};
+                       .tiles = (int)T,
+                       .plane_c = (size_t)batch * plane,
+                       .plane_n = plane};
 }
 
 void engine_cpu_winograd_forward(float *y, const float *x, const float *w, const float *bias,
@@ -487,21 +504,18 @@ void engine_cpu_winograd_forward(float *y, const float *x, const float *w, const
                                  float *work, float *scratch)
 {
     const engine_ops *e = engine_cpu();
-    int C = g->C, plane = g->OH * g->OW, per_image = tiles_h(g) * tiles_w(g);
+    int C = g->C, plane = g->OH * g->OW;
     int group = group_for(g, F, batch);
     float *U = scratch;
     weights_forward(U, w, F, C);
     for (int i0 = 0; i0 < batch; i0 += group) {
-        int nb = batch - i0 < group ? batch - i0 : group, T = nb * per_image;
-        plane_job in = job_of(g, work, C, nb, T, g->c_stride, g->n_stride);
-        /* y is channel-major: (F, batch, OH, OW) */
-        plane_job out = job_of(g, work + XI * in.xs, F, nb, T, (size_t)batch * plane, plane);
-        in.src = x + (size_t)i0 * g->n_stride;
-        out.dst = y + (size_t)i0 * plane;
+        int nb = batch - i0 < group ? batch - i0 : group;
+        plane_job in, out;
+        group_jobs(g, F, batch, i0, nb, work, x, NULL, y, NULL, &in, &out);
         out.bias = bias;
         out.act = act;
         core_par_for((size_t)C, 1, 1, input_forward, &in);
-        run_xi_gemms(&(xi_job){.F = F, .C = C, .T = T, .U = U, .in = &in, .out = &out});
+        run_xi_gemms(&(xi_job){.F = F, .C = C, .T = in.tiles, .U = U, .in = &in, .out = &out});
         core_par_for((size_t)F, 1, 1, output_forward, &out);
     }
     if (act != ENGINE_ACT_NONE && act != ENGINE_ACT_RELU)
@@ -513,7 +527,7 @@ void engine_cpu_winograd_backward(float *dx, float *dw, float *dbias, float *dy,
                                   int accumulate, float *work, float *scratch)
 {
     const engine_ops *e = engine_cpu();
-    int C = g->C, plane = g->OH * g->OW, per_image = tiles_h(g) * tiles_w(g);
+    int C = g->C, plane = g->OH * g->OW;
     int group = group_for(g, F, batch);
     float *U = scratch, *dU = scratch + (size_t)XI * F * C;
     if (dbias)
@@ -521,19 +535,16 @@ void engine_cpu_winograd_backward(float *dx, float *dw, float *dbias, float *dy,
     if (dx)
         weights_forward(U, w, F, C);
     for (int i0 = 0; i0 < batch; i0 += group) {
-        int nb = batch - i0 < group ? batch - i0 : group, T = nb * per_image;
-        plane_job in = job_of(g, work, C, nb, T, g->c_stride, g->n_stride);
-        plane_job out = job_of(g, work + XI * in.xs, F, nb, T, (size_t)batch * plane, plane);
-        in.src = x + (size_t)i0 * g->n_stride;
-        in.dst = dx ? dx + (size_t)i0 * g->n_stride : NULL;
-        out.src = dy + (size_t)i0 * plane;
+        int nb = batch - i0 < group ? batch - i0 : group;
+        plane_job in, out;
+        group_jobs(g, F, batch, i0, nb, work, x, dx, NULL, dy, &in, &out);
         core_par_for((size_t)C, 1, 1, input_forward, &in);
         core_par_for((size_t)F, 1, 1, output_backward, &out);
         run_xi_gemms(&(xi_job){.backward = 1,
                                .with_dx = dx != NULL,
                                .F = F,
                                .C = C,
-                               .T = T,
+                               .T = in.tiles,
                                .beta = i0 > 0 ? 1.0f : 0.0f,
                                .U = U,
                                .dU = dU,
